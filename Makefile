@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine: `make reproduce` and `make test`.
+# Each creates (or refreshes, when pyproject.toml or constraints.txt change) the
+# project's virtual environment in $(VENV) and installs the kit with everything it needs.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.nlkit-installed
+PROFILE ?= smoke
+PAPER   ?=
+ONLY    ?=
+PYTEST_ARGS ?=
+
+.PHONY: all install test reproduce tables notebooks clean-venv
+
+all: test
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[all]"
+	touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+reproduce: $(STAMP)
+	$(PY) -m nlkit reproduce --profile $(PROFILE) $(if $(PAPER),--paper $(PAPER)) $(if $(ONLY),--only '$(ONLY)')
+
+tables: $(STAMP)
+	$(PY) -m nlkit tables --profile $(PROFILE)
+
+# Re-create the committed .ipynb files from their paired jupytext scripts (outputs stripped).
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --update --to ipynb notebooks/*.py
+
+clean-venv:
+	rm -rf $(VENV)
