@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UserError, check_rate
+from .pipeline.cli import add_commands as add_pipeline_commands
 
 EXIT_USAGE = 2
 
@@ -147,17 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true", help="print JSON instead of tables")
     rp.set_defaults(func=_cmd_noise_report)
 
-    _add_pipeline_commands(sub)
+    add_pipeline_commands(sub)
     return p
-
-
-def _add_pipeline_commands(sub) -> None:
-    """Hook for the run/reproduce/tables commands (kept in nlkit.pipeline)."""
-    try:
-        from .pipeline.cli import add_commands
-    except ImportError:
-        return
-    add_commands(sub)
 
 
 def main(argv=None) -> int:

@@ -37,7 +37,7 @@ class NoiseResult:
         return empirical_transition(self.clean, self.noisy, c)
 
 
-def _result(generator: str, clean, noisy, T, params: dict, seed, num_classes: int) -> NoiseResult:
+def make_result(generator: str, clean, noisy, T, params: dict, seed, num_classes: int) -> NoiseResult:
     noisy = np.ascontiguousarray(noisy, dtype=np.int64)
     meta = {
         "generator": generator,
@@ -92,7 +92,7 @@ def symmetric(labels, rate: float, num_classes: int, seed: int, *, inclusive: bo
         new = (y + rng.integers(1, num_classes, len(y))) % num_classes
     noisy = np.where(flip, new, y)
     kind = "symincl" if inclusive else "sym"
-    return _result(kind, y, noisy, transition_matrix(kind, p, num_classes),
+    return make_result(kind, y, noisy, transition_matrix(kind, p, num_classes),
                    {"rate": p, "selection": selection}, seed, num_classes)
 
 
@@ -108,7 +108,7 @@ def asymmetric(labels, rate: float, num_classes: int, seed: int, *, asym_map: st
     flip = _select(rng, len(y), p, succ[y] != y, selection)
     noisy = np.where(flip, succ[y], y)
     kind = "pair" if map_id == "pair" else "asym"
-    return _result(map_id, y, noisy, transition_matrix(kind, p, num_classes, None if kind == "pair" else map_id),
+    return make_result(map_id, y, noisy, transition_matrix(kind, p, num_classes, None if kind == "pair" else map_id),
                    {"rate": p, "map": map_id, "selection": selection}, seed, num_classes)
 
 
@@ -173,7 +173,7 @@ def plc_hybrid(base_labels, kind: str, rate: float, num_classes: int, seed: int 
     ref = base if clean is None else check_labels(clean, num_classes, "clean labels")
     if len(ref) != len(base):
         raise UserError(f"clean labels have {len(ref)} entries but the base labels {len(base)}")
-    return _result("plc_hybrid", ref, noisy, P, {"kind": kind, "rate": rate, "sampler": "plc_legacy"},
+    return make_result("plc_hybrid", ref, noisy, P, {"kind": kind, "rate": rate, "sampler": "plc_legacy"},
                    seed, num_classes)
 
 
@@ -201,7 +201,7 @@ def pmd_generate(probs, pmd_type: int, factor: float, seed: int, clean=None) -> 
     keep = np.random.default_rng(seed).random(len(eta)) < keep_prob
     noisy = np.where(keep, u, s)
     ref = u if clean is None else check_labels(clean, eta.shape[1], "clean labels")
-    return _result("pmd_generate", ref, noisy, None, {"type": pmd_type, "factor": factor}, seed, eta.shape[1])
+    return make_result("pmd_generate", ref, noisy, None, {"type": pmd_type, "factor": factor}, seed, eta.shape[1])
 
 
 def idn_ptd(images, labels, rate: float, num_classes: int, seed: int = 123, norm_std: float = 0.1,
@@ -244,7 +244,7 @@ def idn_ptd(images, labels, rate: float, num_classes: int, seed: int = 123, norm
     P *= q[:, None]
     P[np.arange(N), y] += 1.0 - q
     noisy = np.array([rs.choice(C, p=P[i] / P[i].sum()) for i in range(N)], dtype=np.int64)
-    res = _result("idn_ptd", y, noisy, None,
+    res = make_result("idn_ptd", y, noisy, None,
                   {"rate": n, "norm_std": norm_std, "flatten": flatten, "pixels": pixels}, seed, C)
     res.meta["expected_rate"] = float(q.mean())
     return res
@@ -293,7 +293,7 @@ def resln_custom(labels, rate: float, num_classes: int, seed: int, kind: str = "
             noisy[flip] = others[pick[: len(idx)][mask[: len(idx)]]]
         else:
             noisy[flip] = succ[c]
-    return _result("resln_custom", y, noisy, None, {"rate": p, "kind": kind}, seed, num_classes)
+    return make_result("resln_custom", y, noisy, None, {"rate": p, "kind": kind}, seed, num_classes)
 
 
 # CLI / notebook names of the class-conditional generators
@@ -306,7 +306,7 @@ def make_noise(labels, kind: str, rate: float, num_classes: int, seed: int, *, a
     kind = {"symincl": "sym-incl", "pair": "pairflip"}.get(kind, kind)
     if kind == "clean":
         y = check_labels(labels, num_classes)
-        return _result("clean", y, y.copy(), np.eye(num_classes), {}, seed, num_classes)
+        return make_result("clean", y, y.copy(), np.eye(num_classes), {}, seed, num_classes)
     check_choice(kind, CLASS_CONDITIONAL_KINDS + ("clean",), "noise kind")
     if kind in ("sym", "sym-incl"):
         return symmetric(labels, rate, num_classes, seed, inclusive=kind == "sym-incl", selection=selection)

@@ -233,3 +233,25 @@ def verify_published(path, name: str) -> str:
     if digest != PUBLISHED_SHA256[name]:
         raise UserError(f"{path} does not match the published {name} (sha256 {digest[:12]}...)")
     return digest
+
+
+def resolve_noise_file(relative: str, noise_root=None, data_root=None, sha256: str | None = None) -> Path:
+    """Find a published label file (path relative to a noise root such as `lra-pmd/cifar10-1-0.35.npy`) and check
+    its checksum. Looks in noise_root, $NLKIT_NOISE_ROOT, <data_root>/noise and <default data root>/noise."""
+    from ..data import default_data_root
+    from ..errors import DataMissingError
+
+    candidates = [Path(noise_root)] if noise_root else []
+    if os.environ.get("NLKIT_NOISE_ROOT"):
+        candidates.append(Path(os.environ["NLKIT_NOISE_ROOT"]))
+    candidates += [Path(data_root) / "noise"] if data_root else []
+    candidates.append(Path(default_data_root()) / "noise")
+    for root in candidates:
+        path = root / relative
+        if path.is_file():
+            if sha256 and sha256_file(path) != sha256:
+                raise UserError(f"{path} is not the published file (sha256 differs from the params file's)")
+            return path
+    raise DataMissingError(
+        f"label file {relative} not found (looked in {', '.join(str(c) for c in candidates)}); "
+        "pass --noise-root to the folder holding the published label files (lra-pmd/, sln/)")

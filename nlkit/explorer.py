@@ -1,0 +1,205 @@
+"""The noise explorer: apply a noise model to a dataset and draw what it did (grid, heatmap, per-class bars),
+either once (papermill, scripts) or behind ipywidgets controls (JupyterLab, Colab)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+
+import numpy as np
+
+from .errors import UserError, check_choice, check_rate
+from .noise import NoiseResult, idn_ptd, make_noise, noise_report, pmd_generate, read_labels
+from .noise.generators import PMD_TYPES, make_result
+
+NOISE_MODELS = ("clean", "sym", "sym-incl", "asym", "pairflip", "idn", "pmd", "file")
+NOISE_MODEL_HELP = {
+    "clean": "no noise",
+    "sym": "symmetric: flip to one of the other classes with probability p",
+    "sym-incl": "symmetric, inclusive: redraw from all classes with probability p (may keep the class)",
+    "asym": "class flips (a map such as asym_c10) with probability p",
+    "pairflip": "pair flip: class i -> i+1 with probability p",
+    "idn": "part-dependent instance noise (Xia et al. 2020, as InstanceGM uses it), nominal rate p",
+    "pmd": "PMD type-I from a cross-validated classifier's probabilities, factor tuned to rate p",
+    "file": "a label file PATH[:FIELD]",
+}
+
+
+def classifier_probabilities(images: np.ndarray, labels: np.ndarray, seed: int = 0, folds: int = 5) -> np.ndarray:
+    """Out-of-fold class probabilities of a logistic regression on PCA features: the eta(x) that PMD noise
+    needs, from a classifier that did not see the sample (so its margins reflect ambiguity, not memory)."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
+    k = min(50, x.shape[1], len(x) - 1)
+    clf = make_pipeline(StandardScaler(), PCA(k, random_state=seed), LogisticRegression(max_iter=500))
+    return cross_val_predict(clf, x, labels, cv=folds, method="predict_proba")
+
+
+def pmd_factor_for_rate(probs: np.ndarray, clean: np.ndarray, rate: float, pmd_type: int = 1) -> float:
+    """The PMD `factor` whose expected realised rate equals `rate` (PLC tuned its factors by hand the same way)."""
+    order = np.argsort(-probs, axis=1, kind="stable")
+    u, s = order[:, 0], order[:, 1]
+    rows = np.arange(len(probs))
+    keep_base = 1.0 - PMD_TYPES[pmd_type](np.clip(probs[rows, u] - probs[rows, s], 0, 1))
+    u_wrong, s_wrong = (u != clean).astype(float), (s != clean).astype(float)
+
+    def expected(factor):
+        k = np.clip(keep_base / factor, 0, 1)
+        return float(np.mean(k * u_wrong + (1 - k) * s_wrong))
+
+    lo, hi = np.log(1e-3), np.log(1e3)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if expected(np.exp(mid)) < rate else (lo, mid)
+    return float(np.exp((lo + hi) / 2))
+
+
+def restrict(dataset, label_range):
+    """The dataset's train images [start, stop): published PMD files label only images 0..44999."""
+    if not label_range:
+        return dataset
+    start, stop = label_range
+    return replace(dataset, train_images=dataset.train_images[start:stop],
+                   train_labels=dataset.train_labels[start:stop],
+                   train_paths=dataset.train_paths[start:stop] if dataset.train_paths else None)
+
+
+def apply_noise_model(dataset, model: str, rate: float, seed: int, *, asym_map: str | None = None,
+                      label_file: str | None = None, probs: np.ndarray | None = None) -> NoiseResult:
+    """Noisy train labels for one explorer setting (pass a `restrict`ed dataset for partial label files)."""
+    check_choice(model, NOISE_MODELS, "noise model")
+    rate = check_rate(rate)
+    y, c = dataset.train_labels, dataset.num_classes
+    if model in ("clean", "sym", "sym-incl", "asym", "pairflip"):
+        return make_noise(y, model, rate, c, seed, asym_map=asym_map)
+    if model == "idn":
+        return idn_ptd(dataset.train_images, y, rate, c, seed=seed, pixels=dataset.pixels)
+    if model == "pmd":
+        probs = classifier_probabilities(dataset.train_images, y, seed) if probs is None else probs
+        factor = pmd_factor_for_rate(probs, y, rate)
+        res = pmd_generate(probs, 1, factor, seed, clean=y)
+        res.meta["params"]["target_rate"] = rate
+        return res
+    if not label_file:
+        raise UserError("noise model 'file' needs a label file PATH[:FIELD]")
+    noisy = read_labels(label_file, num_classes=c, expected_length=len(y))
+    return make_result("file", y, noisy, None, {"file": label_file}, None, c)
+
+
+def noise_figures(dataset, result: NoiseResult, *, class_filter=None, nominal: float | None = None,
+                  n_images: int = 32, seed: int = 0, label: str = "") -> dict:
+    """The explorer's three figures for one setting: 'grid', 'transition', 'per_class'."""
+    from . import viz
+
+    classes = dataset.classes
+    rep = noise_report(result.clean, result.noisy, dataset.num_classes)
+    pool = None
+    if class_filter:
+        unknown = [c for c in class_filter if c not in classes]
+        if unknown:
+            raise UserError(f"class filter names unknown classes {unknown}; classes are {classes}")
+        pool = np.flatnonzero(np.isin(result.clean, [classes.index(c) for c in class_filter]))
+    suffix = f" - {label}" if label else ""
+    return {
+        "grid": viz.image_grid(dataset.train_images, result.noisy, result.clean, classes, indices=pool,
+                               n=n_images, seed=seed,
+                               title=f"noisy label (clean label); red = flipped{suffix}"),
+        "transition": viz.transition_heatmap(np.asarray(rep["transition_matrix"]), classes,
+                                             title=f"P(noisy | clean), realised rate {rep['noise_rate']:.1%}{suffix}"),
+        "per_class": viz.per_class_noise_bars(rep["per_class_noise_rate"], classes, overall=rep["noise_rate"],
+                                              nominal=nominal, title=f"noise rate per clean class{suffix}"),
+    }
+
+
+def explorer_widget(datasets=("digits",), data_root=None, initial: dict | None = None):
+    """Interactive controls (dataset, noise model, rate, seed, map, class filter) that redraw the figures."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from .data import load_dataset
+    from .noise import ASYM_MAPS
+
+    initial = initial or {}
+
+    @lru_cache(maxsize=4)
+    def dataset(name):
+        return load_dataset(name, data_root=data_root)
+
+    @lru_cache(maxsize=4)
+    def probs(name):
+        ds = dataset(name)
+        return classifier_probabilities(ds.train_images, ds.train_labels)
+
+    ds_box = w.Dropdown(options=list(datasets), value=initial.get("dataset", datasets[0]), description="dataset")
+    model_box = w.Dropdown(options=[(f"{m}: {NOISE_MODEL_HELP[m]}", m) for m in NOISE_MODELS],
+                           value=initial.get("noise", "sym"), description="noise", layout=w.Layout(width="640px"))
+    rate_box = w.FloatSlider(value=initial.get("rate", 0.4), min=0, max=1, step=0.05, description="rate p",
+                             continuous_update=False)
+    seed_box = w.IntText(value=initial.get("seed", 0), description="seed")
+    map_box = w.Dropdown(options=[("default for 10 classes", None)] + [(m, m) for m in sorted(ASYM_MAPS)],
+                         value=initial.get("asym_map"), description="asym map")
+    file_box = w.Text(value=initial.get("label_file") or "", description="label file",
+                      placeholder="PATH[:FIELD]", continuous_update=False)
+    class_box = w.SelectMultiple(options=[], description="classes", rows=6)
+    out = w.Output()
+
+    def refresh_classes(*_):
+        class_box.options = dataset(ds_box.value).classes
+        class_box.value = ()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            try:
+                ds = dataset(ds_box.value)
+                res = apply_noise_model(ds, model_box.value, rate_box.value, seed_box.value, asym_map=map_box.value,
+                                        label_file=file_box.value or None,
+                                        probs=probs(ds_box.value) if model_box.value == "pmd" else None)
+                figs = noise_figures(ds, res, class_filter=list(class_box.value) or None,
+                                     nominal=None if model_box.value in ("clean", "file") else rate_box.value,
+                                     seed=seed_box.value)
+                for fig in figs.values():
+                    display(fig)
+                    plt.close(fig)
+            except UserError as e:
+                print(f"cannot draw this setting: {e}")
+
+    ds_box.observe(refresh_classes, "value")
+    for box in (ds_box, model_box, rate_box, seed_box, map_box, file_box, class_box):
+        box.observe(redraw, "value")
+    refresh_classes()
+    redraw()
+    controls = w.VBox([w.HBox([ds_box, seed_box]), model_box, w.HBox([rate_box, map_box]), file_box, class_box])
+    return w.VBox([controls, out])
+
+
+def setting_from_params(cfg: dict, data_root=None, noise_root=None) -> dict:
+    """Explorer parameters for one noise-study cell (a resolved params file)."""
+    from .noise.labelfiles import resolve_noise_file
+
+    noise = cfg["noise"]
+    label_file = None
+    if noise["model"] == "file":
+        path = resolve_noise_file(noise["file"], noise_root, data_root, noise.get("sha256"))
+        label_file = f"{path}:{noise['field']}" if noise.get("field") else str(path)
+    return {"dataset": cfg["dataset"], "noise": noise["model"], "rate": float(noise.get("rate", 0.0)),
+            "noise_seed": int(noise.get("seed", 0)), "asym_map": noise.get("asym_map"), "label_file": label_file,
+            "label_range": noise.get("label_range")}
+
+
+def study_metrics(report: dict, classes: list[str], nominal: float | None) -> dict:
+    """What the noise study tabulates for one setting."""
+    top = report["top_confusions"][0] if report["top_confusions"] else None
+    return {
+        "realised_rate": report["noise_rate"],
+        "nominal_rate": nominal,
+        "classes_with_true_plurality": report["classes_with_true_plurality"],
+        "top_confusion": (f"{classes[top['clean']]} -> {classes[top['noisy']]} ({top['share_of_class']:.1%} of "
+                          f"{classes[top['clean']]})") if top else None,
+    }

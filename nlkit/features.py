@@ -1,0 +1,142 @@
+"""Image encoders for embeddings (t-SNE, retrieval): raw pixels, PCA, CLIP (open_clip), a saved nlkit model.
+
+Features can be cached on disk, keyed by everything that determines them, so each is computed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import DataMissingError, UserError, check_choice
+
+ENCODERS = ("pixels", "pca", "clip", "model")
+
+
+def _as_float_nchw(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if x.ndim == 3:
+        x = x[..., None]
+    return x.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def pixel_features(images: np.ndarray) -> np.ndarray:
+    return np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
+
+
+def pca_features(images: np.ndarray, n_components: int = 50, seed: int = 0) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    x = pixel_features(images)
+    k = min(n_components, x.shape[0], x.shape[1])
+    return PCA(n_components=k, random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def load_clip(model_name: str = "ViT-L-14", pretrained: str | None = "openai", device: str = "cpu"):
+    """An open_clip image model. `pretrained=None` gives random weights (tests, offline smoke runs)."""
+    try:
+        import open_clip
+    except ImportError:
+        raise UserError("CLIP features need open_clip: pip install 'nlkit[clip]'") from None
+    if model_name not in open_clip.list_models():
+        raise UserError(f"unknown CLIP model {model_name!r}; e.g. ViT-L-14, ViT-B-32, ViT-B-16")
+    try:
+        model = open_clip.create_model(model_name, pretrained=pretrained or None, device=device)
+    except Exception as e:  # noqa: BLE001 - a hub download failing offline surfaces as many exception types
+        raise DataMissingError(
+            f"CLIP weights {pretrained!r} for {model_name} could not be loaded ({type(e).__name__}: {e}). "
+            "They are downloaded on first use and cached by open_clip; run once with internet access, "
+            "or pass a local checkpoint file as the pretrained argument.") from None
+    return model.eval()
+
+
+@torch.no_grad()
+def clip_features(images: np.ndarray, model_name: str = "ViT-L-14", pretrained: str | None = "openai",
+                  device: str | None = None, batch_size: int = 256, model=None) -> np.ndarray:
+    """L2-normalised CLIP image embeddings; preprocessing (bicubic resize, CLIP normalisation) runs on the device."""
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = model or load_clip(model_name, pretrained, device)
+    size = model.visual.image_size
+    size = size if isinstance(size, (tuple, list)) else (size, size)
+    mean = torch.tensor(OPENAI_DATASET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_DATASET_STD, device=device).view(1, 3, 1, 1)
+    out = []
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast(
+        "cpu", enabled=False)
+    for start in tqdm(range(0, len(images), batch_size), desc=f"CLIP {model_name}", leave=False):
+        x = _as_float_nchw(images[start:start + batch_size]).to(device, non_blocking=True)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = torch.nn.functional.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False).clamp_(0, 1)
+        with amp:
+            f = model.encode_image((x - mean) / std)
+        out.append(torch.nn.functional.normalize(f.float(), dim=-1).cpu())
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def model_features(images: np.ndarray, model_path, device: str | None = None, batch_size: int = 512,
+                   mean=None, std=None) -> np.ndarray:
+    """Penultimate features of a checkpoint saved by nlkit.models.save_model."""
+    from .models import load_model
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(model_path).to(device)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = _as_float_nchw(images[start:start + batch_size]).to(device)
+        if mean is not None:
+            x = (x - torch.tensor(mean, device=device).view(1, -1, 1, 1)) / torch.tensor(
+                std, device=device).view(1, -1, 1, 1)
+        out.append(model.features(x).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def embed(images: np.ndarray, encoder: str = "pca", *, n_components: int = 50, clip_model: str = "ViT-L-14",
+          clip_pretrained: str | None = "openai", model_path=None, device: str | None = None,
+          seed: int = 0) -> np.ndarray:
+    """Embeddings (N x D float32) of uint8 NHWC images with one of ENCODERS."""
+    check_choice(encoder, ENCODERS, "encoder")
+    if encoder == "pixels":
+        return pixel_features(images)
+    if encoder == "pca":
+        return pca_features(images, n_components, seed)
+    if encoder == "clip":
+        return clip_features(images, clip_model, clip_pretrained, device)
+    if model_path is None:
+        raise UserError("encoder 'model' needs model_path (a checkpoint saved by nlkit)")
+    return model_features(images, model_path, device)
+
+
+def feature_key(**parts) -> str:
+    """A stable short key from everything that determines a feature array."""
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached(key_parts: dict, compute, cache_root=None) -> np.ndarray:
+    """Load features from the cache, or compute and store them (atomically) on a miss."""
+    from .data import cache_dir
+    from .noise.labelfiles import atomic_write, atomic_write_json
+
+    root = Path(cache_root) if cache_root else cache_dir() / "features"
+    key = feature_key(**key_parts)
+    path = root / f"{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    feats = np.asarray(compute(), dtype=np.float32)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, feats)
+
+    atomic_write_json(root / f"{key}.json", key_parts)
+    atomic_write(path, write)
+    return feats

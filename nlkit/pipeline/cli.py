@@ -1,0 +1,60 @@
+"""`nlkit run`, `nlkit reproduce`, `nlkit tables`."""
+
+from __future__ import annotations
+
+from .params import PROFILES
+
+
+def _cmd_run(args) -> int:
+    from .runner import run_cell
+
+    results = run_cell(args.params, args.profile, args.seed, data_root=args.data_root, noise_root=args.noise_root,
+                       executor=args.executor, force=args.force)
+    for r in results:
+        extra = f" ({r.seconds:.1f} s)" if r.status == "done" else (f": {r.message}" if r.message else "")
+        print(f"{r.status}: {r.cell} -> {r.out_dir}{extra}")
+    return 1 if any(r.status == "failed" for r in results) else (2 if any(r.status == "not_run" for r in results)
+                                                                 else 0)
+
+
+def _cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    return reproduce(args.profile, args.paper, args.only, data_root=args.data_root, noise_root=args.noise_root,
+                     executor=args.executor)
+
+
+def _cmd_tables(args) -> int:
+    from .tables import build_tables
+
+    for path in build_tables(args.profile, args.paper):
+        print(path)
+    return 0
+
+
+def _common(p, profile_default="smoke"):
+    p.add_argument("--profile", default=profile_default, choices=PROFILES)
+    p.add_argument("--data-root", help="folder holding the datasets (default: $NLKIT_DATA_ROOT or ./data)")
+    p.add_argument("--noise-root", help="folder holding published label files (default: <data-root>/noise)")
+    p.add_argument("--executor", default="auto", choices=("auto", "papermill", "direct"),
+                   help="papermill when installed (default), or run the notebook's code directly (no Jupyter)")
+
+
+def add_commands(sub) -> None:
+    run = sub.add_parser("run", help="run one table cell (params file) for one or all of its seeds")
+    run.add_argument("params", help="params/<paper>/<cell>.yaml")
+    run.add_argument("--seed", type=int, help="one seed (default: every seed the params list)")
+    run.add_argument("--force", action="store_true", help="run even if a current metrics.json exists")
+    _common(run)
+    run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("reproduce", help="run every matching cell and seed, then rebuild the tables")
+    rep.add_argument("--paper", help="one paper (a folder of params/)")
+    rep.add_argument("--only", help="glob over cell names, e.g. 'cifar10-*'")
+    _common(rep)
+    rep.set_defaults(func=_cmd_reproduce)
+
+    tab = sub.add_parser("tables", help="rebuild the tables from the metrics under outputs/<profile>/")
+    tab.add_argument("--profile", default="smoke", choices=PROFILES)
+    tab.add_argument("--paper")
+    tab.set_defaults(func=_cmd_tables)

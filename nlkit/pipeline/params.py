@@ -1,0 +1,104 @@
+"""Params files: one YAML per table cell, `params/<paper>/<cell>.yaml`, plus profile overlays.
+
+Resolution of a cell under a profile (later wins, dictionaries merge key by key):
+  1. the cell file (the faithful, paper-profile settings, each with its `source`);
+  2. `params/<paper>/_profiles.yaml`, key <profile>: the overlay every cell of that paper gets;
+  3. the cell's own `profiles: {<profile>: ...}` overlay (e.g. a digits stand-in for the smoke profile).
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError, check_choice
+
+PROFILES = ("smoke", "quick", "paper")
+PROFILES_FILE = "_profiles.yaml"
+
+
+def repo_root() -> Path:
+    """The project folder holding params/ and notebooks/ ($NLKIT_ROOT, else the checkout the package lives in,
+    else the working directory)."""
+    if os.environ.get("NLKIT_ROOT"):
+        return Path(os.environ["NLKIT_ROOT"]).resolve()
+    here = Path(__file__).resolve().parents[2]
+    if (here / "params").is_dir():
+        return here
+    return Path.cwd()
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (overlay or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping")
+    return data
+
+
+def load_cell(path, profile: str = "paper") -> dict:
+    """The fully resolved params of one cell under a profile (see the module docstring)."""
+    check_choice(profile, PROFILES, "profile")
+    path = Path(path)
+    if not path.is_file():
+        candidate = repo_root() / path
+        if not candidate.is_file():
+            raise UserError(f"params file not found: {path}")
+        path = candidate
+    cell = _read_yaml(path)
+    paper = cell.get("paper") or path.parent.name
+    overlays = path.parent / PROFILES_FILE
+    resolved = {k: v for k, v in cell.items() if k != "profiles"}
+    if overlays.is_file():
+        resolved = deep_merge(resolved, _read_yaml(overlays).get(profile) or {})
+    resolved = deep_merge(resolved, (cell.get("profiles") or {}).get(profile) or {})
+    resolved.update(paper=paper, cell_id=path.stem, profile=profile, params_file=_display_path(path))
+    for key in ("notebook", "table"):
+        if key not in resolved:
+            raise UserError(f"{path} has no '{key}'")
+    return resolved
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path)
+
+
+def params_hash(resolved: dict, seed: int) -> str:
+    """What a run's result depends on: the resolved params and the seed (not where outputs go)."""
+    blob = json.dumps({"params": resolved, "seed": seed}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def find_cells(paper: str | None = None, only: str | None = None, root: Path | None = None) -> list[Path]:
+    """Params files, sorted; `paper` selects a folder, `only` a glob over cell names (e.g. 'cifar10-*')."""
+    base = (root or repo_root()) / "params"
+    papers = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    if paper:
+        names = [p.name for p in papers]
+        check_choice(paper, names, "paper")
+        papers = [base / paper]
+    cells = [f for p in papers for f in sorted(p.glob("*.yaml")) if not f.name.startswith("_")]
+    if only:
+        cells = [f for f in cells if fnmatch.fnmatch(f.stem, only) or fnmatch.fnmatch(f"{f.parent.name}/{f.stem}", only)]
+    return cells

@@ -1,0 +1,52 @@
+"""`make reproduce`: every matching cell and seed, skipping current runs, then the tables."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .params import find_cells, load_cell
+from .runner import RunResult, is_current, run_one
+from .tables import build_tables
+
+
+def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None = None, *, data_root=None,
+              noise_root=None, executor: str = "auto", root: Path | None = None, stream=None) -> int:
+    """Returns 0 when every run finished (or was current), 1 when any failed. Cells whose data is missing are
+    reported as not run and do not fail the whole (they are not errors of the kit)."""
+    stream = stream or sys.stderr
+    cells = find_cells(paper, only)
+    if not cells:
+        print(f"no params files match paper={paper!r} only={only!r}", file=stream)
+        return 1
+    plan = []
+    for cell in cells:
+        resolved = load_cell(cell, profile)
+        plan += [(resolved, int(s)) for s in resolved.get("seeds") or [0]]
+    todo = [(r, s) for r, s in plan if not is_current(r, s, root)]
+    print(f"reproduce [{profile}]: {len(plan)} runs in {len(cells)} cells; {len(plan) - len(todo)} current, "
+          f"{len(todo)} to run", file=stream)
+    results: list[RunResult] = []
+    t0 = time.perf_counter()
+    with tqdm(total=len(todo), desc="runs", unit="run", file=stream, disable=not todo) as bar:
+        for resolved, seed in todo:
+            bar.set_postfix_str(f"{resolved['paper']}/{resolved['cell_id']} s{seed}")
+            result = run_one(resolved, seed, data_root=data_root, noise_root=noise_root, executor=executor,
+                             root=root)
+            results.append(result)
+            if result.status in ("failed", "not_run"):
+                tqdm.write(f"  {result.status.replace('_', ' ')}: {result.cell}: {result.message}", file=stream)
+            bar.update(1)
+    failed = [r for r in results if r.status == "failed"]
+    not_run = [r for r in results if r.status == "not_run"]
+    done = [r for r in results if r.status == "done"]
+    print(f"reproduce [{profile}]: {len(done)} ran, {len(plan) - len(todo)} were current, {len(not_run)} not run "
+          f"(data missing), {len(failed)} failed, in {time.perf_counter() - t0:.0f} s", file=stream)
+    for r in failed:
+        print(f"  FAILED {r.cell}: {r.message} (details: {r.out_dir / 'error.txt'})", file=stream)
+    for path in build_tables(profile, paper=paper, root=root):
+        print(f"table: {path}", file=stream)
+    return 1 if failed else 0

@@ -1,0 +1,131 @@
+"""Figures a person would rather look at than read: image grids, transition heatmaps, per-class bars, t-SNE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+FLIP_COLOR = "#d62728"
+KEEP_COLOR = "#2f2f2f"
+
+
+def image_grid(images: np.ndarray, noisy: np.ndarray, clean: np.ndarray, classes: list[str], *,
+               indices: np.ndarray | None = None, n: int = 32, cols: int = 8, seed: int = 0,
+               flipped_share: float | None = 0.5, title: str | None = None):
+    """Grid of training images titled "noisy (clean)"; flipped samples get a red frame and red title.
+
+    By default half of the shown samples are flipped ones (when there are enough), so the noise is visible
+    even at low rates; `flipped_share=None` samples uniformly instead.
+    """
+    rng = np.random.default_rng(seed)
+    pool = np.arange(len(noisy)) if indices is None else np.asarray(indices)
+    flipped = pool[noisy[pool] != clean[pool]]
+    kept = pool[noisy[pool] == clean[pool]]
+    if flipped_share is None:
+        chosen = rng.choice(pool, size=min(n, len(pool)), replace=False)
+    else:
+        k = min(len(flipped), int(round(n * flipped_share)))
+        chosen = np.concatenate([rng.choice(flipped, k, replace=False),
+                                 rng.choice(kept, min(len(kept), n - k), replace=False)])
+        chosen = rng.permutation(chosen)
+    rows = max(1, int(np.ceil(len(chosen) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.45, rows * 1.65), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, chosen):
+        img = images[i]
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                  interpolation="nearest")
+        is_flip = noisy[i] != clean[i]
+        color = FLIP_COLOR if is_flip else KEEP_COLOR
+        ax.set_title(f"{classes[noisy[i]]} ({classes[clean[i]]})", fontsize=7.5, color=color)
+        if is_flip:
+            ax.axis("on")
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_edgecolor(FLIP_COLOR)
+                spine.set_linewidth(2.5)
+    fig.suptitle(title or "training images: noisy label (clean label); red = label flipped", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def transition_heatmap(T: np.ndarray, classes: list[str], *, title: str = "transition matrix P(noisy | clean)",
+                       ax=None):
+    """Rows = clean class, columns = noisy label, in percent."""
+    c = len(classes)
+    if ax is None:
+        size = min(12, 2.5 + 0.55 * c) if c <= 20 else 9
+        fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    else:
+        fig = ax.figure
+    annot = c <= 20
+    sns.heatmap(np.asarray(T) * 100, ax=ax, cmap="rocket_r", vmin=0, vmax=100, square=c <= 20,
+                annot=annot, fmt=".0f", annot_kws={"fontsize": 7}, cbar_kws={"label": "% of the clean class"},
+                xticklabels=classes if c <= 20 else 10, yticklabels=classes if c <= 20 else 10)
+    ax.set_xlabel("noisy label")
+    ax.set_ylabel("clean class")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_noise_bars(per_class_rate, classes: list[str], *, overall: float | None = None,
+                         nominal: float | None = None, title: str = "noise rate per clean class", ax=None):
+    """Share of each clean class whose label is wrong, with the overall (and nominal) rate as lines."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(classes) + 2), 3.6))
+    else:
+        fig = ax.figure
+    rates = np.asarray(per_class_rate) * 100
+    ax.bar(range(len(classes)), rates, color=sns.color_palette("crest", len(classes)))
+    if overall is not None:
+        ax.axhline(overall * 100, color=FLIP_COLOR, lw=1.5, label=f"realised overall {overall:.1%}")
+    if nominal is not None:
+        ax.axhline(nominal * 100, color="gray", ls="--", lw=1.2, label=f"nominal p = {nominal:g}")
+    if len(classes) <= 20:
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_xlabel("clean class")
+    ax.set_ylabel("labels flipped (%)")
+    ax.set_ylim(0, max(5, rates.max() * 1.15 if len(rates) else 5, (nominal or 0) * 115))
+    ax.set_title(title)
+    if overall is not None or nominal is not None:
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tsne_scatter(xy: np.ndarray, clean: np.ndarray, noisy: np.ndarray, classes: list[str], *,
+                 title: str = "t-SNE of the features", ax=None):
+    """2-D embedding coloured by the clean label; samples whose noisy label is wrong are drawn as black crosses."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 7))
+    else:
+        fig = ax.figure
+    palette = sns.color_palette("tab10" if len(classes) <= 10 else "husl", len(classes))
+    flipped = noisy != clean
+    for c, name in enumerate(classes):
+        m = (clean == c) & ~flipped
+        ax.scatter(xy[m, 0], xy[m, 1], s=9, color=palette[c], alpha=0.75, lw=0,
+                   label=name if len(classes) <= 20 else None)
+        m = (clean == c) & flipped
+        ax.scatter(xy[m, 0], xy[m, 1], s=26, color=palette[c], marker="X", edgecolor="black", linewidth=0.6)
+    ax.scatter([], [], s=26, marker="X", color="white", edgecolor="black", label=f"noisy label ({flipped.mean():.0%})")
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_title(title)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, markerscale=1.5, frameon=False,
+              title="clean label")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path, dpi: int = 130) -> Path:
+    """Save as PNG through a temporary file, so an interrupted run leaves no half-written figure."""
+    from .noise.labelfiles import atomic_write
+
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix[1:] or "png"))
+    return path

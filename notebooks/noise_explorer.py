@@ -1,0 +1,130 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Noise explorer
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nlkit/nlkit/blob/main/notebooks/noise_explorer.ipynb)
+#
+# What does "40% symmetric noise" or "35% PMD noise" actually do to a dataset? This notebook applies one
+# label-noise model and shows three things:
+#
+# 1. a grid of training images titled **noisy label (clean label)**, flipped samples framed in red;
+# 2. the **transition matrix** P(noisy | clean), rows = clean class;
+# 3. the **noise rate per clean class**, against the overall realised rate and the nominal rate.
+#
+# Nominal and realised rates often differ (CIFAR-10 asymmetric noise at p = 0.4 flips only 20% of all labels,
+# inclusive symmetric noise realises p(C-1)/C), so both are always shown. The last section has interactive
+# controls; when papermill runs the notebook (`interactive=False`) it draws the same figures for its parameters
+# and saves them to `out_dir`.
+
+# %%
+# Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.
+import importlib.util
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                           "nlkit[notebooks] @ git+https://github.com/nlkit/nlkit"])
+
+# %% tags=["parameters"]
+dataset = "digits"      # digits (embedded), cifar10, cifar100, mnist, animal10n, ...
+data_root = None        # folder holding the data when it is not the default
+noise = "sym"           # clean, sym, sym-incl, asym, pairflip, idn, pmd, file
+rate = 0.4              # nominal rate p
+seed = 0
+asym_map = None         # e.g. asym_c10, asym_mnist_tdsm, asym_c100_superclass (None: asym_c10 for 10 classes)
+label_file = None       # PATH[:FIELD] of a label file (noise model file)
+class_filter = None     # e.g. ["3", "5"]: show only these clean classes in the image grid
+n_images = 32
+interactive = True      # ipywidgets controls (papermill runs set this to False)
+out_dir = "outputs/explore/noise_explorer"
+# Noise-study runs (`nlkit run params/noise/<cell>.yaml`) set these; the cell's settings then replace the above.
+params_file = None
+profile = "smoke"
+noise_root = None       # folder holding published label files (lra-pmd/, sln/)
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import display
+
+from nlkit.data import load_dataset
+from nlkit.explorer import (NOISE_MODEL_HELP, apply_noise_model, explorer_widget, noise_figures, restrict,
+                            setting_from_params, study_metrics)
+from nlkit.noise import noise_report
+from nlkit.noise.labelfiles import atomic_write_json
+from nlkit.pipeline import load_cell
+from nlkit.viz import save_figure
+
+noise_seed, label_range = seed, None
+if params_file:
+    cell = load_cell(params_file, profile)
+    print(f"noise-study cell {cell['cell_id']} ({cell['profile']} profile): {cell['row']}")
+    setting = setting_from_params(cell, data_root, noise_root)
+    dataset, noise, rate, asym_map = setting["dataset"], setting["noise"], setting["rate"], setting["asym_map"]
+    label_file, label_range, noise_seed = setting["label_file"], setting["label_range"], setting["noise_seed"]
+    interactive = False
+
+ds = restrict(load_dataset(dataset, data_root=data_root), label_range)
+print(f"{ds.name}: {len(ds.train_labels)} train / {len(ds.test_labels)} test images of shape "
+      f"{ds.train_images.shape[1:]}, {ds.num_classes} classes")
+print(f"noise model {noise!r}: {NOISE_MODEL_HELP[noise]}")
+
+# %% [markdown]
+# ## Apply the noise model
+# Every generator is seeded and records what it did: its parameters, the realised rate and a checksum of the
+# labels.
+
+# %%
+result = apply_noise_model(ds, noise, rate, noise_seed, asym_map=asym_map, label_file=label_file)
+report = noise_report(result.clean, result.noisy, ds.num_classes)
+summary = pd.Series({
+    "nominal rate": rate if noise not in ("clean", "file") else "-",
+    "realised rate": round(report["noise_rate"], 4),
+    "classes whose plurality noisy label is still correct": f"{report['classes_with_true_plurality']} of {ds.num_classes}",
+    "generator": result.meta["generator"],
+    "labels sha256": result.meta["sha256"][:16] + "...",
+})
+display(summary.to_frame("value"))
+display(pd.DataFrame([{**t, "clean": ds.classes[t["clean"]], "noisy": ds.classes[t["noisy"]]}
+                      for t in report["top_confusions"]]).rename(columns={"share_of_class": "share of clean class"}))
+
+# %% [markdown]
+# ## What it looks like
+
+# %%
+nominal = rate if noise not in ("clean", "file") else None
+figures = noise_figures(ds, result, class_filter=class_filter, nominal=nominal, n_images=n_images, seed=seed,
+                        label=f"{dataset}, {noise}" + (f" p={rate:g}" if nominal is not None else ""))
+out = Path(out_dir)
+for name, fig in figures.items():
+    save_figure(fig, out / f"{name}.png")
+    display(fig)
+    plt.close(fig)
+atomic_write_json(out / "results.json", {**study_metrics(report, ds.classes, nominal), "dataset": dataset,
+                                         "noise": noise, "noise_meta": result.meta, "report": report})
+print(f"figures and results.json saved in {out}")
+
+# %% [markdown]
+# ## Explore interactively
+# Change the dataset, noise model, rate, seed, flip map or class filter; the figures redraw.
+
+# %%
+if interactive:
+    display(explorer_widget(datasets=tuple(dict.fromkeys([dataset, "digits"])), data_root=data_root,
+                            initial={"dataset": dataset, "noise": noise, "rate": rate, "seed": seed,
+                                     "asym_map": asym_map, "label_file": label_file}))

@@ -1,0 +1,194 @@
+"""The reproduce pipeline: params overlays, runs and metrics, skip/resume, tables."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from nlkit.errors import UserError
+from nlkit.pipeline import find_cells, load_cell, params_hash, run_cell
+from nlkit.pipeline.reproduce import reproduce
+from nlkit.pipeline.runner import metrics_path
+from nlkit.pipeline.tables import build_tables, collect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FAKE_NOTEBOOK_CODE = [
+    # parameters cell
+    "params_file = None\nprofile = 'smoke'\nseed = 0\nout_dir = 'x'\ndata_root = None\nnoise_root = None",
+    # body: optionally sleep (to be killed), then write results.json
+    "import json, os, time\nfrom pathlib import Path\nfrom nlkit.pipeline import load_cell\n"
+    "cfg = load_cell(params_file, profile)\n"
+    "time.sleep(float(os.environ.get('FAKE_SLEEP', '0')))\n"
+    "Path(out_dir, 'results.json').write_text(json.dumps({'acc_last': cfg['value'] + seed, 'acc_best_test': 1.0}))",
+]
+
+
+def write_notebook(path: Path, sources):
+    cells = []
+    for i, src in enumerate(sources):
+        cells.append({"cell_type": "code", "execution_count": None, "id": f"c{i}", "outputs": [],
+                      "metadata": {"tags": ["parameters"]} if i == 0 else {}, "source": src})
+    nb = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    path.write_text(json.dumps(nb))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A throw-away project: params/demo/*.yaml and a notebook that echoes a value from its params."""
+    (tmp_path / "notebooks").mkdir()
+    write_notebook(tmp_path / "notebooks" / "fake.ipynb", FAKE_NOTEBOOK_CODE)
+    demo = tmp_path / "params" / "demo"
+    demo.mkdir(parents=True)
+    (demo / "_profiles.yaml").write_text(yaml.safe_dump({
+        "smoke": {"value": 10, "epochs": 1, "nested": {"a": 1}}, "quick": {"epochs": 5}, "paper": {}}))
+    (demo / "_tables.yaml").write_text(yaml.safe_dump({"title": "Demo", "tables": {"D1": {"title": "demo table"}}}))
+    for name, value, expected in (("alpha", 50, 52.0), ("beta", 70, None)):
+        body = {"table": "D1", "row": name, "column": "acc", "notebook": "fake", "metric": "acc_last",
+                "value": value, "epochs": 300, "nested": {"a": 0, "b": 2}, "seeds": [0, 1],
+                "expected": {"value": expected, "source": "demo"} if expected else {},
+                "profiles": {"smoke": {"value": value / 10}}}
+        (demo / f"{name}.yaml").write_text(yaml.safe_dump(body))
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def test_overlays_apply_in_order(project):
+    paper = load_cell(project / "params/demo/alpha.yaml", "paper")
+    assert paper["epochs"] == 300 and paper["value"] == 50 and paper["nested"] == {"a": 0, "b": 2}
+    smoke = load_cell(project / "params/demo/alpha.yaml", "smoke")
+    # profile overlay (epochs, nested.a) then the cell's own smoke overlay (value); nested dicts merge
+    assert smoke["epochs"] == 1 and smoke["value"] == 5.0 and smoke["nested"] == {"a": 1, "b": 2}
+    assert smoke["paper"] == "demo" and smoke["cell_id"] == "alpha" and "profiles" not in smoke
+    assert load_cell(project / "params/demo/alpha.yaml", "quick")["epochs"] == 5
+    with pytest.raises(UserError, match="profile"):
+        load_cell(project / "params/demo/alpha.yaml", "huge")
+
+
+def test_params_hash_and_cell_discovery(project):
+    a = load_cell(project / "params/demo/alpha.yaml", "smoke")
+    assert params_hash(a, 0) != params_hash(a, 1)
+    assert params_hash(a, 0) != params_hash(load_cell(project / "params/demo/alpha.yaml", "quick"), 0)
+    assert [p.stem for p in find_cells()] == ["alpha", "beta"]
+    assert [p.stem for p in find_cells("demo", "b*")] == ["beta"]
+    with pytest.raises(UserError, match="paper"):
+        find_cells("nope")
+
+
+def test_run_writes_metrics_and_skips_when_current(project):
+    results = run_cell(project / "params/demo/alpha.yaml", "smoke", executor="direct")
+    assert [r.status for r in results] == ["done", "done"]
+    m = json.loads((project / "outputs/smoke/demo/alpha/seed1/metrics.json").read_text())
+    assert m["acc_last"] == 6.0 and m["acc_best_test"] == 1.0 and m["acc_val_selected"] is None
+    for key in ("paper", "cell", "profile", "seed", "params", "wall_seconds", "device", "git_commit",
+                "nlkit_version", "started_at", "finished_at", "params_hash"):
+        assert key in m
+    assert m["params"]["value"] == 5.0
+    again = run_cell(project / "params/demo/alpha.yaml", "smoke", executor="direct")
+    assert [r.status for r in again] == ["skipped", "skipped"]
+    # changed params make the old metrics stale
+    f = project / "params/demo/alpha.yaml"
+    f.write_text(f.read_text().replace("b: 2", "b: 3"))
+    assert run_cell(f, "smoke", seed=0, executor="direct")[0].status == "done"
+
+
+def test_failed_run_leaves_no_metrics_and_others_go_on(project, capsys):
+    write_notebook(project / "notebooks" / "broken.ipynb", [FAKE_NOTEBOOK_CODE[0], "raise ValueError('boom')"])
+    f = project / "params/demo/beta.yaml"
+    f.write_text(f.read_text().replace("notebook: fake", "notebook: broken"))
+    code = reproduce("smoke", executor="direct")
+    assert code == 1
+    assert not (project / "outputs/smoke/demo/beta/seed0/metrics.json").exists()
+    assert "boom" in (project / "outputs/smoke/demo/beta/seed0/error.txt").read_text()
+    assert (project / "outputs/smoke/demo/alpha/seed0/metrics.json").exists()
+    assert "FAILED demo/beta seed 0: ValueError: boom" in capsys.readouterr().err
+
+
+def test_killed_run_leaves_no_metrics_and_is_redone(project):
+    env = {**os.environ, "FAKE_SLEEP": "60", "NLKIT_ROOT": str(project)}
+    proc = subprocess.Popen([sys.executable, "-m", "nlkit", "run", str(project / "params/demo/alpha.yaml"),
+                             "--seed", "0", "--executor", "direct"], env=env, start_new_session=True)
+    out = project / "outputs/smoke/demo/alpha/seed0"
+    for _ in range(200):  # wait until the run has started
+        if out.is_dir():
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert out.is_dir() and not (out / "metrics.json").exists()
+    # the next reproduce redoes only what is missing
+    done_before = run_cell(project / "params/demo/alpha.yaml", "smoke", seed=1, executor="direct")
+    assert done_before[0].status == "done"
+    assert reproduce("smoke", paper="demo", executor="direct") == 0
+    assert (out / "metrics.json").exists()
+    m1 = (project / "outputs/smoke/demo/alpha/seed1/metrics.json").stat().st_mtime_ns
+    assert reproduce("smoke", paper="demo", executor="direct") == 0
+    assert (project / "outputs/smoke/demo/alpha/seed1/metrics.json").stat().st_mtime_ns == m1
+
+
+def test_tables_from_fixture_metrics(project):
+    cell = load_cell(project / "params/demo/alpha.yaml", "smoke")
+    for seed, acc in ((0, 50.0), (1, 54.0)):
+        path = metrics_path(cell, seed)
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"acc_last": acc, "params_hash": params_hash(cell, seed), "wall_seconds": 2.0,
+                                    "device": "fake-gpu"}))
+    # a metrics file for other params does not count
+    beta = load_cell(project / "params/demo/beta.yaml", "smoke")
+    stale = metrics_path(beta, 0)
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"acc_last": 99.0, "params_hash": "other"}))
+    df = collect("smoke", "demo").set_index("row")
+    assert df.loc["alpha", "reproduced_mean"] == 52.0
+    assert df.loc["alpha", "reproduced_std"] == pytest.approx(np.std([50, 54], ddof=1))
+    assert df.loc["alpha", "n_seeds"] == 2 and df.loc["alpha", "delta"] == 0.0
+    assert df.loc["alpha", "wall_seconds"] == 4.0 and df.loc["alpha", "device"] == "fake-gpu"
+    assert df.loc["beta", "n_seeds"] == 0 and np.isnan(df.loc["beta", "reproduced_mean"])
+    paths = build_tables("smoke", "demo")
+    md = (project / "outputs/smoke/tables/demo.md").read_text()
+    csv = (project / "outputs/smoke/tables/demo.csv").read_text().splitlines()
+    assert csv[0] == ("paper,table,row,column,reproduced_mean,reproduced_std,n_seeds,paper_value,delta,"
+                      "wall_seconds,device")
+    assert "| alpha | acc | 52.00 ± 2.83 | 2 | 52.00 | 0.00 |" in md
+    assert "| beta | acc | — | 0 | — | — |" in md
+    assert any(p.suffix == ".png" for p in paths)
+
+
+def test_run_command_reports_missing_data_with_exit_2(project, capsys):
+    from nlkit.cli import main
+
+    write_notebook(project / "notebooks" / "needsdata.ipynb", [
+        FAKE_NOTEBOOK_CODE[0],
+        "from nlkit.data import load_dataset\nload_dataset('cifar10', data_root=data_root)"])
+    f = project / "params/demo/alpha.yaml"
+    f.write_text(f.read_text().replace("notebook: fake", "notebook: needsdata"))
+    code = main(["run", str(f), "--seed", "0", "--executor", "direct", "--data-root", str(project / "nodata")])
+    out = capsys.readouterr().out
+    assert code == 2 and "not_run" in out and "cifar10" in out
+    assert not (project / "outputs/smoke/demo/alpha/seed0/metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_smoke_reproduce_of_the_noise_study(tmp_path, monkeypatch):
+    """The real noise-study notebook through papermill for two cells, then the table."""
+    for name in ("params", "notebooks"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    code = reproduce("smoke", paper="noise", only="cifar10-*sym-0.40-paper", executor="papermill")
+    assert code == 0
+    run = tmp_path / "outputs/smoke/noise/cifar10-sym-0.40-paper/seed0"
+    m = json.loads((run / "metrics.json").read_text())
+    assert abs(m["realised_rate"] - 0.4) < 0.06 and m["top_confusion"]
+    assert (run / "notebook.ipynb").is_file() and (run / "grid.png").is_file()
+    md = (tmp_path / "outputs/smoke/tables/noise.md").read_text()
+    assert "cifar10 sym p=0.4, paper file" in md and "40.03" in md
+    assert "**Profile `smoke`:**" in md
