@@ -9,6 +9,8 @@ STAMP   := $(VENV)/.nlkit-installed
 PROFILE ?= smoke
 PAPER   ?=
 ONLY    ?=
+DATA_ROOT  ?=
+NOISE_ROOT ?=
 PYTEST_ARGS ?=
 
 .PHONY: all install test reproduce tables notebooks clean-venv
@@ -26,7 +28,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 reproduce: $(STAMP)
-	$(PY) -m nlkit reproduce --profile $(PROFILE) $(if $(PAPER),--paper $(PAPER)) $(if $(ONLY),--only '$(ONLY)')
+	$(PY) -m nlkit reproduce --profile $(PROFILE) $(if $(PAPER),--paper $(PAPER)) $(if $(ONLY),--only '$(ONLY)') \
+		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(NOISE_ROOT),--noise-root $(NOISE_ROOT))
 
 tables: $(STAMP)
 	$(PY) -m nlkit tables --profile $(PROFILE)

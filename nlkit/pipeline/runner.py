@@ -170,10 +170,10 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     out_dir.mkdir(parents=True, exist_ok=True)
     if executor == "auto":
         executor = "papermill" if papermill_available() else "direct"
-    parameters = {"params_file": str(repo_root() / resolved["params_file"]), "profile": resolved["profile"],
-                  "seed": int(seed), "out_dir": str(out_dir),
-                  "data_root": str(data_root) if data_root else None,
-                  "noise_root": str(noise_root) if noise_root else None}
+    # Notebooks run with the project folder as working directory: repo-relative paths keep executed copies portable.
+    parameters = {"params_file": resolved["params_file"], "profile": resolved["profile"], "seed": int(seed),
+                  "out_dir": _portable(out_dir), "data_root": _portable(data_root) if data_root else None,
+                  "noise_root": _portable(noise_root) if noise_root else None}
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     try:
@@ -204,6 +204,18 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     (out_dir / "error.txt").unlink(missing_ok=True)
     atomic_write_json(metrics_file, metrics)
     return RunResult(label, seed, "done", out_dir, seconds)
+
+
+def _portable(path) -> str:
+    """`path` relative to the project folder when it lies inside it or beside it, else as given."""
+    path = Path(path).absolute()
+    root = repo_root()
+    for base, prefix in ((root, ""), (root.parent, "../")):
+        try:
+            return prefix + str(path.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def _write_error(out_dir: Path, text: str) -> None:
