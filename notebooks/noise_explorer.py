@@ -109,7 +109,8 @@ display(pd.DataFrame([{**t, "clean": ds.classes[t["clean"]], "noisy": ds.classes
 # %%
 nominal = rate if noise not in ("clean", "file") else None
 figures = noise_figures(ds, result, class_filter=class_filter, nominal=nominal, n_images=n_images, seed=seed,
-                        label=f"{dataset}, {noise}" + (f" p={rate:g}" if nominal is not None else ""))
+                        label=f"{dataset}, " + (Path(label_file.split(":")[0]).name if noise == "file" else noise)
+                        + (f" p={rate:g}" if nominal is not None else ""))
 out = Path(out_dir)
 for name, fig in figures.items():
     save_figure(fig, out / f"{name}.png")

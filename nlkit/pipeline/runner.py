@@ -84,13 +84,29 @@ def _notebook_path(resolved: dict) -> Path:
 def _execute_papermill(notebook: Path, out_dir: Path, parameters: dict) -> None:
     import papermill as pm
 
+    executed = out_dir / "notebook.ipynb"
     try:
-        pm.execute_notebook(str(notebook), str(out_dir / "notebook.ipynb"), parameters=parameters,
-                            kernel_name="python3", cwd=str(repo_root()), progress_bar=False)
+        pm.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3",
+                            cwd=str(repo_root()), progress_bar=False)
     except pm.PapermillExecutionError as e:
         if e.ename == "DataMissingError":
             raise DataMissingError(e.evalue) from None
-        raise RuntimeError(f"{e.ename}: {e.evalue} (cell {e.exec_count}; see {out_dir / 'notebook.ipynb'})") from None
+        raise RuntimeError(f"{e.ename}: {e.evalue} (cell {e.exec_count}; see {executed})") from None
+    finally:
+        portable_papermill_paths(executed)
+
+
+def portable_papermill_paths(executed: Path) -> None:
+    """papermill records absolute input/output paths; keep executed copies free of this machine's paths."""
+    if not executed.is_file():
+        return
+    nb = json.loads(executed.read_text())
+    meta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            meta[key] = _portable(meta[key])
+    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    atomic_write(executed, lambda tmp: Path(tmp).write_text(text))
 
 
 def notebook_code_cells(notebook: Path, parameters: dict) -> list[str]:
