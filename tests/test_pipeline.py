@@ -192,3 +192,22 @@ def test_smoke_reproduce_of_the_noise_study(tmp_path, monkeypatch):
     md = (tmp_path / "outputs/smoke/tables/noise.md").read_text()
     assert "cifar10 sym p=0.4, paper file" in md and "40.03" in md
     assert "**Profile `smoke`:**" in md
+
+
+def test_ctrl_c_stops_after_the_current_run_and_reproduce_resumes(project):
+    env = {**os.environ, "FAKE_SLEEP": "3", "NLKIT_ROOT": str(project)}
+    proc = subprocess.Popen([sys.executable, "-m", "nlkit", "reproduce", "--paper", "demo", "--executor", "direct"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    first = project / "outputs/smoke/demo/alpha/seed0"
+    for _ in range(300):
+        if first.is_dir():
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run it again to resume" in err
+    finished = sorted(p.parent.name for p in (project / "outputs/smoke/demo").glob("*/seed*/metrics.json"))
+    assert len(finished) == 1  # the run under way finished; no other started
+    assert reproduce("smoke", paper="demo", executor="direct") == 0
+    assert len(list((project / "outputs/smoke/demo").glob("*/seed*/metrics.json"))) == 4

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -31,15 +34,22 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
           f"{len(todo)} to run", file=stream)
     results: list[RunResult] = []
     t0 = time.perf_counter()
-    with tqdm(total=len(todo), desc="runs", unit="run", file=stream, disable=not todo) as bar:
+    with _stop_after_current_run(stream) as stop, tqdm(total=len(todo), desc="runs", unit="run", file=stream,
+                                                         disable=not todo) as bar:
         for resolved, seed in todo:
             bar.set_postfix_str(f"{resolved['paper']}/{resolved['cell_id']} s{seed}")
             result = run_one(resolved, seed, data_root=data_root, noise_root=noise_root, executor=executor,
                              root=root)
+            if stop.requested:  # this run may have been cut short by the same Ctrl-C: it is not counted
+                break
             results.append(result)
             if result.status in ("failed", "not_run"):
                 tqdm.write(f"  {result.status.replace('_', ' ')}: {result.cell}: {result.message}", file=stream)
             bar.update(1)
+    if stop.requested:
+        print(f"reproduce [{profile}]: interrupted after {len(results)} of {len(todo)} runs; run it again to "
+              "resume (finished runs are kept)", file=stream)
+        return 130
     failed = [r for r in results if r.status == "failed"]
     not_run = [r for r in results if r.status == "not_run"]
     done = [r for r in results if r.status == "done"]
@@ -50,3 +60,29 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     for path in build_tables(profile, paper=paper, root=root):
         print(f"table: {path}", file=stream)
     return 1 if failed else 0
+
+
+class _StopFlag:
+    requested = False
+
+
+@contextmanager
+def _stop_after_current_run(stream):
+    """Ctrl-C asks to stop after the current run (papermill would otherwise swallow it and go on); a second
+    Ctrl-C stops at once. Either way no partial metrics.json is left: it is written last."""
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+        print("\nstopping after the current run (Ctrl-C again to stop now)", file=stream)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
