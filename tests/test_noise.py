@@ -352,3 +352,33 @@ def test_report_fields():
     with pytest.raises(UserError, match="length"):
         noise_report(y, z[:5], 3)
     assert set(ASYM_MAPS) >= {"asym_c10", "asym_c100_next"}
+
+
+def test_superclass_groups_derived_from_coarse_labels():
+    from nlkit.noise import superclass_groups_from_coarse
+
+    # coarse labels as the CIFAR-100 release lays them out: fine id -> its superclass
+    coarse_of = {f: c for c, fine in enumerate(CIFAR100_SUPERCLASSES.values()) for f in fine}
+    fine = np.random.default_rng(0).permutation(np.repeat(np.arange(100), 3))
+    derived = superclass_groups_from_coarse(fine, [coarse_of[f] for f in fine])
+    assert list(derived.values()) == list(CIFAR100_SUPERCLASSES.values())
+
+
+def test_superclass_table_matches_real_cifar100_when_present():
+    import os
+
+    from nlkit.data import load_dataset
+    from nlkit.errors import DataMissingError
+    from nlkit.noise import superclass_groups_from_coarse
+
+    root = os.environ.get("NLKIT_DATA_ROOT")
+    if not root:
+        pytest.skip("CIFAR-100 not supplied (set NLKIT_DATA_ROOT)")
+    try:
+        ds = load_dataset("cifar100", data_root=root, download=False)
+    except DataMissingError:
+        pytest.skip("CIFAR-100 not found under NLKIT_DATA_ROOT")
+    if "train_coarse_labels" not in ds.extra:
+        pytest.skip("CIFAR-100 loaded from a folder tree, which carries no coarse labels")
+    derived = superclass_groups_from_coarse(ds.train_labels, ds.extra["train_coarse_labels"])
+    assert list(derived.values()) == list(CIFAR100_SUPERCLASSES.values())

@@ -102,3 +102,29 @@ def test_pmd_factor_hits_target_rate():
     probs /= probs.sum(1, keepdims=True)
     res = apply_noise_model(ds, "pmd", 0.5, 0, probs=probs)
     assert abs(res.realised_rate - 0.5) < 0.05
+
+
+@pytest.mark.slow
+def test_tables_notebook_shows_the_tables(tmp_path, monkeypatch):
+    """Against a throw-away project holding one fake run."""
+    import papermill as pm
+    import yaml
+
+    from nlkit.pipeline import load_cell, params_hash
+    from nlkit.pipeline.runner import metrics_path
+
+    demo = tmp_path / "params" / "demo"
+    demo.mkdir(parents=True)
+    (demo / "one.yaml").write_text(yaml.safe_dump({"table": "D1", "row": "r", "column": "c", "notebook": "x",
+                                                   "metric": "acc_last", "expected": {"value": 80.0}}))
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    monkeypatch.delenv("MPLBACKEND")  # the kernel's inline backend embeds the plot as PNG
+    cell = load_cell(demo / "one.yaml", "smoke")
+    path = metrics_path(cell, 0)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"acc_last": 78.5, "params_hash": params_hash(cell, 0)}))
+    out = tmp_path / "tables.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "tables.ipynb"), str(out), parameters={"profile": "smoke"},
+                        kernel_name="python3", cwd=str(ROOT), progress_bar=False)
+    text = out.read_text()
+    assert "78.50" in text and "80.00" in text and "image/png" in text

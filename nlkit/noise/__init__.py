@@ -26,7 +26,14 @@ from .labelfiles import (
     verify_published,
     write_sln_csv,
 )
-from .maps import ASYM_MAPS, CIFAR100_SUPERCLASSES, check_invertible, successor, transition_matrix
+from .maps import (
+    ASYM_MAPS,
+    CIFAR100_SUPERCLASSES,
+    check_invertible,
+    successor,
+    superclass_groups_from_coarse,
+    transition_matrix,
+)
 from .stats import empirical_transition, noise_report, top_confusions, transition_counts
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -130,3 +130,14 @@ def check_invertible(T: np.ndarray, tol: float = 1e-8) -> np.ndarray:
             "it cannot be inverted"
         )
     return np.linalg.inv(T)
+
+
+def superclass_groups_from_coarse(fine_labels, coarse_labels) -> dict[int, list[int]]:
+    """Superclass -> ascending fine ids, derived from CIFAR-100's `coarse_labels` (checks the hard-coded table)."""
+    fine, coarse = np.asarray(fine_labels), np.asarray(coarse_labels)
+    groups: dict[int, set] = {}
+    for f, c in zip(fine.tolist(), coarse.tolist()):
+        groups.setdefault(int(c), set()).add(int(f))
+    if any(len([c for c, g in groups.items() if f in g]) != 1 for f in set(fine.tolist())):
+        raise UserError("a fine class belongs to more than one superclass: these are not CIFAR-100's labels")
+    return {c: sorted(g) for c, g in sorted(groups.items())}

@@ -36,7 +36,8 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None) ->
                 continue
             values.append(float(m[metric]))
             walls.append(float(m.get("wall_seconds") or 0))
-            devices.add(str(m.get("device")))
+            if m.get("device"):
+                devices.add(str(m["device"]))
         expected = resolved.get("expected") or {}
         paper_value = expected.get("value")
         mean = float(np.mean(values)) if values else math.nan
