@@ -9,6 +9,7 @@ STAMP   := $(VENV)/.nlkit-installed
 PROFILE ?= smoke
 PAPER   ?=
 ONLY    ?=
+JOBS    ?= 1
 DATA_ROOT  ?=
 NOISE_ROOT ?=
 PYTEST_ARGS ?=
@@ -28,7 +29,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 reproduce: $(STAMP)
-	$(PY) -m nlkit reproduce --profile $(PROFILE) $(if $(PAPER),--paper $(PAPER)) $(if $(ONLY),--only '$(ONLY)') \
+	$(PY) -m nlkit reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(PAPER),--paper $(PAPER)) $(if $(ONLY),--only '$(ONLY)') \
 		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(NOISE_ROOT),--noise-root $(NOISE_ROOT))
 
 tables: $(STAMP)

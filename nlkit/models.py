@@ -37,7 +37,113 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"small_cnn": SmallCNN}
+class _WideBlock(nn.Module):
+    """SLN's WRN block: pre-activation, biased convs, the stride in the *second* conv, and a 1x1 shortcut
+    taken from the raw input when the shape changes (sln spec §2.1)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv_a = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=True)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.conv_b = nn.Conv2d(out_ch, out_ch, 3, stride=stride, padding=1, bias=True)
+        self.shortcut = (nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=True)
+                         if stride != 1 or in_ch != out_ch else nn.Identity())
+
+    def forward(self, x):
+        out = self.conv_a(torch.relu(self.bn1(x)))
+        out = self.conv_b(torch.relu(self.bn2(out)))
+        return out + self.shortcut(x)
+
+
+class WideResNet(nn.Module):
+    """WRN-28-2 as the SLN code builds it: 1,469,642 parameters for 10 classes. The head BN uses momentum 0.9
+    (a Keras-style value kept for fidelity); all other BNs use PyTorch's 0.1."""
+
+    def __init__(self, num_classes: int = 10, depth: int = 28, widen: int = 2, in_channels: int = 3):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise UserError(f"WRN depth must be 6n+4, got {depth}")
+        n = (depth - 4) // 6
+        widths = [16, 16 * widen, 32 * widen, 64 * widen]
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=True)
+        blocks, in_ch = [], widths[0]
+        for out_ch, stride in zip(widths[1:], (1, 2, 2)):
+            for i in range(n):
+                blocks.append(_WideBlock(in_ch, out_ch, stride if i == 0 else 1))
+                in_ch = out_ch
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(in_ch, momentum=0.9)
+        self.feature_dim = in_ch
+        self.head = nn.Linear(in_ch, num_classes)
+
+    def features(self, x):
+        out = torch.relu(self.bn(self.blocks(self.stem(x))))
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class _PreActBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.shortcut = (nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+                         if stride != 1 or in_ch != out_ch else None)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet(nn.Module):
+    """Pre-activation ResNet (He et al. 2016) for 32x32 inputs: 18 = [2,2,2,2], 34 = [3,4,6,3] blocks."""
+
+    LAYOUTS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+    def __init__(self, num_classes: int = 10, depth: int = 18, in_channels: int = 3):
+        super().__init__()
+        check_choice(depth, self.LAYOUTS, "PreAct ResNet depth")
+        self.stem = nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)
+        layers, in_ch = [], 64
+        for out_ch, stride, count in zip((64, 128, 256, 512), (1, 2, 2, 2), self.LAYOUTS[depth]):
+            for i in range(count):
+                layers.append(_PreActBlock(in_ch, out_ch, stride if i == 0 else 1))
+                in_ch = out_ch
+        self.layers = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(512)
+        self.feature_dim = 512
+        self.head = nn.Linear(512, num_classes)
+
+    def features(self, x):
+        out = torch.relu(self.bn(self.layers(self.stem(x))))
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def _preact18(**kw):
+    return PreActResNet(depth=18, **kw)
+
+
+def _preact34(**kw):
+    return PreActResNet(depth=34, **kw)
+
+
+def _wrn28_2(**kw):
+    return WideResNet(depth=28, widen=2, **kw)
+
+
+ARCHITECTURES = {"small_cnn": SmallCNN, "wrn28_2": _wrn28_2, "preact_resnet18": _preact18,
+                 "preact_resnet34": _preact34}
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:

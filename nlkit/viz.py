@@ -129,3 +129,66 @@ def save_figure(fig, path, dpi: int = 130) -> Path:
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix[1:] or "png"))
     return path
+
+
+def training_curves(history, title: str = "training curves", ax=None):
+    """Test accuracy of the live and EMA nets and training accuracy against the noisy and the clean labels."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+    else:
+        fig = ax.figure
+    styles = {"test_acc_live": ("test, live net", "-", "#1f77b4"), "test_acc_ema": ("test, EMA net", "-", "#2ca02c"),
+              "train_acc_noisy": ("train vs given labels", "--", "#d62728"),
+              "train_acc_clean": ("train vs clean labels", "--", "#9467bd"),
+              "val_acc_live": ("noisy validation, live net", ":", "#ff7f0e")}
+    for col, (label, ls, color) in styles.items():
+        if col in history and history[col].notna().any():
+            ax.plot(history["epoch"], history[col] * 100, ls=ls, color=color, label=label)
+    if "lc" in history and history["lc"].any():
+        ax.axvline(history.loc[history["lc"], "epoch"].min() - 0.5, color="gray", lw=1, ls=":",
+                   label="label correction starts")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def confidence_histogram(max_prob, is_noisy, title: str = "max predicted probability on the training set", ax=None):
+    """Histograms (100 bins on [0, 1]) of the max probability, clean-label vs noisy-label samples."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    else:
+        fig = ax.figure
+    bins = np.linspace(0, 1, 101)
+    ax.hist(np.asarray(max_prob)[~np.asarray(is_noisy)], bins=bins, color="#1f77b4", alpha=0.7, label="clean label")
+    ax.hist(np.asarray(max_prob)[np.asarray(is_noisy)], bins=bins, color=FLIP_COLOR, alpha=0.7, label="noisy label")
+    ax.set_xlabel("max predicted probability")
+    ax.set_ylabel("training samples")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def dissection_plot(table, title: str = "sample dissection", ax=None):
+    """Stacked shares of label/prediction correctness per loss bin (from nlkit.methods.sln.sample_dissection)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 4))
+    else:
+        fig = ax.figure
+    colors = ["#2ca02c", "#98df8a", "#ff9896", FLIP_COLOR]
+    bottom = np.zeros(len(table))
+    for col, color in zip(table.columns, colors):
+        ax.bar(table.index, table[col] * 100, bottom=bottom, color=color, width=1.0, label=col, edgecolor="none")
+        bottom += table[col].to_numpy() * 100
+    ax.set_xlabel("loss bin (training samples sorted by loss w.r.t. the given label, low to high)")
+    ax.set_ylabel("share of the bin (%)")
+    ax.set_xlim(-0.5, len(table) - 0.5)
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig

@@ -211,3 +211,14 @@ def test_ctrl_c_stops_after_the_current_run_and_reproduce_resumes(project):
     assert len(finished) == 1  # the run under way finished; no other started
     assert reproduce("smoke", paper="demo", executor="direct") == 0
     assert len(list((project / "outputs/smoke/demo").glob("*/seed*/metrics.json"))) == 4
+
+
+def test_one_run_can_fill_several_table_cells(project):
+    f = project / "params/demo/gamma.yaml"
+    f.write_text(yaml.safe_dump({"notebook": "fake", "value": 1, "seeds": [0], "tables": [
+        {"table": "D1", "row": "live", "column": "sym", "metric": "acc_last", "expected": {"value": 1.0}},
+        {"table": "D2", "row": "ema", "column": "sym", "metric": "acc_best_test"}]}))
+    assert run_cell(f, "smoke", executor="direct")[0].status == "done"
+    df = collect("smoke", "demo").set_index("row")
+    assert df.loc["live", "reproduced_mean"] == 10.0 and df.loc["live", "table"] == "D1"
+    assert df.loc["ema", "reproduced_mean"] == 1.0 and df.loc["ema", "table"] == "D2"

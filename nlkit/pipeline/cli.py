@@ -21,7 +21,7 @@ def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
     return reproduce(args.profile, args.paper, args.only, data_root=args.data_root, noise_root=args.noise_root,
-                     executor=args.executor)
+                     executor=args.executor, jobs=args.jobs)
 
 
 def _cmd_tables(args) -> int:
@@ -51,6 +51,7 @@ def add_commands(sub) -> None:
     rep = sub.add_parser("reproduce", help="run every matching cell and seed, then rebuild the tables")
     rep.add_argument("--paper", help="one paper (a folder of params/)")
     rep.add_argument("--only", help="glob over cell names, e.g. 'cifar10-*'")
+    rep.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
     _common(rep)
     rep.set_defaults(func=_cmd_reproduce)
 

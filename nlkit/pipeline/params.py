@@ -71,9 +71,10 @@ def load_cell(path, profile: str = "paper") -> dict:
         resolved = deep_merge(resolved, _read_yaml(overlays).get(profile) or {})
     resolved = deep_merge(resolved, (cell.get("profiles") or {}).get(profile) or {})
     resolved.update(paper=paper, cell_id=path.stem, profile=profile, params_file=_display_path(path))
-    for key in ("notebook", "table"):
-        if key not in resolved:
-            raise UserError(f"{path} has no '{key}'")
+    if "notebook" not in resolved:
+        raise UserError(f"{path} has no 'notebook'")
+    if "table" not in resolved and not resolved.get("tables"):
+        raise UserError(f"{path} names no table ('table' or a 'tables' list)")
     return resolved
 
 

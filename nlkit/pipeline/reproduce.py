@@ -12,12 +12,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .params import find_cells, load_cell
-from .runner import RunResult, is_current, run_one
+from .runner import RunResult, is_current, run_dir, run_one
 from .tables import build_tables
 
 
 def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None = None, *, data_root=None,
-              noise_root=None, executor: str = "auto", root: Path | None = None, stream=None) -> int:
+              noise_root=None, executor: str = "auto", root: Path | None = None, stream=None, jobs: int = 1) -> int:
     """Returns 0 when every run finished (or was current), 1 when any failed. Cells whose data is missing are
     reported as not run and do not fail the whole (they are not errors of the kit)."""
     stream = stream or sys.stderr
@@ -37,15 +37,17 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     with _stop_after_current_run(stream) as stop, tqdm(total=len(todo), desc="runs", unit="run", file=stream,
                                                          disable=not todo) as bar:
         for resolved, seed in todo:
+            if jobs > 1:
+                break
             bar.set_postfix_str(f"{resolved['paper']}/{resolved['cell_id']} s{seed}")
             result = run_one(resolved, seed, data_root=data_root, noise_root=noise_root, executor=executor,
                              root=root)
             if stop.requested:  # this run may have been cut short by the same Ctrl-C: it is not counted
                 break
-            results.append(result)
-            if result.status in ("failed", "not_run"):
-                tqdm.write(f"  {result.status.replace('_', ' ')}: {result.cell}: {result.message}", file=stream)
-            bar.update(1)
+            _record(result, results, bar, stream)
+        if jobs > 1:
+            _run_concurrently(todo, jobs, stop, results, bar, stream, data_root=data_root, noise_root=noise_root,
+                              executor=executor, root=root)
     if stop.requested:
         print(f"reproduce [{profile}]: interrupted after {len(results)} of {len(todo)} runs; run it again to "
               "resume (finished runs are kept)", file=stream)
@@ -86,3 +88,48 @@ def _stop_after_current_run(stream):
         yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _record(result: RunResult, results: list, bar, stream) -> None:
+    results.append(result)
+    if result.status in ("failed", "not_run"):
+        tqdm.write(f"  {result.status.replace('_', ' ')}: {result.cell}: {result.message}", file=stream)
+    bar.update(1)
+
+
+def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, **options) -> None:
+    """Each run in its own `nlkit run` process, `jobs` at a time: isolated kernels and memory, and on a GPU
+    several small runs share the device. Ctrl-C lets the runs under way finish and starts no new one."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item):
+        resolved, seed = item
+        if stop.requested:
+            return None
+        cmd = [sys.executable, "-m", "nlkit", "run", str(Path(resolved["params_file"])), "--seed", str(seed),
+               "--profile", resolved["profile"], "--executor", options["executor"]]
+        for flag, key in (("--data-root", "data_root"), ("--noise-root", "noise_root")):
+            if options.get(key):
+                cmd += [flag, str(options[key])]
+        t0 = time.perf_counter()
+        # own session: the terminal's Ctrl-C reaches this process only, which lets the runs finish
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=_project_root(options["root"]),
+                              start_new_session=True)
+        status = {0: "done", 2: "not_run"}.get(proc.returncode, "failed")
+        lines = (proc.stdout + proc.stderr).strip().splitlines()
+        message = next((ln for ln in reversed(lines) if ln.startswith(("failed:", "not_run:", "nlkit"))), "")
+        label = f"{resolved['paper']}/{resolved['cell_id']} seed {seed}"
+        return RunResult(label, seed, status, run_dir(resolved, seed, options["root"]),
+                         time.perf_counter() - t0, message.split(": ", 2)[-1] if message else "")
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for result in pool.map(one, todo):
+            if result is not None:
+                _record(result, results, bar, stream)
+
+
+def _project_root(root: Path | None) -> str:
+    from .params import repo_root
+
+    return str(repo_root())

@@ -20,38 +20,46 @@ COLUMNS = ["paper", "table", "row", "column", "reproduced_mean", "reproduced_std
            "delta", "wall_seconds", "device"]
 
 
+def table_entries(resolved: dict) -> list[dict]:
+    """The table cells a params file feeds: a `tables:` list (one run can fill several cells, e.g. SLN from the
+    live net and SLN-MO from the EMA net of the same run), or the single table/row/column/metric/expected form."""
+    if resolved.get("tables"):
+        return [{"metric": resolved.get("metric", "acc_last"), **entry} for entry in resolved["tables"]]
+    return [{"table": resolved["table"], "row": resolved.get("row", resolved["cell_id"]),
+             "column": resolved.get("column", resolved.get("metric", "acc_last")),
+             "metric": resolved.get("metric", "acc_last"), "expected": resolved.get("expected") or {}}]
+
+
 def collect(profile: str, paper: str | None = None, root: Path | None = None) -> pd.DataFrame:
-    """One row per cell: the mean/std over the seeds whose metrics match the cell's current params."""
+    """One row per table cell: the mean/std over the seeds whose metrics match the cell's current params."""
     rows = []
     for cell in find_cells(paper):
         resolved = load_cell(cell, profile)
-        metric = resolved.get("metric", "acc_last")
-        values, walls, devices = [], [], set()
+        runs = []
         for seed in resolved.get("seeds") or [0]:
             path = run_dir(resolved, int(seed), root) / "metrics.json"
-            if not path.is_file():
-                continue
-            m = json.loads(path.read_text())
-            if m.get("params_hash") != params_hash(resolved, int(seed)) or m.get(metric) is None:
-                continue
-            values.append(float(m[metric]))
-            walls.append(float(m.get("wall_seconds") or 0))
-            if m.get("device"):
-                devices.add(str(m["device"]))
-        expected = resolved.get("expected") or {}
-        paper_value = expected.get("value")
-        mean = float(np.mean(values)) if values else math.nan
-        rows.append({
-            "paper": resolved["paper"], "table": resolved["table"], "row": resolved.get("row", resolved["cell_id"]),
-            "column": resolved.get("column", metric), "reproduced_mean": mean,
-            "reproduced_std": float(np.std(values, ddof=1)) if len(values) > 1 else (0.0 if values else math.nan),
-            "n_seeds": len(values), "paper_value": paper_value if paper_value is not None else math.nan,
-            "delta": mean - paper_value if values and paper_value is not None else math.nan,
-            "wall_seconds": float(np.sum(walls)) if walls else math.nan,
-            "device": "; ".join(sorted(devices)) if devices else "",
-            "metric": metric, "cell": resolved["cell_id"], "expected_source": expected.get("source", ""),
-            "expected_tag": expected.get("tag", ""),
-        })
+            if path.is_file():
+                m = json.loads(path.read_text())
+                if m.get("params_hash") == params_hash(resolved, int(seed)):
+                    runs.append(m)
+        walls = [float(m.get("wall_seconds") or 0) for m in runs]
+        devices = sorted({str(m["device"]) for m in runs if m.get("device")})
+        for entry in table_entries(resolved):
+            values = [float(m[entry["metric"]]) for m in runs if m.get(entry["metric"]) is not None]
+            expected = entry.get("expected") or {}
+            paper_value = expected.get("value")
+            mean = float(np.mean(values)) if values else math.nan
+            rows.append({
+                "paper": resolved["paper"], "table": entry["table"], "row": entry["row"], "column": entry["column"],
+                "reproduced_mean": mean,
+                "reproduced_std": float(np.std(values, ddof=1)) if len(values) > 1 else (0.0 if values else math.nan),
+                "n_seeds": len(values), "paper_value": paper_value if paper_value is not None else math.nan,
+                "delta": mean - paper_value if values and paper_value is not None else math.nan,
+                "wall_seconds": float(np.sum(walls)) if walls and values else math.nan,
+                "device": "; ".join(devices) if values else "",
+                "metric": entry["metric"], "cell": resolved["cell_id"],
+                "expected_source": expected.get("source", ""), "expected_tag": expected.get("tag", ""),
+            })
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,1 @@
+"""The papers' methods, each on top of nlkit.train."""

@@ -1,0 +1,314 @@
+"""SLN (Chen et al., ICLR 2021): stochastic label noise, a momentum model (EMA) and label correction.
+
+The faithful defaults follow the SLN spec; the original code's other behaviours are named switches:
+`lc_start_inclusive` (re-sln's e >= start), `lc_augment` (LC predictions on train-augmented images),
+`ema_buffers` (the EMA also averages BN statistics).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..data import DeviceBatcher, load_dataset, validation_split
+from ..errors import UserError
+from ..models import build_model
+from ..train import Checkpointer, Trainer, predict
+
+# Normalisation constants of the SLN code (sln spec §3.1); other datasets use their own training statistics.
+NORMALISATION = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+}
+
+
+# ---------------------------------------------------------------------------------------------- the method
+
+def sln_targets(targets: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
+    """y + sigma * xi with fresh xi ~ N(0, I) per sample, class and step; no clipping or renormalisation."""
+    if sigma == 0:
+        return targets
+    noise = torch.randn(targets.shape, generator=generator, device=targets.device, dtype=torch.float32)
+    return targets + sigma * noise
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """mean_i -sum_c t_ic log softmax(z_i)_c, in fp32 (SLN targets reach about 3 sigma)."""
+    return -(targets.float() * torch.log_softmax(logits.float(), dim=1)).sum(1).mean()
+
+
+def correct_labels(probs: torch.Tensor, current: torch.Tensor, noisy_onehot: torch.Tensor,
+                   soft: bool = False) -> torch.Tensor:
+    """SLN's label correction (spec §1.4): w = min-max normalised loss of the current target;
+    new target = w * (original noisy one-hot) + (1 - w) * (EMA prediction: one-hot argmax, or soft)."""
+    losses = -(current * torch.log(probs.clamp_min(1e-12))).sum(1)
+    span = (losses.max() - losses.min()).clamp_min(1e-12)
+    w = ((losses - losses.min()) / span)[:, None]
+    prediction = probs if soft else torch.nn.functional.one_hot(probs.argmax(1), probs.shape[1]).float()
+    return w * noisy_onehot + (1 - w) * prediction
+
+
+def lc_active(epoch: int, lc_start: int | None, epochs: int, inclusive: bool = False) -> bool:
+    """LC runs at the start of every epoch (1-based) after `lc_start` (official `>`; re-sln `>=`)."""
+    if lc_start is None or not 0 < lc_start < epochs:
+        return False
+    return epoch >= lc_start if inclusive else epoch > lc_start
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+@dataclass
+class SLNData:
+    train_images: np.ndarray
+    noisy: np.ndarray           # the labels trained on
+    clean: np.ndarray           # clean labels (for open-set: the untouched labels)
+    noisy_mask: np.ndarray      # which samples carry noise (a wrong label, or a replaced image)
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: list[str]
+    mean: tuple
+    std: tuple
+    pixels: str
+    noise_meta: dict = field(default_factory=dict)
+    val_images: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _openset_source(cell: dict, data_root, n_needed: int, reference) -> np.ndarray:
+    """Images that replace the open-set samples: CIFAR-100 train images (the paper), or, for the digits smoke
+    stand-in, digits with their pixels shuffled (out of distribution, same intensity statistics)."""
+    source = cell["noise"].get("source_dataset", "cifar100")
+    if source == "pixel_shuffled":
+        rng = np.random.default_rng(12345)
+        flat = reference.reshape(len(reference), -1)
+        shuffled = np.stack([row[rng.permutation(flat.shape[1])] for row in flat])
+        return shuffled.reshape(reference.shape)
+    return load_dataset(source, data_root=data_root).train_images
+
+
+def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLNData:
+    """Images, the noisy labels of the cell's noise setting and the normalisation, for one run."""
+    from ..explorer import apply_noise_model, restrict, setting_from_params
+    from ..noise import openset
+
+    ds = load_dataset(cell["dataset"], data_root=data_root, **({"image_size": cell["image_size"]}
+                                                                 if cell.get("image_size") else {}))
+    images, clean = ds.train_images, ds.train_labels
+    noise = cell["noise"]
+    if noise["model"] == "openset":
+        source = _openset_source(cell, data_root, len(images), images)
+        plan = openset(len(images), len(source), noise["rate"], noise.get("seed", 123))
+        images = images.copy()
+        replaced = source[plan["source_idx"]]
+        if replaced.shape[1:] != images.shape[1:]:
+            raise UserError(f"open-set source images {replaced.shape[1:]} differ from {images.shape[1:]}")
+        images[plan["replaced_idx"]] = replaced
+        mask = np.zeros(len(images), bool)
+        mask[plan["replaced_idx"]] = True
+        noisy, meta = clean.copy(), {"generator": "openset", "rate": plan["rate"], "seed": plan["seed"],
+                                     "source": noise.get("source_dataset", "cifar100")}
+    else:
+        setting = setting_from_params(cell, data_root, noise_root)
+        ds = restrict(ds, setting["label_range"])
+        images, clean = ds.train_images, ds.train_labels
+        result = apply_noise_model(ds, setting["noise"], setting["rate"], setting["noise_seed"],
+                                   asym_map=setting["asym_map"], label_file=setting["label_file"])
+        noisy, mask, meta = result.noisy, result.noisy != result.clean, result.meta
+    mean, std = NORMALISATION.get(ds.name) or _channel_stats(ds.train_images)
+    data = SLNData(images, noisy, clean, mask, ds.test_images, ds.test_labels, ds.classes, mean, std, ds.pixels,
+                   meta)
+    if cell.get("val_fraction"):
+        # sigma search: a stratified split of the *noisy* training set, labels noisy (sln spec §7.1)
+        train_idx, val_idx = validation_split(noisy, val_fraction=cell["val_fraction"], seed=seed)
+        data = replace(data, train_images=images[train_idx], noisy=noisy[train_idx], clean=clean[train_idx],
+                       noisy_mask=mask[train_idx], val_images=images[val_idx], val_labels=noisy[val_idx])
+    return data
+
+
+def _channel_stats(images: np.ndarray) -> tuple[tuple, tuple]:
+    x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    return tuple(float(v) for v in x.mean(0).round(4)), tuple(float(v) for v in np.maximum(x.std(0), 1e-3).round(4))
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+@dataclass
+class SLNConfig:
+    epochs: int = 300
+    batch_size: int = 128
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    sigma: float = 1.0
+    ema_decay: float = 0.999
+    lc_start: int | None = None
+    lc_start_inclusive: bool = False
+    lc_augment: bool = True
+    lc_soft: bool = False
+    ema_buffers: bool = True
+    arch: str = "wrn28_2"
+    crop_padding: int = 4
+    flip: bool = True
+    bf16: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    checkpoint_every_seconds: float = 300.0
+
+    @classmethod
+    def from_cell(cls, cell: dict) -> "SLNConfig":
+        known = {k: cell["train"][k] for k in cls.__dataclass_fields__ if k in cell.get("train", {})}
+        unknown = set(cell.get("train", {})) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise UserError(f"unknown SLN training settings: {sorted(unknown)}")
+        return cls(**known)
+
+
+@dataclass
+class SLNRun:
+    history: pd.DataFrame
+    metrics: dict
+    trainer: Trainer
+    targets: torch.Tensor
+    config: SLNConfig
+
+
+def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=None, progress: bool = True) -> SLNRun:
+    """Train one SLN run (CE when sigma = 0). Resumes from `out_dir/checkpoints/last.pt` when present."""
+    torch.manual_seed(seed)
+    c = data.num_classes
+    in_ch = data.train_images.shape[-1]
+    model = build_model(cfg.arch, num_classes=c, in_channels=in_ch)
+    trainer = Trainer(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                      ema_decay=cfg.ema_decay, ema_buffers=cfg.ema_buffers, device=device, bf16=cfg.bf16,
+                      channels_last=cfg.channels_last, compile=cfg.compile)
+    dev = trainer.device
+    common = dict(device=dev, mean=data.mean, std=data.std, channels_last=cfg.channels_last and dev.type == "cuda")
+    train = DeviceBatcher(data.train_images, batch_size=cfg.batch_size, shuffle=True, crop_padding=cfg.crop_padding,
+                          flip=cfg.flip, seed=seed, **common)
+    lc_batcher = DeviceBatcher(data.train_images, batch_size=512, shuffle=False,
+                               crop_padding=cfg.crop_padding if cfg.lc_augment else 0,
+                               flip=cfg.flip and cfg.lc_augment, seed=seed + 7, **common)
+    test = DeviceBatcher(data.test_images, batch_size=512, shuffle=False, **common)
+    val = DeviceBatcher(data.val_images, batch_size=512, shuffle=False, **common) if data.val_images is not None \
+        else None
+    noisy = torch.as_tensor(data.noisy, device=dev)
+    clean = torch.as_tensor(data.clean, device=dev)
+    test_labels = torch.as_tensor(data.test_labels, device=dev)
+    val_labels = torch.as_tensor(data.val_labels, device=dev) if val is not None else None
+    noisy_onehot = torch.nn.functional.one_hot(noisy, c).float()
+    targets = noisy_onehot.clone()
+    noise_gen = torch.Generator(device=dev)
+    noise_gen.manual_seed(seed + 1)
+    sigma = cfg.sigma
+    history: list[dict] = []
+    checkpoint = Checkpointer(out_dir, cfg.checkpoint_every_seconds) if out_dir else None
+    state = checkpoint.load(map_location=dev) if checkpoint else None
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        targets = state["targets"].to(dev)
+        sigma, history = state["sigma"], state["history"]
+        noise_gen.set_state(state["noise_generator"])
+    start_epoch = trainer.epochs_done + 1
+    train.next_epoch = trainer.epochs_done
+
+    def loss_fn(logits, batch):
+        return soft_cross_entropy(logits, sln_targets(targets.index_select(0, batch.idx), sigma, noise_gen))
+
+    bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="SLN" if cfg.sigma else "CE", disable=not progress,
+               initial=start_epoch - 1, total=cfg.epochs, unit="epoch")
+    for epoch in bar:
+        t0 = time.perf_counter()
+        lc = lc_active(epoch, cfg.lc_start, cfg.epochs, cfg.lc_start_inclusive)
+        if lc:
+            sigma = 0.0
+            probs = _predict_epoch(trainer, lc_batcher, epoch, c)
+            targets = correct_labels(probs, targets, noisy_onehot, soft=cfg.lc_soft)
+        stats = trainer.train_epoch(train, loss_fn, {"noisy": targets.argmax(1), "clean": clean})
+        row = {"epoch": epoch, "sigma": sigma, "lc": lc, **stats,
+               "test_acc_live": trainer.accuracy(test, test_labels),
+               "test_acc_ema": trainer.accuracy(test, test_labels, use_ema=True) if trainer.ema else None}
+        if val is not None:
+            row["val_acc_live"] = trainer.accuracy(val, val_labels)
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
+        bar.set_postfix(test=f"{row['test_acc_live']:.3f}", ema=f"{row['test_acc_ema'] or 0:.3f}")
+        if checkpoint and (checkpoint.due() or epoch == cfg.epochs):
+            checkpoint.save({"trainer": trainer.state_dict(), "targets": targets, "sigma": sigma,
+                             "history": history, "noise_generator": noise_gen.get_state()})
+    hist = pd.DataFrame(history)
+    return SLNRun(hist, summarise(hist, len(data.train_images)), trainer, targets, cfg)
+
+
+def _predict_epoch(trainer: Trainer, batcher: DeviceBatcher, epoch: int, num_classes: int) -> torch.Tensor:
+    """EMA probabilities for every train sample, with this epoch's augmentation draw (SLN's LC pass)."""
+    model = trainer.ema.model if trainer.ema else trainer.model
+    return predict(model, batcher, batcher.num_samples, num_classes, bf16=trainer.bf16, epoch=epoch)
+
+
+def summarise(history: pd.DataFrame, n_train: int) -> dict:
+    """Last-epoch (the protocol), best-test-epoch and mean-of-last-10 accuracies of the live and EMA nets."""
+    out = {"epochs": int(history["epoch"].max()), "seconds_per_epoch": float(history["seconds"].median()),
+           "images_per_second": float(n_train / history["seconds"].median())}
+    for net in ("live", "ema"):
+        col = history.get(f"test_acc_{net}")
+        if col is None or col.isna().all():
+            continue
+        out[f"acc_last_{net}"] = float(col.iloc[-1] * 100)
+        out[f"acc_best_test_{net}"] = float(col.max() * 100)
+        out[f"best_epoch_{net}"] = int(history["epoch"].iloc[int(col.values.argmax())])
+        out[f"acc_last10_{net}"] = float(col.iloc[-10:].mean() * 100)
+    if "val_acc_live" in history:
+        out["val_acc_last"] = float(history["val_acc_live"].iloc[-1] * 100)
+    return out
+
+
+def protocol_metrics(summary: dict, report_net: str) -> dict:
+    """The kit's standard metric names for the net the paper reports (live for CE/SLN, EMA for MO/LC).
+    The protocol reports the last epoch and selects no model on validation data."""
+    return {"acc_last": summary.get(f"acc_last_{report_net}"),
+            "acc_best_test": summary.get(f"acc_best_test_{report_net}"),
+            "acc_val_selected": None}
+
+
+# ---------------------------------------------------------------------------------------------- analysis
+
+@torch.no_grad()
+def train_set_analysis(run: SLNRun, data: SLNData, use_ema: bool) -> pd.DataFrame:
+    """Per training sample (no augmentation): loss w.r.t. the given label, max probability, prediction."""
+    t = run.trainer
+    batcher = DeviceBatcher(data.train_images, batch_size=512, shuffle=False, device=t.device, mean=data.mean,
+                            std=data.std)
+    probs = t.probabilities(batcher, data.num_classes, use_ema=use_ema and t.ema is not None).cpu().numpy()
+    given = data.noisy
+    return pd.DataFrame({
+        "loss": -np.log(np.clip(probs[np.arange(len(given)), given], 1e-12, 1)),
+        "max_prob": probs.max(1), "pred": probs.argmax(1), "given": given, "clean": data.clean,
+        "noisy": data.noisy_mask,
+    })
+
+
+def sample_dissection(analysis: pd.DataFrame, bins: int = 50) -> pd.DataFrame:
+    """Samples sorted by loss w.r.t. the given label, cut into `bins` equal bins; in each bin the share of the
+    four types: label correct/wrong x prediction correct/wrong (w.r.t. the clean label)."""
+    a = analysis.sort_values("loss", kind="stable").reset_index(drop=True)
+    a["bin"] = np.minimum(np.arange(len(a)) * bins // max(len(a), 1), bins - 1)
+    label_ok = ~a["noisy"]
+    pred_ok = a["pred"] == a["clean"]
+    a["type"] = np.select([label_ok & pred_ok, label_ok & ~pred_ok, ~label_ok & pred_ok],
+                          ["label ✓ pred ✓", "label ✓ pred ✗", "label ✗ pred ✓"], "label ✗ pred ✗")
+    table = pd.crosstab(a["bin"], a["type"], normalize="index")
+    return table.reindex(columns=["label ✓ pred ✓", "label ✓ pred ✗", "label ✗ pred ✓", "label ✗ pred ✗"],
+                         fill_value=0.0)
+
+
+def config_dict(cfg: SLNConfig) -> dict:
+    return asdict(cfg)

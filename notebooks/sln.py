@@ -1,0 +1,139 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # SLN: noise against noise (Chen et al., ICLR 2021)
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nlkit/nlkit/blob/main/notebooks/sln.ipynb)
+#
+# **Stochastic label noise**: at every step, every sample's one-hot target gets fresh Gaussian noise,
+# ỹ = y + σ·ξ with ξ ~ N(0, I), and the network minimises the soft cross-entropy to ỹ. In expectation this is plain
+# cross-entropy, but the extra gradient noise keeps the network from fitting the wrong labels confidently.
+# Two additions: a **momentum model** (an EMA of the weights, α = 0.999, reported as SLN-MO) and **label correction**
+# (after epoch 250 the targets become a loss-weighted mix of the given label and the EMA's prediction, SLN-MO-LC).
+#
+# One run of this notebook trains one table cell (`params/sln/<cell>.yaml`) for one seed: CE (σ = 0), SLN (whose EMA
+# gives SLN-MO) or SLN-MO-LC. The protocol reports the **last-epoch** test accuracy; the best-test-epoch accuracy
+# and the mean of the last 10 epochs are recorded beside it.
+
+# %%
+# Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.
+import importlib.util
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                           "nlkit[notebooks] @ git+https://github.com/nlkit/nlkit"])
+
+# %% tags=["parameters"]
+params_file = "params/sln/cifar10-sym-0.40-paper-sln.yaml"   # the table cell
+profile = "smoke"       # smoke (CPU, digits), quick (one GPU, 120 epochs) or paper (300 epochs)
+seed = 0
+out_dir = "outputs/explore/sln"
+data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for quick and paper runs
+noise_root = None       # folder holding the published label files (sln/<dataset>/*.csv)
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import display
+
+from nlkit.methods import sln
+from nlkit.noise import noise_report
+from nlkit.noise.labelfiles import atomic_write_json
+from nlkit.pipeline import load_cell
+from nlkit.train import default_device
+from nlkit.viz import confidence_histogram, dissection_plot, image_grid, save_figure, training_curves
+
+cell = load_cell(params_file, profile)
+cfg = sln.SLNConfig.from_cell(cell)
+out = Path(out_dir)
+print(f"cell {cell['cell_id']} ({profile}): method {cell['method']}, sigma {cfg.sigma}, {cfg.epochs} epochs, "
+      f"LC from epoch {cfg.lc_start}, net {cfg.arch}, device {default_device()}")
+
+# %% [markdown]
+# ## Data and label noise
+
+# %%
+data = sln.prepare_data(cell, seed, data_root, noise_root)
+print(f"{cell['dataset']}: {len(data.noisy)} training images ({data.pixels} pixels), {len(data.test_labels)} test; "
+      f"noise {data.noise_meta.get('generator')}: {data.noisy_mask.mean():.2%} of the training samples are noisy")
+if data.val_labels is not None:
+    print(f"sigma search: {len(data.val_labels)} samples held out as a noisy validation split")
+fig = image_grid(data.train_images, data.noisy, data.clean, data.classes, n=16, seed=seed)
+display(fig)
+plt.close(fig)
+
+# %% [markdown]
+# ## Training
+# The whole dataset lives on the device; crops and flips are drawn there, and statistics are read once per epoch.
+# Checkpoints are written every few minutes, so an interrupted run continues where it stopped.
+
+# %%
+run = sln.train_sln(data, cfg, seed, out_dir=out)
+history = run.history
+display(history.tail(3).round(4))
+
+# %% [markdown]
+# ## Training curves
+# CE (σ = 0) first learns the clean pattern, then memorises the noisy labels: its test accuracy peaks early and
+# falls, while its training accuracy against the given labels keeps rising. SLN's does not.
+
+# %%
+fig = training_curves(history, f"{cell['cell_id']} ({profile})")
+save_figure(fig, out / "curves.png")
+display(fig)
+plt.close(fig)
+
+# %% [markdown]
+# ## Confidence on clean and noisy training samples
+# Maximum predicted probability of the reported network over the training set (no augmentation). CE piles both
+# groups up near 1; SLN keeps the noisy-label samples at low confidence.
+
+# %%
+use_ema = cell["report_net"] == "ema" or cell["method"] == "sln"
+analysis = sln.train_set_analysis(run, data, use_ema=use_ema)
+net = "EMA" if use_ema else "live"
+fig = confidence_histogram(analysis["max_prob"], analysis["noisy"], f"max probability, {net} net")
+save_figure(fig, out / "confidence.png")
+display(fig)
+plt.close(fig)
+
+# %% [markdown]
+# ## Sample dissection
+# Training samples sorted by their loss w.r.t. the given label and cut into 50 bins; each bar splits a bin into
+# label correct/wrong × prediction correct/wrong (against the clean label).
+
+# %%
+dissection = sln.sample_dissection(analysis, bins=50)
+fig = dissection_plot(dissection, f"sample dissection, {net} net")
+save_figure(fig, out / "dissection.png")
+display(fig)
+plt.close(fig)
+
+# %% [markdown]
+# ## Results
+
+# %%
+summary = run.metrics
+results = {**sln.protocol_metrics(summary, cell["report_net"]), **summary,
+           "noise_rate": float(data.noisy_mask.mean()), "noise_meta": data.noise_meta, "pixels": data.pixels,
+           "device": default_device() if default_device() == "cpu" else None}
+if data.noisy_mask.any() and cell["noise"]["model"] != "openset":
+    results["noise_report"] = noise_report(data.clean, data.noisy, data.num_classes)["per_class_noise_rate"]
+history.to_csv(out / "history.csv", index=False)
+atomic_write_json(out / "results.json", results)
+display(pd.Series({k: v for k, v in results.items() if isinstance(v, (int, float))}).round(2).to_frame("value"))

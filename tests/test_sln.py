@@ -1,0 +1,185 @@
+"""SLN on CPU: the target and loss, the EMA, label correction, the WRN, and one smoke cell end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nlkit.methods import sln
+from nlkit.models import build_model
+from nlkit.train import EMA
+
+
+def test_sigma_zero_is_plain_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(16, 10)
+    y = torch.randint(0, 10, (16,))
+    onehot = torch.nn.functional.one_hot(y, 10).float()
+    t = sln.sln_targets(onehot, 0.0, None)
+    assert torch.equal(t, onehot)
+    torch.testing.assert_close(sln.soft_cross_entropy(logits, t), torch.nn.functional.cross_entropy(logits, y))
+
+
+def test_sln_target_noise_statistics():
+    gen = torch.Generator().manual_seed(0)
+    onehot = torch.zeros(20000, 10)
+    t = sln.sln_targets(onehot, 0.5, gen)
+    assert abs(t.mean().item()) < 0.01 and abs(t.std().item() - 0.5) < 0.01
+    # fresh noise every call (every step), independent across classes
+    t2 = sln.sln_targets(onehot, 0.5, gen)
+    assert not torch.equal(t, t2)
+    assert abs(np.corrcoef(t[:, 0], t[:, 1])[0, 1]) < 0.03
+
+
+def test_gradient_matches_the_spec_formula():
+    torch.manual_seed(1)
+    logits = torch.randn(4, 5, requires_grad=True)
+    target = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 3]), 5).float() + 0.7 * torch.randn(4, 5)
+    loss = sln.soft_cross_entropy(logits, target) * 4  # per-sample sum: d/dz of -sum t log p
+    loss.backward()
+    p = torch.softmax(logits.detach(), 1)
+    expected = target.sum(1, keepdim=True) * p - target
+    torch.testing.assert_close(logits.grad, expected)
+
+
+def test_ema_update_covers_weights_and_bn_buffers_without_syncs():
+    torch.manual_seed(0)
+    net = build_model("small_cnn", num_classes=3, in_channels=1)
+    ema = EMA(net, decay=0.9)
+    for a, b in zip(net.state_dict().values(), ema.model.state_dict().values()):
+        assert torch.equal(a, b)  # starts identical
+    live_w = net.head.weight
+    with torch.no_grad():
+        live_w.add_(1.0)
+    net.train()
+    net(torch.randn(8, 1, 8, 8))  # moves BN running stats
+    before = ema.model.head.weight.clone()
+    ema.update()
+    torch.testing.assert_close(ema.model.head.weight, 0.9 * before + 0.1 * live_w)
+    bn_live, bn_ema = net.body[1], ema.model.body[1]
+    assert not torch.equal(bn_ema.running_mean, torch.zeros_like(bn_ema.running_mean))
+    torch.testing.assert_close(bn_ema.running_mean, 0.1 * bn_live.running_mean)
+    assert bn_ema.num_batches_tracked == bn_live.num_batches_tracked  # integer buffers copied
+    params_only = EMA(net, decay=0.9, buffers=False)
+    net(torch.randn(8, 1, 8, 8))
+    params_only.update()
+    assert not torch.equal(params_only.model.body[1].running_mean,
+                           0.9 * params_only.model.body[1].running_mean + 0.1 * net.body[1].running_mean)
+
+
+def test_label_correction_rule_on_toy_data():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    noisy = torch.nn.functional.one_hot(torch.tensor([0, 0, 1]), 2).float()
+    new = sln.correct_labels(probs, noisy, noisy)
+    losses = -torch.log(torch.tensor([0.9, 0.2, 0.4]))
+    w = (losses - losses.min()) / (losses.max() - losses.min())
+    # sample 0 has the lowest loss (w = 0): it takes the EMA's argmax; sample 1 the highest (w = 1): its label
+    torch.testing.assert_close(new[0], torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(new[1], torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(new[2], w[2] * noisy[2] + (1 - w[2]) * torch.tensor([1.0, 0.0]))
+    soft = sln.correct_labels(probs, noisy, noisy, soft=True)
+    torch.testing.assert_close(soft[0], probs[0])
+
+
+def test_lc_schedule_official_and_inclusive():
+    assert [e for e in range(1, 11) if sln.lc_active(e, 7, 10)] == [8, 9, 10]
+    assert [e for e in range(1, 11) if sln.lc_active(e, 7, 10, inclusive=True)] == [7, 8, 9, 10]
+    assert not any(sln.lc_active(e, None, 10) for e in range(1, 11))
+    assert not any(sln.lc_active(e, 10, 10) for e in range(1, 11))
+
+
+def test_wrn28_2_parameter_count():
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(build_model("wrn28_2", num_classes=10)) == 1_469_642
+    assert count(build_model("wrn28_2", num_classes=100)) == 1_481_252
+    net = build_model("wrn28_2", num_classes=10)
+    assert net.bn.momentum == 0.9 and net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert net.features(torch.zeros(2, 3, 32, 32)).shape == (2, 128)
+
+
+def test_dissection_shares_sum_to_one():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    a = pd.DataFrame({"loss": rng.random(500), "pred": rng.integers(0, 3, 500), "clean": rng.integers(0, 3, 500),
+                      "noisy": rng.random(500) < 0.3})
+    table = sln.sample_dissection(a, bins=10)
+    assert table.shape == (10, 4)
+    np.testing.assert_allclose(table.sum(axis=1), 1.0)
+
+
+@pytest.fixture
+def digits_data():
+    return sln.prepare_data({"dataset": "digits", "noise": {"model": "sym", "rate": 0.4, "seed": 0}}, seed=0)
+
+
+def small_config(**kw):
+    base = dict(epochs=4, batch_size=64, lr=0.01, arch="small_cnn", crop_padding=1, flip=False, ema_decay=0.9)
+    return sln.SLNConfig(**{**base, **kw})
+
+
+def test_training_runs_changes_targets_after_lc_and_is_deterministic(digits_data):
+    run = sln.train_sln(digits_data, small_config(sigma=1.0, lc_start=2), seed=0, progress=False)
+    h = run.history
+    assert list(h["lc"]) == [False, False, True, True] and list(h["sigma"]) == [1.0, 1.0, 0.0, 0.0]
+    assert np.isfinite(h["loss"]).all()
+    noisy_onehot = torch.nn.functional.one_hot(torch.as_tensor(digits_data.noisy), 10).float()
+    assert not torch.equal(run.targets, noisy_onehot)
+    ema_w, live_w = run.trainer.ema.model.head.weight, run.trainer.model.head.weight
+    assert not torch.equal(ema_w, live_w)
+    again = sln.train_sln(digits_data, small_config(sigma=1.0, lc_start=2), seed=0, progress=False)
+    np.testing.assert_allclose(again.history["test_acc_live"], h["test_acc_live"])
+
+
+def test_training_resumes_from_a_checkpoint(digits_data, tmp_path):
+    cfg = small_config(sigma=0.5, epochs=4, checkpoint_every_seconds=0)
+    full = sln.train_sln(digits_data, cfg, seed=3, progress=False)
+    first = sln.train_sln(digits_data, small_config(sigma=0.5, epochs=2, checkpoint_every_seconds=0), seed=3,
+                          out_dir=tmp_path, progress=False)
+    assert len(first.history) == 2 and (tmp_path / "checkpoints" / "last.pt").is_file()
+    resumed = sln.train_sln(digits_data, cfg, seed=3, out_dir=tmp_path, progress=False)
+    assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
+    np.testing.assert_allclose(resumed.history["test_acc_live"], full.history["test_acc_live"], atol=1e-6)
+
+
+def test_sigma_search_holds_out_a_noisy_split():
+    data = sln.prepare_data({"dataset": "digits", "noise": {"model": "sym", "rate": 0.4, "seed": 0},
+                             "val_fraction": 0.1}, seed=0)
+    assert len(data.val_labels) == pytest.approx(0.1 * 1437, abs=2)
+    assert len(data.noisy) + len(data.val_labels) == 1437
+    run = sln.train_sln(data, small_config(epochs=2), seed=0, progress=False)
+    assert "val_acc_last" in run.metrics
+
+
+def test_openset_stand_in_replaces_images_not_labels():
+    data = sln.prepare_data({"dataset": "digits", "noise": {"model": "openset", "rate": 0.4, "seed": 123,
+                                                              "source_dataset": "pixel_shuffled"}}, seed=0)
+    assert data.noisy_mask.mean() == pytest.approx(0.4, abs=0.001)
+    assert np.array_equal(data.noisy, data.clean)
+
+
+@pytest.mark.slow
+def test_smoke_cells_through_nlkit_run(tmp_path, monkeypatch):
+    """CE and SLN smoke cells through `nlkit run` (papermill): finite, different numbers."""
+    from pathlib import Path
+
+    from nlkit.pipeline import run_cell
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("params", "notebooks"):
+        (tmp_path / name).symlink_to(root / name)
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    metrics = {}
+    for method in ("ce", "sln"):
+        [result] = run_cell(root / f"params/sln/cifar10-sym-0.40-paper-{method}.yaml", "smoke")
+        assert result.status == "done", result.message
+        metrics[method] = json.loads((result.out_dir / "metrics.json").read_text())
+        for fig in ("curves", "confidence", "dissection"):
+            assert (result.out_dir / f"{fig}.png").is_file()
+    ce, sl = metrics["ce"], metrics["sln"]
+    for m in (ce, sl):
+        assert all(np.isfinite(m[k]) for k in ("acc_last", "acc_best_test", "acc_last_ema"))
+        assert m["acc_val_selected"] is None and m["epochs"] == 12
+    assert ce["acc_last"] != sl["acc_last"]
+    assert ce["params"]["train"]["sigma"] == 0.0 and sl["params"]["train"]["sigma"] == 1.0
