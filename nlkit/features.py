@@ -57,8 +57,9 @@ def load_clip(model_name: str = "ViT-L-14", pretrained: str | None = "openai", d
 
 @torch.no_grad()
 def clip_features(images: np.ndarray, model_name: str = "ViT-L-14", pretrained: str | None = "openai",
-                  device: str | None = None, batch_size: int = 256, model=None) -> np.ndarray:
-    """L2-normalised CLIP image embeddings; preprocessing (bicubic resize, CLIP normalisation) runs on the device."""
+                  device: str | None = None, batch_size: int = 256, model=None, normalize: bool = True) -> np.ndarray:
+    """CLIP image embeddings (L2-normalised unless normalize=False); preprocessing (bicubic resize to the model's
+    input size, CLIP normalisation) runs on the device."""
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -77,7 +78,8 @@ def clip_features(images: np.ndarray, model_name: str = "ViT-L-14", pretrained: 
         x = torch.nn.functional.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False).clamp_(0, 1)
         with amp:
             f = model.encode_image((x - mean) / std)
-        out.append(torch.nn.functional.normalize(f.float(), dim=-1).cpu())
+        f = f.float()
+        out.append((torch.nn.functional.normalize(f, dim=-1) if normalize else f).cpu())
     return torch.cat(out).numpy()
 
 

@@ -18,7 +18,7 @@ def test_sigma_zero_is_plain_cross_entropy():
     onehot = torch.nn.functional.one_hot(y, 10).float()
     t = sln.sln_targets(onehot, 0.0, None)
     assert torch.equal(t, onehot)
-    torch.testing.assert_close(sln.soft_cross_entropy(logits, t), torch.nn.functional.cross_entropy(logits, y))
+    torch.testing.assert_close(sln.soft_cross_entropy(logits, t).mean(), torch.nn.functional.cross_entropy(logits, y))
 
 
 def test_sln_target_noise_statistics():
@@ -36,7 +36,7 @@ def test_gradient_matches_the_spec_formula():
     torch.manual_seed(1)
     logits = torch.randn(4, 5, requires_grad=True)
     target = torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 3]), 5).float() + 0.7 * torch.randn(4, 5)
-    loss = sln.soft_cross_entropy(logits, target) * 4  # per-sample sum: d/dz of -sum t log p
+    loss = sln.soft_cross_entropy(logits, target).sum()  # d/dz_i of -sum_c t_ic log p_ic
     loss.backward()
     p = torch.softmax(logits.detach(), 1)
     expected = target.sum(1, keepdim=True) * p - target
@@ -128,6 +128,9 @@ def test_training_runs_changes_targets_after_lc_and_is_deterministic(digits_data
     assert not torch.equal(run.targets, noisy_onehot)
     ema_w, live_w = run.trainer.ema.model.head.weight, run.trainer.model.head.weight
     assert not torch.equal(ema_w, live_w)
+    # per-sample losses and predictions of the last epoch, in dataset order, for every sample
+    assert run.trainer.sample_loss.shape == (len(digits_data.noisy),) and (run.trainer.sample_loss > 0).all()
+    assert run.trainer.sample_pred.max() < 10
     again = sln.train_sln(digits_data, small_config(sigma=1.0, lc_start=2), seed=0, progress=False)
     np.testing.assert_allclose(again.history["test_acc_live"], h["test_acc_live"])
 

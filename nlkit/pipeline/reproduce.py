@@ -29,6 +29,8 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     for cell in cells:
         resolved = load_cell(cell, profile)
         plan += [(resolved, int(s)) for s in resolved.get("seeds") or [0]]
+    # cells whose outputs others need (e.g. trained SimCLR encoders) declare an earlier `stage`
+    plan.sort(key=lambda item: item[0].get("stage", 1))
     todo = [(r, s) for r, s in plan if not is_current(r, s, root)]
     print(f"reproduce [{profile}]: {len(plan)} runs in {len(cells)} cells; {len(plan) - len(todo)} current, "
           f"{len(todo)} to run", file=stream)

@@ -46,8 +46,9 @@ def predict(model: nn.Module, batcher, num_samples: int, num_classes: int, *, bf
 class Trainer:
     """SGD (+ optional EMA) over a DeviceBatcher; the method supplies the loss.
 
-    loss_fn(logits_fp32, batch) -> (loss, predictions-for-accounting) is called inside the step; predictions
-    are compared on the device with per-sample reference labels given to `train_epoch`.
+    loss_fn(logits_fp32, batch) returns per-sample losses (B,); the step minimises their mean. After an epoch,
+    `sample_loss` and `sample_pred` hold every training sample's last loss and prediction (device tensors in
+    dataset order) for methods that select or re-weight samples.
     """
 
     def __init__(self, model: nn.Module, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
@@ -65,6 +66,8 @@ class Trainer:
                                          nesterov=nesterov, foreach=not cuda, fused=cuda or None)
         self.forward = torch.compile(model) if compile else model
         self.epochs_done = 0
+        self.sample_loss: torch.Tensor | None = None
+        self.sample_pred: torch.Tensor | None = None
 
     def train_epoch(self, batcher, loss_fn: Callable, references: dict[str, torch.Tensor] | None = None) -> dict:
         """One pass over `batcher`. `references` maps a name to per-sample labels (e.g. the noisy and the clean
@@ -74,10 +77,15 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         correct = {k: torch.zeros((), device=self.device, dtype=torch.long) for k in references}
         seen = 0
+        if self.sample_loss is None or len(self.sample_loss) != batcher.num_samples:
+            self.sample_loss = torch.zeros(batcher.num_samples, device=self.device)
+            self.sample_pred = torch.zeros(batcher.num_samples, device=self.device, dtype=torch.long)
         for batch in batcher:
             with autocast_for(self.device, self.bf16):
                 logits = self.forward(batch.x)
-            loss = loss_fn(logits.float(), batch)
+            per_sample = loss_fn(logits.float(), batch)
+            loss = per_sample.mean()
+            self.sample_loss.index_copy_(0, batch.idx, per_sample.detach())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -85,6 +93,7 @@ class Trainer:
                 self.ema.update()
             loss_sum += loss.detach() * batch.x.shape[0]
             pred = logits.detach().argmax(1)
+            self.sample_pred.index_copy_(0, batch.idx, pred)
             for k, ref in references.items():
                 correct[k] += (pred == ref.index_select(0, batch.idx)).sum()
             seen += batch.x.shape[0]

@@ -1,0 +1,195 @@
+"""LRA-Diffusion on CPU (lra-diffusion spec §10): schedules, DDIM, decode, retrieval, SimCLR loading, a smoke cell."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nlkit.errors import UserError
+from nlkit.methods import lra_diffusion as lra
+from nlkit.retrieval import LabelSampler, candidate_labels, knn, knn_faiss, knn_torch, neighbour_table
+
+
+def test_cosine_alphas_at_the_ddim_timesteps():
+    a = lra.alphas_cumprod("cosine")
+    # spec §2.7; the spec's 0.0232 at t = 901 is 0.023145 rounded twice, the other nine agree to 4 decimals
+    expected = [0.02315, 0.0922, 0.2006, 0.3379, 0.4907, 0.6445, 0.7844, 0.8968, 0.9711, 0.9999]
+    np.testing.assert_allclose([float(a[t]) for t in lra.DDIM_TIMESTEPS], expected, atol=6e-5)
+    assert float(a[0]) == pytest.approx(0.99996, abs=1e-5)
+    betas = lra.beta_schedule("cosine")
+    assert float(betas[0]) == pytest.approx(4.1e-5, rel=0.05) and float(betas[-1]) == pytest.approx(0.999)
+    lin = lra.beta_schedule("linear")
+    assert float(lin[0]) == pytest.approx(1e-4) and float(lin[-1]) == pytest.approx(0.02)
+
+
+def test_ddim_round_trip_with_an_oracle_noise_predictor():
+    a = lra.alphas_cumprod().float()
+    y0 = torch.nn.functional.one_hot(torch.tensor([3, 0, 7, 9]), 10).float()
+
+    def oracle(y_t, t):
+        return (y_t - a[t].sqrt()[:, None] * y0) / (1 - a[t]).sqrt()[:, None]
+
+    y = lra.ddim_sample(oracle, y0.shape, a)
+    # the last step lands on alpha_bar_0 = 0.99996, so y = sqrt(a0) y0 + sqrt(1 - a0) eps: within 1e-2 of y0
+    torch.testing.assert_close(y, y0, atol=1e-2, rtol=0)
+    assert lra.decode(y).tolist() == [3, 0, 7, 9]
+
+
+def test_decode_rule_differs_from_argmax():
+    y = torch.tensor([[1.6, 0.95, 0.0]])
+    assert lra.decode(y, "closest_to_one").item() == 1
+    assert lra.decode(y, "argmax").item() == 0
+
+
+def test_antithetic_timesteps():
+    t = lra.antithetic_timesteps(7, torch.Generator().manual_seed(0))
+    assert len(t) == 7 and t.min() >= 0 and t.max() <= 999
+    half = 7 // 2 + 1
+    assert torch.equal(t[:half][: 7 - half] + t[half:], torch.full((7 - half,), 999))
+
+
+def test_learning_rate_schedule():
+    assert lra.learning_rate(30) == pytest.approx(0.998e-3, abs=1e-6)
+    assert lra.learning_rate(200) == pytest.approx(0.908e-3, abs=1e-6)
+    assert lra.learning_rate(2.5) == pytest.approx(0.5e-3)
+
+
+def test_denoiser_size_and_shapes():
+    model = lra.LRAModel(10, 2048, hidden=512)
+    n = sum(p.numel() for p in model.denoiser.parameters())
+    assert 3.0e6 < n < 3.2e6  # about 3.1M for C = 10, D = 2048 (spec §2.4)
+    assert 21.4e6 < sum(p.numel() for p in model.encoder.parameters()) < 21.7e6
+    model.eval()
+    x_embed = model.embed(torch.zeros(2, 3, 32, 32), torch.zeros(2, 2048))
+    out = model.denoiser(x_embed, torch.zeros(2, 10), torch.zeros(2, 2048), torch.tensor([0, 999]))
+    assert out.shape == (2, 10)
+
+
+# ---- retrieval -----------------------------------------------------------------------------------------------
+
+def test_faiss_and_torch_return_the_same_neighbours():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(0)
+    db = rng.normal(size=(500, 16)).astype(np.float32)
+    q = rng.normal(size=(50, 16)).astype(np.float32)
+    _, a = knn_faiss(db, q, 10)
+    _, b = knn_torch(db, q, 10, chunk=7)
+    np.testing.assert_array_equal(a, b)
+    table = neighbour_table(db, 10, "code")
+    assert (table[:, 0] == np.arange(500)).all()  # the query itself is neighbour 1
+    excl = neighbour_table(db, 10, "exclude", backend="torch")
+    assert not (excl == np.arange(500)[:, None]).any() and excl.shape == (500, 10)
+
+
+def test_candidates_and_count_weights_as_coded():
+    noisy = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    feats = np.arange(8, dtype=np.float32)[:, None]
+    nbrs = neighbour_table(feats, 3, "code", backend="torch")
+    cands = candidate_labels(nbrs, noisy, "code")
+    assert cands.shape == (8, 4)
+    assert (cands[:, 0] == noisy).all() and (cands[:, -1] == noisy).all()  # own label twice
+    sampler = LabelSampler(cands, seed=0)
+    labels, weights = sampler.sample(torch.arange(8))
+    counts = (torch.as_tensor(cands) == labels[:, None]).sum(1)
+    assert ((counts >= 1) & (counts <= 4)).all()
+    torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+    torch.testing.assert_close(weights, counts.float() / counts.sum())
+    assert candidate_labels(nbrs, noisy, "exclude").shape == (8, 3)
+
+
+def test_k10_code_retrieval_has_eleven_candidates():
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(100, 4)).astype(np.float32)
+    noisy = rng.integers(0, 5, 100)
+    cands = candidate_labels(neighbour_table(feats, 10, "code", backend="torch"), noisy)
+    assert cands.shape == (100, 11)
+    assert ((cands == noisy[:, None]).sum(1) >= 2).all()  # 2/11 of the mass is the own label
+
+
+def test_dynamic_weighting_gives_the_own_label_half_the_mass():
+    rng = np.random.default_rng(2)
+    feats = rng.normal(size=(60, 4)).astype(np.float32)
+    dist, nbrs = knn(feats, feats, 5, backend="torch")
+    cands = candidate_labels(nbrs, np.arange(60) % 3)
+    sampler = LabelSampler(cands, distances=dist, dynamic=True)
+    torch.testing.assert_close(sampler.probs[:, -1], torch.full((60,), 0.5))
+    torch.testing.assert_close(sampler.probs.sum(1), torch.ones(60))
+    with pytest.raises(UserError, match="distances"):
+        LabelSampler(cands, dynamic=True)
+
+
+# ---- SimCLR --------------------------------------------------------------------------------------------------
+
+def test_simclr_checkpoint_keys_are_checked(tmp_path):
+    from nlkit.simclr import SimCLRModel, load_simclr, save_simclr
+
+    model = SimCLRModel("resnet18")
+    path = save_simclr(model, tmp_path / "ok.pt")
+    loaded = load_simclr(path)
+    assert loaded.arch == "resnet18"
+    # the published layout is a bare state dict (possibly with DataParallel's prefix)
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "dp.pt")
+    assert load_simclr(tmp_path / "dp.pt", arch="resnet18").feature_dim == 512
+    torch.save({k.replace("f.", "encoder.", 1): v for k, v in model.state_dict().items()}, tmp_path / "bad.pt")
+    with pytest.raises(UserError, match="keys missing"):
+        load_simclr(tmp_path / "bad.pt", arch="resnet18")
+
+
+def test_simclr_trains_and_gives_normalised_features():
+    from nlkit.data import load_dataset
+    from nlkit.simclr import simclr_features, train_simclr
+
+    ds = load_dataset("digits")
+    model, history = train_simclr(ds.train_images[:256], arch="small_cnn", epochs=2, batch_size=64, progress=False,
+                                  mean=(0.5,), std=(0.5,))
+    assert len(history) == 2 and np.isfinite(history[-1]["loss"])
+    f = simclr_features(model, ds.train_images[:10], mean=(0.5,), std=(0.5,))
+    np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-5)
+
+
+# ---- end to end ----------------------------------------------------------------------------------------------
+
+def test_training_learns_on_digits_and_reports_the_protocol():
+    data = lra.prepare_data({"dataset": "digits", "val_size": 150, "noise": {"model": "pmd", "rate": 0.35, "seed": 0}})
+    feats = lra.encoder_features(data, {"name": "pca", "dim": 64}, cache=False)
+    cfg = lra.LRAConfig(epochs=6, warmup_epochs=1, eval_every=2, hidden=64, image_encoder="none", batch_size=32,
+                        peak_lr=0.01)
+    run = lra.train_lra(data, feats, cfg, seed=0, progress=False)
+    m = run.metrics
+    assert run.history["loss"].iloc[-1] < run.history["loss"].iloc[0]
+    assert m["best_val_epoch"] in (2, 4, 6) and m["acc_val_selected"] is not None
+    assert 0 <= m["retrieval_purity"] <= 100 and m["knn_majority_acc"] > 50 and m["linear_probe_acc"] > 50
+    evaluated = run.history.dropna(subset=["test_acc"])
+    assert m["acc_best_test"] == evaluated["test_acc"].max()
+
+
+@pytest.mark.slow
+def test_smoke_cell_through_nlkit_run(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from nlkit.pipeline import run_cell
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("params", "notebooks"):
+        (tmp_path / name).symlink_to(root / name)
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    [result] = run_cell(root / "params/lra_diffusion/cifar10-pmd_a30-0.35-clip.yaml", "smoke")
+    assert result.status == "done", result.message
+    m = json.loads((result.out_dir / "metrics.json").read_text())
+    assert m["variant"] == "LRA-MLP (cached features)" and m["params"]["encoder"]["name"] == "pca"
+    assert all(np.isfinite(m[k]) for k in ("acc_val_selected", "acc_last", "knn_majority_acc", "linear_probe_acc"))
+    assert (result.out_dir / "validation.png").is_file() and (result.out_dir / "per_class.png").is_file()
+
+
+def test_clip_features_path_with_random_weights():
+    """The CLIP path as an online user runs it, with random weights (none can be downloaded here)."""
+    pytest.importorskip("open_clip")
+    rng = np.random.default_rng(0)
+    imgs = lambda n: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # noqa: E731
+    data = lra.LRAData(imgs(12), rng.integers(0, 3, 12), rng.integers(0, 3, 12), imgs(4), rng.integers(0, 3, 4),
+                       imgs(5), rng.integers(0, 3, 5), ["a", "b", "c"], lra.CIFAR_MEAN, lra.CIFAR_STD, "original", {})
+    feats = lra.encoder_features(data, {"name": "clip", "model": "ViT-S-32", "pretrained": None}, cache=False,
+                                 device="cpu")
+    assert feats["train"].shape[0] == 12 and feats["test"].shape[0] == 5
+    assert not np.allclose(np.linalg.norm(feats["train"], axis=1), 1.0)  # raw encode_image, as the code
