@@ -148,6 +148,7 @@ def training_curves(history, title: str = "training curves", ax=None):
         ax.axvline(history.loc[history["lc"], "epoch"].min() - 0.5, color="gray", lw=1, ls=":",
                    label="label correction starts")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")

@@ -222,3 +222,16 @@ def test_one_run_can_fill_several_table_cells(project):
     df = collect("smoke", "demo").set_index("row")
     assert df.loc["live", "reproduced_mean"] == 10.0 and df.loc["live", "table"] == "D1"
     assert df.loc["ema", "reproduced_mean"] == 1.0 and df.loc["ema", "table"] == "D2"
+
+
+def test_checkpoints_of_other_params_are_discarded(project):
+    out = project / "outputs/smoke/demo/alpha/seed0/checkpoints"
+    out.mkdir(parents=True)
+    (out / "last.pt").write_text("from a run with other settings")
+    assert run_cell(project / "params/demo/alpha.yaml", "smoke", seed=0, executor="direct")[0].status == "done"
+    assert not (out / "last.pt").exists() and (out / "params_hash").is_file()
+    # a checkpoint written under the current params survives a re-run (that is how runs resume)
+    (out / "last.pt").write_text("current")
+    (project / "outputs/smoke/demo/alpha/seed0/metrics.json").unlink()
+    assert run_cell(project / "params/demo/alpha.yaml", "smoke", seed=0, executor="direct")[0].status == "done"
+    assert (out / "last.pt").read_text() == "current"

@@ -7,6 +7,7 @@ import datetime as _dt
 import importlib.util
 import json
 import platform
+import shutil
 import subprocess
 import time
 import traceback
@@ -183,7 +184,7 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     results_file = out_dir / "results.json"
     if results_file.exists():
         results_file.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _fresh_checkpoints(out_dir, params_hash(resolved, seed))
     if executor == "auto":
         executor = "papermill" if papermill_available() else "direct"
     # Notebooks run with the project folder as working directory: repo-relative paths keep executed copies portable.
@@ -220,6 +221,17 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     (out_dir / "error.txt").unlink(missing_ok=True)
     atomic_write_json(metrics_file, metrics)
     return RunResult(label, seed, "done", out_dir, seconds)
+
+
+def _fresh_checkpoints(out_dir: Path, key: str) -> None:
+    """Keep a run's checkpoints only for the params they were written with: a run resumes from them, so ones
+    left by other settings (an edited params file, another profile overlay) are discarded first."""
+    ckpt = out_dir / "checkpoints"
+    stamp = ckpt / "params_hash"
+    if ckpt.exists() and (not stamp.is_file() or stamp.read_text().strip() != key):
+        shutil.rmtree(ckpt)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key + "\n")
 
 
 def _portable(path) -> str:
