@@ -138,7 +138,6 @@ plt.close(fig)
 # %%
 results = {k: v for k, v in m.items()}
 results.update(acc_best_test=m["acc_best_test"], noise_rate=float(np.mean(data.noisy != data.clean)),
-               noise_meta=data.noise_meta, pixels=data.pixels, variant=variant,
-               device=default_device() if default_device() == "cpu" else None)
+               noise_meta=data.noise_meta, pixels=data.pixels, variant=variant)
 run.history.to_csv(out / "history.csv", index=False)
 atomic_write_json(out / "results.json", results)

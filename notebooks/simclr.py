@@ -93,5 +93,4 @@ hist.to_csv(Path(out_dir) / "history.csv", index=False)
 atomic_write_json(Path(out_dir) / "results.json", {
     "knn_clean_acc": knn_acc, "train_seconds": train_seconds, "epochs": len(history),
     "final_loss": float(hist["loss"].iloc[-1]), "weights": "simclr.pt", "arch": t["arch"],
-    "acc_last": None, "acc_best_test": None, "acc_val_selected": None,
-    "device": default_device() if default_device() == "cpu" else None})
+    "acc_last": None, "acc_best_test": None, "acc_val_selected": None})

@@ -130,8 +130,7 @@ plt.close(fig)
 # %%
 summary = run.metrics
 results = {**sln.protocol_metrics(summary, cell["report_net"]), **summary,
-           "noise_rate": float(data.noisy_mask.mean()), "noise_meta": data.noise_meta, "pixels": data.pixels,
-           "device": default_device() if default_device() == "cpu" else None}
+           "noise_rate": float(data.noisy_mask.mean()), "noise_meta": data.noise_meta, "pixels": data.pixels}
 if data.noisy_mask.any() and cell["noise"]["model"] != "openset":
     results["noise_report"] = noise_report(data.clean, data.noisy, data.num_classes)["per_class_noise_rate"]
 history.to_csv(out / "history.csv", index=False)

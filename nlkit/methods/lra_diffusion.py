@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -209,9 +209,6 @@ class LRAConfig:
             raise UserError(f"unknown LRA-Diffusion training settings: {sorted(unknown)}")
         return cls(**train)
 
-
-def config_dict(cfg: LRAConfig) -> dict:
-    return asdict(cfg)
 
 
 # ---------------------------------------------------------------------------------------------- data and features

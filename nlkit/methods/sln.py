@@ -8,7 +8,7 @@ The faithful defaults follow the SLN spec; the original code's other behaviours 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -310,6 +310,3 @@ def sample_dissection(analysis: pd.DataFrame, bins: int = 50) -> pd.DataFrame:
     return table.reindex(columns=["label ✓ pred ✓", "label ✓ pred ✗", "label ✗ pred ✓", "label ✗ pred ✗"],
                          fill_value=0.0)
 
-
-def config_dict(cfg: SLNConfig) -> dict:
-    return asdict(cfg)

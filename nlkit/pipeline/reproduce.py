@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .params import find_cells, load_cell
+from .params import find_cells, load_cell, repo_root
 from .runner import RunResult, is_current, run_dir, run_one
 from .tables import build_tables
 
@@ -116,8 +116,7 @@ def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, **optio
                 cmd += [flag, str(options[key])]
         t0 = time.perf_counter()
         # own session: the terminal's Ctrl-C reaches this process only, which lets the runs finish
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=_project_root(options["root"]),
-                              start_new_session=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(repo_root()), start_new_session=True)
         status = {0: "done", 2: "not_run"}.get(proc.returncode, "failed")
         lines = (proc.stdout + proc.stderr).strip().splitlines()
         message = next((ln for ln in reversed(lines) if ln.startswith(("failed:", "not_run:", "nlkit"))), "")
@@ -129,9 +128,3 @@ def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, **optio
         for result in pool.map(one, todo):
             if result is not None:
                 _record(result, results, bar, stream)
-
-
-def _project_root(root: Path | None) -> str:
-    from .params import repo_root
-
-    return str(repo_root())
