@@ -12,6 +12,13 @@ FLIP_COLOR = "#d62728"
 KEEP_COLOR = "#2f2f2f"
 
 
+def _figure_and_axes(ax, figsize):
+    """Draw on the given axes, or on a new figure of `figsize`."""
+    if ax is None:
+        return plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
 def image_grid(images: np.ndarray, noisy: np.ndarray, clean: np.ndarray, classes: list[str], *,
                indices: np.ndarray | None = None, n: int = 32, cols: int = 8, seed: int = 0,
                flipped_share: float | None = 0.5, title: str | None = None):
@@ -76,10 +83,7 @@ def transition_heatmap(T: np.ndarray, classes: list[str], *, title: str = "trans
 def per_class_noise_bars(per_class_rate, classes: list[str], *, overall: float | None = None,
                          nominal: float | None = None, title: str = "noise rate per clean class", ax=None):
     """Share of each clean class whose label is wrong, with the overall (and nominal) rate as lines."""
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(classes) + 2), 3.6))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (max(6, 0.45 * len(classes) + 2), 3.6))
     rates = np.asarray(per_class_rate) * 100
     ax.bar(range(len(classes)), rates, color=sns.color_palette("crest", len(classes)))
     if overall is not None:
@@ -101,10 +105,7 @@ def per_class_noise_bars(per_class_rate, classes: list[str], *, overall: float |
 def tsne_scatter(xy: np.ndarray, clean: np.ndarray, noisy: np.ndarray, classes: list[str], *,
                  title: str = "t-SNE of the features", ax=None):
     """2-D embedding coloured by the clean label; samples whose noisy label is wrong are drawn as black crosses."""
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(8, 7))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (8, 7))
     palette = sns.color_palette("tab10" if len(classes) <= 10 else "husl", len(classes))
     flipped = noisy != clean
     for c, name in enumerate(classes):
@@ -133,10 +134,7 @@ def save_figure(fig, path, dpi: int = 130) -> Path:
 
 def training_curves(history, title: str = "training curves", ax=None):
     """Test accuracy of the live and EMA nets and training accuracy against the noisy and the clean labels."""
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (8, 4.5))
     styles = {"test_acc_live": ("test, live net", "-", "#1f77b4"), "test_acc_ema": ("test, EMA net", "-", "#2ca02c"),
               "train_acc_noisy": ("train vs given labels", "--", "#d62728"),
               "train_acc_clean": ("train vs clean labels", "--", "#9467bd"),
@@ -159,10 +157,7 @@ def training_curves(history, title: str = "training curves", ax=None):
 
 def confidence_histogram(max_prob, is_noisy, title: str = "max predicted probability on the training set", ax=None):
     """Histograms (100 bins on [0, 1]) of the max probability, clean-label vs noisy-label samples."""
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (7, 4))
     bins = np.linspace(0, 1, 101)
     ax.hist(np.asarray(max_prob)[~np.asarray(is_noisy)], bins=bins, color="#1f77b4", alpha=0.7, label="clean label")
     ax.hist(np.asarray(max_prob)[np.asarray(is_noisy)], bins=bins, color=FLIP_COLOR, alpha=0.7, label="noisy label")
@@ -176,10 +171,7 @@ def confidence_histogram(max_prob, is_noisy, title: str = "max predicted probabi
 
 def dissection_plot(table, title: str = "sample dissection", ax=None):
     """Stacked shares of label/prediction correctness per loss bin (from nlkit.methods.sln.sample_dissection)."""
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(9, 4))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, (9, 4))
     colors = ["#2ca02c", "#98df8a", "#ff9896", FLIP_COLOR]
     bottom = np.zeros(len(table))
     for col, color in zip(table.columns, colors):

@@ -26,3 +26,12 @@ def _offline_and_private_cache(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("NLKIT_OFFLINE", "1")
     monkeypatch.setenv("NLKIT_CACHE", str(tmp_path_factory.getbasetemp() / "nlkit-cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def kit_project(tmp_path, monkeypatch):
+    """A throw-away project sharing the kit's params/ and notebooks/, so runs write outputs under tmp_path."""
+    for name in ("params", "notebooks"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    return tmp_path

@@ -165,16 +165,10 @@ def test_training_learns_on_digits_and_reports_the_protocol():
 
 
 @pytest.mark.slow
-def test_smoke_cell_through_nlkit_run(tmp_path, monkeypatch):
-    from pathlib import Path
-
+def test_smoke_cell_through_nlkit_run(kit_project):
     from nlkit.pipeline import run_cell
 
-    root = Path(__file__).resolve().parents[1]
-    for name in ("params", "notebooks"):
-        (tmp_path / name).symlink_to(root / name)
-    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
-    [result] = run_cell(root / "params/lra_diffusion/cifar10-pmd_a30-0.35-clip.yaml", "smoke")
+    [result] = run_cell(kit_project / "params/lra_diffusion/cifar10-pmd_a30-0.35-clip.yaml", "smoke")
     assert result.status == "done", result.message
     m = json.loads((result.out_dir / "metrics.json").read_text())
     assert m["variant"] == "LRA-MLP (cached features)" and m["params"]["encoder"]["name"] == "pca"

@@ -178,11 +178,9 @@ def test_run_command_reports_missing_data_with_exit_2(project, capsys):
 
 
 @pytest.mark.slow
-def test_smoke_reproduce_of_the_noise_study(tmp_path, monkeypatch):
+def test_smoke_reproduce_of_the_noise_study(kit_project):
     """The real noise-study notebook through papermill for two cells, then the table."""
-    for name in ("params", "notebooks"):
-        (tmp_path / name).symlink_to(ROOT / name)
-    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    tmp_path = kit_project
     code = reproduce("smoke", paper="noise", only="cifar10-*sym-0.40-paper", executor="papermill")
     assert code == 0
     run = tmp_path / "outputs/smoke/noise/cifar10-sym-0.40-paper/seed0"

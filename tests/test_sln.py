@@ -163,19 +163,13 @@ def test_openset_stand_in_replaces_images_not_labels():
 
 
 @pytest.mark.slow
-def test_smoke_cells_through_nlkit_run(tmp_path, monkeypatch):
+def test_smoke_cells_through_nlkit_run(kit_project):
     """CE and SLN smoke cells through `nlkit run` (papermill): finite, different numbers."""
-    from pathlib import Path
-
     from nlkit.pipeline import run_cell
 
-    root = Path(__file__).resolve().parents[1]
-    for name in ("params", "notebooks"):
-        (tmp_path / name).symlink_to(root / name)
-    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
     metrics = {}
     for method in ("ce", "sln"):
-        [result] = run_cell(root / f"params/sln/cifar10-sym-0.40-paper-{method}.yaml", "smoke")
+        [result] = run_cell(kit_project / f"params/sln/cifar10-sym-0.40-paper-{method}.yaml", "smoke")
         assert result.status == "done", result.message
         metrics[method] = json.loads((result.out_dir / "metrics.json").read_text())
         for fig in ("curves", "confidence", "dissection"):

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import UserError, check_choice
+from ..pipeline.params import config_from_cell
 from ..train import autocast_for, default_device
 
 T_STEPS = 1000
@@ -203,11 +204,7 @@ class LRAConfig:
 
     @classmethod
     def from_cell(cls, cell: dict) -> "LRAConfig":
-        train = cell.get("train", {})
-        unknown = set(train) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise UserError(f"unknown LRA-Diffusion training settings: {sorted(unknown)}")
-        return cls(**train)
+        return config_from_cell(cls, cell, "LRA-Diffusion")
 
 
 

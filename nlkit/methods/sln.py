@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ..data import DeviceBatcher, load_dataset, validation_split
 from ..errors import UserError
 from ..models import build_model
+from ..pipeline.params import config_from_cell
 from ..train import Checkpointer, Trainer, predict
 
 # Normalisation constants of the SLN code (sln spec §3.1); other datasets use their own training statistics.
@@ -166,11 +167,7 @@ class SLNConfig:
 
     @classmethod
     def from_cell(cls, cell: dict) -> "SLNConfig":
-        known = {k: cell["train"][k] for k in cls.__dataclass_fields__ if k in cell.get("train", {})}
-        unknown = set(cell.get("train", {})) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise UserError(f"unknown SLN training settings: {sorted(unknown)}")
-        return cls(**known)
+        return config_from_cell(cls, cell, "SLN")
 
 
 @dataclass
