@@ -233,3 +233,13 @@ def test_checkpoints_of_other_params_are_discarded(project):
     (project / "outputs/smoke/demo/alpha/seed0/metrics.json").unlink()
     assert run_cell(project / "params/demo/alpha.yaml", "smoke", seed=0, executor="direct")[0].status == "done"
     assert (out / "last.pt").read_text() == "current"
+
+
+def test_presentation_edits_keep_runs_current(project):
+    f = project / "params/demo/alpha.yaml"
+    assert run_cell(f, "smoke", seed=0, executor="direct")[0].status == "done"
+    text = f.read_text()
+    f.write_text(text.replace("value: 52.0", "value: 53.5").replace("row: alpha", "row: alpha (renamed)"))
+    assert run_cell(f, "smoke", seed=0, executor="direct")[0].status == "skipped"
+    f.write_text(text.replace("b: 2", "b: 5"))  # a setting: the run is redone
+    assert run_cell(f, "smoke", seed=0, executor="direct")[0].status == "done"
