@@ -36,4 +36,37 @@ from .maps import (
 )
 from .stats import empirical_transition, noise_report, top_confusions, transition_counts
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "ASYM_MAPS",
+    "CIFAR100_SUPERCLASSES",
+    "CLASS_CONDITIONAL_KINDS",
+    "NoiseResult",
+    "PUBLISHED_SHA256",
+    "apply_openset",
+    "asymmetric",
+    "check_invertible",
+    "check_labels",
+    "empirical_transition",
+    "idn_ptd",
+    "make_noise",
+    "noise_report",
+    "openset",
+    "pairflip",
+    "plc_hybrid",
+    "plc_hybrid_matrix",
+    "pmd_generate",
+    "read_labels",
+    "read_openset_flags",
+    "resln_custom",
+    "sample_from_transition",
+    "save_labels",
+    "sha256_file",
+    "successor",
+    "superclass_groups_from_coarse",
+    "symmetric",
+    "top_confusions",
+    "transition_counts",
+    "transition_matrix",
+    "verify_published",
+    "write_sln_csv",
+]
