@@ -44,6 +44,7 @@ seed = 0
 out_dir = "outputs/explore/lra_diffusion"
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz)
 noise_root = None       # folder holding the published label files (lra-pmd/*.npy)
+needs = {}              # artefacts of the cells this one needs, e.g. {"encoder": "<simclr run>/simclr.pt"}
 
 # %%
 from pathlib import Path
@@ -53,14 +54,14 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
+from nlkit.methods import Roots, write_results
 from nlkit.methods import lra_diffusion as lra
-from nlkit.noise.labelfiles import atomic_write_json
 from nlkit.pipeline import load_cell
 from nlkit.train import default_device
 from nlkit.viz import per_class_noise_bars, save_figure
 
 cell = load_cell(params_file, profile)
-cfg = lra.LRAConfig.from_cell(cell)
+cfg = lra.Config.from_cell(cell)
 out = Path(out_dir)
 variant = "LRA-MLP (cached features)" if cfg.image_encoder == "none" else "LRA-Diffusion"
 print(f"cell {cell['cell_id']} ({profile}): {variant}, f_p = {cell['encoder']['name']}, k = {cfg.k}, "
@@ -72,9 +73,8 @@ print(f"cell {cell['cell_id']} ({profile}): {variant}, f_p = {cell['encoder']['n
 # reuses them.
 
 # %%
-data = lra.prepare_data(cell, data_root, noise_root)
-encoder = lra.resolve_encoder(cell["encoder"], profile)
-feats = lra.encoder_features(data, encoder, train_feat=cell.get("train_feat", "augmented"), seed=seed)
+inputs = lra.prepare(cell, seed, Roots(data_root, noise_root, needs))
+data, feats = inputs.data, inputs.features
 print(f"{cell['dataset']}: train {len(data.noisy)} (noisy labels, {np.mean(data.noisy != data.clean):.1%} wrong), "
       f"val {len(data.val_labels)} (clean), test {len(data.test_labels)}; features {feats['train'].shape[1]}-d")
 
@@ -82,13 +82,8 @@ print(f"{cell['dataset']}: train {len(data.noisy)} (noisy labels, {np.mean(data.
 # ## Retrieval, diffusion training and evaluation
 
 # %%
-fp_model = None
-if cfg.real_fp:  # the code's SimCLR path: f_p recomputed on every augmented batch
-    from nlkit.simclr import load_simclr
-
-    fp_model = load_simclr(encoder["weights"], encoder.get("arch", "resnet50"))
-run = lra.train_lra(data, feats, cfg, seed, out_dir=out, fp_model=fp_model)
-m = run.metrics
+output = lra.run(inputs, cfg, seed, out)
+run, m = output.state, output.metrics
 display(pd.Series({
     "noisy labels correct (%)": m["noisy_label_accuracy"],
     "retrieved label correct (%), the retrieval purity": m["retrieval_purity"],
@@ -136,8 +131,5 @@ plt.close(fig)
 # ## Results
 
 # %%
-results = {k: v for k, v in m.items()}
-results.update(acc_best_test=m["acc_best_test"], noise_rate=float(np.mean(data.noisy != data.clean)),
-               noise_meta=data.noise_meta, pixels=data.pixels, variant=variant)
-run.history.to_csv(out / "history.csv", index=False)
-atomic_write_json(out / "results.json", results)
+write_results(out, output)
+display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame("value"))

@@ -63,12 +63,18 @@ import pandas as pd
 from IPython.display import display
 
 from nlkit.data import load_dataset
-from nlkit.explorer import (NOISE_MODEL_HELP, apply_noise_model, explorer_widget, noise_figures, restrict,
-                            setting_from_params, study_metrics)
+from nlkit.io import atomic_write_json
 from nlkit.noise import noise_report
-from nlkit.noise.labelfiles import atomic_write_json
+from nlkit.noise.setting import (
+    NOISE_MODEL_HELP,
+    apply_noise_model,
+    restrict,
+    setting_from_params,
+    study_metrics,
+)
 from nlkit.pipeline import load_cell
 from nlkit.viz import save_figure
+from nlkit.viz.explorer import explorer_widget, noise_figures
 
 noise_seed, label_range = seed, None
 if params_file:

@@ -41,56 +41,38 @@ data_root = None
 noise_root = None
 
 # %%
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from nlkit.data import load_dataset
-from nlkit.noise.labelfiles import atomic_write_json
+from nlkit.methods import Roots, simclr, write_results
 from nlkit.pipeline import load_cell
-from nlkit.retrieval import knn, knn_majority_vote
-from nlkit.simclr import save_simclr, simclr_features, train_simclr
 from nlkit.train import default_device
 from nlkit.viz import save_figure
 
 cell = load_cell(params_file, profile)
-t = cell["train"]
-ds = load_dataset(cell["dataset"], data_root=data_root)
-mean, std = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)) if ds.train_images.shape[-1] == 3 else ((0.5,), (0.5,))
-print(f"{ds.name}: {len(ds.train_labels)} training images; SimCLR {t['arch']}, {t['epochs']} epochs, "
-      f"batch {t['batch_size']}, device {default_device()}")
+cfg = simclr.Config.from_cell(cell)
+data = simclr.prepare(cell, seed, Roots(data_root, noise_root))
+print(f"{data.dataset.name}: {len(data.dataset.train_labels)} training images; SimCLR {cfg.arch}, {cfg.epochs} epochs, "
+      f"batch {cfg.batch_size}, device {default_device()}")
+
+# %% [markdown]
+# ## Training, then how good the features are for retrieval
+# After training, a 10-nearest-neighbour majority vote with the clean training labels is measured on the test set.
 
 # %%
-start = time.perf_counter()
-model, history = train_simclr(ds.train_images, arch=t["arch"], epochs=t["epochs"], batch_size=t["batch_size"],
-                              lr=t["lr"], weight_decay=t["weight_decay"], temperature=t["temperature"], seed=seed,
-                              mean=mean, std=std, checkpoint_dir=Path(out_dir))
-train_seconds = sum(h["seconds"] for h in history)
-weights = save_simclr(model, Path(out_dir) / "simclr.pt")
-hist = pd.DataFrame(history)
+output = simclr.run(data, cfg, seed, Path(out_dir))
+hist, m = output.history, output.metrics
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(hist["epoch"], hist["loss"])
-ax.set_xlabel("epoch"), ax.set_ylabel("NT-Xent loss"), ax.set_title("SimCLR training"), ax.grid(alpha=0.3)
+ax.set_xlabel("epoch"), ax.set_ylabel("NT-Xent loss"), ax.grid(alpha=0.3)
+ax.set_title(f"SimCLR {cfg.arch} on {data.dataset.name} ({profile})")
 save_figure(fig, Path(out_dir) / "loss.png")
 display(fig)
 plt.close(fig)
-
-# %% [markdown]
-# ## How good are the features for retrieval?
-# A 10-nearest-neighbour majority vote with the clean training labels, on the test set.
-
-# %%
-train_f = simclr_features(model, ds.train_images, mean=mean, std=std)
-test_f = simclr_features(model, ds.test_images, mean=mean, std=std)
-_, nbrs = knn(train_f, test_f, 10)
-knn_acc = float(np.mean(knn_majority_vote(nbrs, ds.train_labels, ds.num_classes) == ds.test_labels) * 100)
-print(f"kNN (k=10, clean labels) test accuracy: {knn_acc:.2f}%; training took {train_seconds / 60:.1f} min")
-hist.to_csv(Path(out_dir) / "history.csv", index=False)
-atomic_write_json(Path(out_dir) / "results.json", {
-    "knn_clean_acc": knn_acc, "train_seconds": train_seconds, "epochs": len(history),
-    "final_loss": float(hist["loss"].iloc[-1]), "weights": "simclr.pt", "arch": t["arch"],
-    "acc_last": None, "acc_best_test": None, "acc_val_selected": None})
+print(f"kNN (k={cfg.knn_k}, clean labels) test accuracy: {m['knn_clean_acc']:.2f}%; "
+      f"training took {m['train_seconds'] / 60:.1f} min")
+write_results(out_dir, output)
+display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame("value"))

@@ -51,15 +51,19 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from nlkit.methods import sln
-from nlkit.noise import noise_report
-from nlkit.noise.labelfiles import atomic_write_json
+from nlkit.methods import Roots, sln, write_results
 from nlkit.pipeline import load_cell
 from nlkit.train import default_device
-from nlkit.viz import confidence_histogram, dissection_plot, image_grid, save_figure, training_curves
+from nlkit.viz import (
+    confidence_histogram,
+    dissection_plot,
+    image_grid,
+    save_figure,
+    training_curves,
+)
 
 cell = load_cell(params_file, profile)
-cfg = sln.SLNConfig.from_cell(cell)
+cfg = sln.Config.from_cell(cell)
 out = Path(out_dir)
 print(f"cell {cell['cell_id']} ({profile}): method {cell['method']}, sigma {cfg.sigma}, {cfg.epochs} epochs, "
       f"LC from epoch {cfg.lc_start}, net {cfg.arch}, device {default_device()}")
@@ -68,7 +72,7 @@ print(f"cell {cell['cell_id']} ({profile}): method {cell['method']}, sigma {cfg.
 # ## Data and label noise
 
 # %%
-data = sln.prepare_data(cell, seed, data_root, noise_root)
+data = sln.prepare(cell, seed, Roots(data_root, noise_root))
 print(f"{cell['dataset']}: {len(data.noisy)} training images ({data.pixels} pixels), {len(data.test_labels)} test; "
       f"noise {data.noise_meta.get('generator')}: {data.noisy_mask.mean():.2%} of the training samples are noisy")
 if data.val_labels is not None:
@@ -83,8 +87,8 @@ plt.close(fig)
 # Checkpoints are written every few minutes, so an interrupted run continues where it stopped.
 
 # %%
-run = sln.train_sln(data, cfg, seed, out_dir=out)
-history = run.history
+output = sln.run(data, cfg, seed, out)
+run, history = output.state, output.history
 display(history.tail(3).round(4))
 
 # %% [markdown]
@@ -104,9 +108,8 @@ plt.close(fig)
 # groups up near 1; SLN keeps the noisy-label samples at low confidence.
 
 # %%
-use_ema = cell["report_net"] == "ema" or cell["method"] == "sln"
-analysis = sln.train_set_analysis(run, data, use_ema=use_ema)
-net = "EMA" if use_ema else "live"
+analysis = sln.train_set_analysis(run, data, use_ema=cfg.analysis_net == "ema")
+net = "EMA" if cfg.analysis_net == "ema" else "live"
 fig = confidence_histogram(analysis["max_prob"], analysis["noisy"], f"max probability, {net} net")
 save_figure(fig, out / "confidence.png")
 display(fig)
@@ -128,11 +131,5 @@ plt.close(fig)
 # ## Results
 
 # %%
-summary = run.metrics
-results = {**sln.protocol_metrics(summary, cell["report_net"]), **summary,
-           "noise_rate": float(data.noisy_mask.mean()), "noise_meta": data.noise_meta, "pixels": data.pixels}
-if data.noisy_mask.any() and cell["noise"]["model"] != "openset":
-    results["noise_report"] = noise_report(data.clean, data.noisy, data.num_classes)["per_class_noise_rate"]
-history.to_csv(out / "history.csv", index=False)
-atomic_write_json(out / "results.json", results)
-display(pd.Series({k: v for k, v in results.items() if isinstance(v, (int, float))}).round(2).to_frame("value"))
+write_results(out, output)
+display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}).round(2).to_frame("value"))

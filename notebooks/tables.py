@@ -40,7 +40,12 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from nlkit.pipeline.params import repo_root
-from nlkit.pipeline.tables import collect, plot_reproduced_vs_paper, table_meta, to_markdown
+from nlkit.pipeline.tables import (
+    collect,
+    plot_reproduced_vs_paper,
+    table_meta,
+    to_markdown,
+)
 
 papers = [paper] if paper else sorted(p.name for p in (repo_root() / "params").iterdir() if p.is_dir())
 print(f"profile {profile!r}: {', '.join(papers)}")

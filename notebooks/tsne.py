@@ -64,12 +64,12 @@ import numpy as np
 from IPython.display import display
 
 from nlkit.data import load_dataset
-from nlkit.explorer import apply_noise_model, restrict, setting_from_params
-from nlkit.features import cached, embed
-from nlkit.noise.labelfiles import atomic_write_json
+from nlkit.encoders import cached, embed
+from nlkit.io import atomic_write_json
+from nlkit.noise.setting import apply_noise_model, restrict, setting_from_params
 from nlkit.pipeline import load_cell
-from nlkit.tsne import knn_label_agreement, tsne_2d
 from nlkit.viz import save_figure, tsne_scatter
+from nlkit.viz.tsne import knn_label_agreement, tsne_2d
 
 noise_seed, label_range = seed, None
 if params_file:

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from nlkit.errors import UserError
-from nlkit.features import cached, embed
+from nlkit.encoders import cached, embed
 from nlkit.models import SmallCNN, load_model, save_model
-from nlkit.tsne import knn_label_agreement, tsne_2d
+from nlkit.viz.tsne import knn_label_agreement, tsne_2d
 
 
 @pytest.fixture

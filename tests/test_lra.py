@@ -8,7 +8,7 @@ import torch
 
 from nlkit.errors import UserError
 from nlkit.methods import lra_diffusion as lra
-from nlkit.retrieval import LabelSampler, candidate_labels, knn, knn_faiss, knn_torch, neighbour_table
+from nlkit.methods.lra_diffusion.retrieval import LabelSampler, candidate_labels, knn, knn_faiss, knn_torch, neighbour_table
 
 
 def test_cosine_alphas_at_the_ddim_timesteps():
@@ -122,7 +122,7 @@ def test_dynamic_weighting_gives_the_own_label_half_the_mass():
 # ---- SimCLR --------------------------------------------------------------------------------------------------
 
 def test_simclr_checkpoint_keys_are_checked(tmp_path):
-    from nlkit.simclr import SimCLRModel, load_simclr, save_simclr
+    from nlkit.encoders.simclr import SimCLRModel, load_simclr, save_simclr
 
     model = SimCLRModel("resnet18")
     path = save_simclr(model, tmp_path / "ok.pt")
@@ -138,12 +138,12 @@ def test_simclr_checkpoint_keys_are_checked(tmp_path):
 
 def test_simclr_trains_and_gives_normalised_features():
     from nlkit.data import load_dataset
-    from nlkit.simclr import simclr_features, train_simclr
+    from nlkit.encoders.simclr import simclr_features, train_simclr
 
     ds = load_dataset("digits")
-    model, history = train_simclr(ds.train_images[:256], arch="small_cnn", epochs=2, batch_size=64, progress=False,
-                                  mean=(0.5,), std=(0.5,))
-    assert len(history) == 2 and np.isfinite(history[-1]["loss"])
+    model, loop = train_simclr(ds.train_images[:256], arch="small_cnn", epochs=2, batch_size=64, progress=False,
+                               mean=(0.5,), std=(0.5,))
+    assert len(loop.history) == 2 and np.isfinite(loop.history[-1]["loss"]) and loop.completed
     f = simclr_features(model, ds.train_images[:10], mean=(0.5,), std=(0.5,))
     np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-5)
 

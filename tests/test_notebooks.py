@@ -79,7 +79,7 @@ def test_tsne_with_pca_and_a_saved_model(tmp_path):
 def test_explorer_widget_builds_and_redraws():
     import ipywidgets
 
-    from nlkit.explorer import explorer_widget
+    from nlkit.viz.explorer import explorer_widget
 
     ui = explorer_widget(datasets=("digits",), initial={"noise": "asym", "rate": 0.2})
     assert isinstance(ui, ipywidgets.VBox)
@@ -93,7 +93,7 @@ def test_explorer_widget_builds_and_redraws():
 
 def test_pmd_factor_hits_target_rate():
     from nlkit.data import load_dataset
-    from nlkit.explorer import apply_noise_model
+    from nlkit.noise.setting import apply_noise_model
 
     ds = load_dataset("digits")
     rng = np.random.default_rng(0)

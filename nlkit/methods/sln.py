@@ -7,25 +7,32 @@ The faithful defaults follow the SLN spec; the original code's other behaviours 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..data import DeviceBatcher, load_dataset, validation_split
-from ..errors import UserError
+from ..errors import UserError, check_choice
 from ..models import build_model
-from ..pipeline.params import config_from_cell
-from ..train import Checkpointer, Trainer, predict
+from ..noise import noise_report, openset
+from ..noise.setting import apply_noise_model, restrict, setting_from_params
+from ..train import Trainer, TrainLoop, predict
+from .contract import PROTOCOL_METRICS, MethodSpec, Roots, RunOutput, config_from_cell
 
 # Normalisation constants of the SLN code (sln spec §3.1); other datasets use their own training statistics.
 NORMALISATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
 }
+
+
+METHODS = ("ce", "sln", "slnmolc")  # CE is SLN with sigma = 0; SLN's EMA gives SLN-MO in the same run
+
+SPEC = MethodSpec("sln", metrics=PROTOCOL_METRICS + tuple(
+    f"{m}_{net}" for m in ("acc_last", "acc_best_test", "acc_last10", "best_epoch") for net in ("live", "ema")
+) + ("val_acc_last", "noise_rate", "epochs", "seconds_per_epoch", "images_per_second"))
 
 
 # ---------------------------------------------------------------------------------------------- the method
@@ -99,9 +106,6 @@ def _openset_source(cell: dict, data_root, n_needed: int, reference) -> np.ndarr
 
 def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLNData:
     """Images, the noisy labels of the cell's noise setting and the normalisation, for one run."""
-    from ..explorer import apply_noise_model, restrict, setting_from_params
-    from ..noise import openset
-
     ds = load_dataset(cell["dataset"], data_root=data_root, **({"image_size": cell["image_size"]}
                                                                  if cell.get("image_size") else {}))
     images, clean = ds.train_images, ds.train_labels
@@ -164,10 +168,27 @@ class SLNConfig:
     channels_last: bool = True
     compile: bool = False
     checkpoint_every_seconds: float = 300.0
+    time_budget_seconds: float | None = None
+    # what the cell reports (from its top-level `method` and `report_net`, not the train block)
+    method: str = "sln"
+    report_net: str = "live"
 
     @classmethod
     def from_cell(cls, cell: dict) -> "SLNConfig":
-        return config_from_cell(cls, cell, "SLN")
+        cfg = config_from_cell(cls, cell, "SLN")
+        cfg = replace(cfg, method=cell.get("method", cfg.method), report_net=cell.get("report_net", cfg.report_net))
+        check_choice(cfg.method, METHODS, "SLN method")
+        check_choice(cfg.report_net, ("live", "ema"), "reported net")
+        return cfg
+
+    @property
+    def analysis_net(self) -> str:
+        """The net whose training-set behaviour the figures show: the reported one, or the EMA for SLN (its EMA
+        is SLN-MO, the better net of the same run)."""
+        return "ema" if self.report_net == "ema" or self.method == "sln" else "live"
+
+
+Config = SLNConfig
 
 
 @dataclass
@@ -177,6 +198,7 @@ class SLNRun:
     trainer: Trainer
     targets: torch.Tensor
     config: SLNConfig
+    completed: bool = True
 
 
 def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=None, progress: bool = True) -> SLNRun:
@@ -207,43 +229,44 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
     noise_gen = torch.Generator(device=dev)
     noise_gen.manual_seed(seed + 1)
     sigma = cfg.sigma
-    history: list[dict] = []
-    checkpoint = Checkpointer(out_dir, cfg.checkpoint_every_seconds) if out_dir else None
-    state = checkpoint.load(map_location=dev) if checkpoint else None
-    if state is not None:
-        trainer.load_state_dict(state["trainer"])
-        targets = state["targets"].to(dev)
-        sigma, history = state["sigma"], state["history"]
-        noise_gen.set_state(state["noise_generator"])
-    start_epoch = trainer.epochs_done + 1
-    train.next_epoch = trainer.epochs_done
 
     def loss_fn(logits, batch):
         return soft_cross_entropy(logits, sln_targets(targets.index_select(0, batch.idx), sigma, noise_gen))
 
-    bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="SLN" if cfg.sigma else "CE", disable=not progress,
-               initial=start_epoch - 1, total=cfg.epochs, unit="epoch")
-    for epoch in bar:
-        t0 = time.perf_counter()
+    def epoch_fn(epoch: int) -> dict:
+        nonlocal targets, sigma
         lc = lc_active(epoch, cfg.lc_start, cfg.epochs, cfg.lc_start_inclusive)
         if lc:
             sigma = 0.0
             probs = _predict_epoch(trainer, lc_batcher, epoch, c)
             targets = correct_labels(probs, targets, noisy_onehot, soft=cfg.lc_soft)
+        train.next_epoch = epoch - 1
         stats = trainer.train_epoch(train, loss_fn, {"noisy": targets.argmax(1), "clean": clean})
-        row = {"epoch": epoch, "sigma": sigma, "lc": lc, **stats,
+        row = {"sigma": sigma, "lc": lc, **stats,
                "test_acc_live": trainer.accuracy(test, test_labels),
                "test_acc_ema": trainer.accuracy(test, test_labels, use_ema=True) if trainer.ema else None}
         if val is not None:
             row["val_acc_live"] = trainer.accuracy(val, val_labels)
-        row["seconds"] = time.perf_counter() - t0
-        history.append(row)
-        bar.set_postfix(test=f"{row['test_acc_live']:.3f}", ema=f"{row['test_acc_ema'] or 0:.3f}")
-        if checkpoint and (checkpoint.due() or epoch == cfg.epochs):
-            checkpoint.save({"trainer": trainer.state_dict(), "targets": targets, "sigma": sigma,
-                             "history": history, "noise_generator": noise_gen.get_state()})
-    hist = pd.DataFrame(history)
-    return SLNRun(hist, summarise(hist, len(data.train_images)), trainer, targets, cfg)
+        return row
+
+    def get_state() -> dict:
+        return {"trainer": trainer.state_dict(), "targets": targets, "sigma": sigma,
+                "noise_generator": noise_gen.get_state()}
+
+    def set_state(state: dict) -> None:
+        nonlocal targets, sigma
+        trainer.load_state_dict(state["trainer"])
+        targets = state["targets"].to(dev)
+        sigma = state["sigma"]
+        noise_gen.set_state(state["noise_generator"])
+
+    loop = TrainLoop(out_dir, epochs=cfg.epochs, desc="SLN" if cfg.sigma else "CE",
+                     checkpoint_every_seconds=cfg.checkpoint_every_seconds,
+                     time_budget_seconds=cfg.time_budget_seconds, progress=progress,
+                     postfix=("loss", "test_acc_live", "test_acc_ema"))
+    result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
+    hist = pd.DataFrame(result.history)
+    return SLNRun(hist, summarise(hist, len(data.train_images)), trainer, targets, cfg, result.completed)
 
 
 def _predict_epoch(trainer: Trainer, batcher: DeviceBatcher, epoch: int, num_classes: int) -> torch.Tensor:
@@ -267,6 +290,24 @@ def summarise(history: pd.DataFrame, n_train: int) -> dict:
     if "val_acc_live" in history:
         out["val_acc_last"] = float(history["val_acc_live"].iloc[-1] * 100)
     return out
+
+
+def prepare(cell: dict, seed: int, roots: Roots | None = None) -> SLNData:
+    """The contract's data step: images and the cell's noisy labels (see `prepare_data`)."""
+    roots = roots or Roots()
+    return prepare_data(cell, seed, roots.data_root, roots.noise_root)
+
+
+def run(data: SLNData, config: SLNConfig, seed: int, workdir=None, *, device=None, progress: bool = True
+        ) -> RunOutput:
+    """The contract's run: train, then the protocol metrics of the reported net beside every net's numbers and
+    what the noise did. `state` holds the SLNRun (trainer, targets) for the notebook's figures."""
+    result = train_sln(data, config, seed, out_dir=workdir, device=device, progress=progress)
+    metrics = {**protocol_metrics(result.metrics, config.report_net), **result.metrics,
+               "noise_rate": float(data.noisy_mask.mean()), "noise_meta": data.noise_meta, "pixels": data.pixels}
+    if data.noisy_mask.any() and data.noise_meta.get("generator") != "openset":
+        metrics["noise_report"] = noise_report(data.clean, data.noisy, data.num_classes)["per_class_noise_rate"]
+    return RunOutput(result.history, metrics, state=result, completed=result.completed)
 
 
 def protocol_metrics(summary: dict, report_net: str) -> dict:

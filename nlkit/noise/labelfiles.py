@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
+from ..io import atomic_write, atomic_write_json
 
 LABEL_SUFFIXES = (".npy", ".csv", ".pt", ".pth")
 
@@ -161,40 +160,6 @@ def read_openset_flags(spec: str) -> np.ndarray:
     if not text.isin(["True", "False", "0", "1"]).all():
         raise UserError(f"{spec}: expected True/False flags")
     return text.isin(["True", "1"]).to_numpy()
-
-
-def atomic_write(path, write_fn) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path, obj) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
-            f.write("\n")
-
-    atomic_write(path, write)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def save_labels(path, labels: np.ndarray, meta: dict | None = None) -> None:

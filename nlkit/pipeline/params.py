@@ -111,12 +111,3 @@ def find_cells(paper: str | None = None, only: str | None = None, root: Path | N
     if only:
         cells = [f for f in cells if fnmatch.fnmatch(f.stem, only) or fnmatch.fnmatch(f"{f.parent.name}/{f.stem}", only)]
     return cells
-
-
-def config_from_cell(config_class, cell: dict, what: str):
-    """A method's config dataclass from the cell's `train:` block; an unknown key is an error, not ignored."""
-    train = cell.get("train") or {}
-    unknown = set(train) - set(config_class.__dataclass_fields__)
-    if unknown:
-        raise UserError(f"unknown {what} training settings: {sorted(unknown)}")
-    return config_class(**train)

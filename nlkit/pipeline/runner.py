@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import DataMissingError, UserError
-from ..noise.labelfiles import atomic_write, atomic_write_json
+from ..io import atomic_write, atomic_write_json
 from .params import load_cell, params_hash, repo_root
 
 METRIC_KEYS = ("acc_best_test", "acc_last", "acc_val_selected")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..noise.labelfiles import atomic_write
+from ..io import atomic_write
 from .params import find_cells, load_cell, params_hash, repo_root
 from .runner import outputs_root, run_dir
 

@@ -1,14 +1,20 @@
 """Periodic, atomic checkpoints so one run can span several time-limited sessions (a preempted Colab, a GPU
-command capped at minutes): `nlkit run` re-executes the notebook and training continues from the last one."""
+command capped at minutes): re-running the cell continues from the last one.
+
+Checkpoints are read with ``weights_only=True``: they hold tensors and plain Python values only, so loading one
+can never run code. A checkpoint that cannot be read (truncated, damaged, or holding other objects) is moved
+aside as ``last.pt.corrupt-<time>`` with one warning, and the run starts fresh.
+"""
 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
-from ..noise.labelfiles import atomic_write
+from ..io import atomic_write
 
 
 class Checkpointer:
@@ -23,7 +29,17 @@ class Checkpointer:
     def load(self, map_location=None) -> dict | None:
         if not self.exists():
             return None
-        return torch.load(self.path, map_location=map_location, weights_only=False)
+        try:
+            state = torch.load(self.path, map_location=map_location, weights_only=True)
+            if not isinstance(state, dict):
+                raise TypeError(f"holds a {type(state).__name__}, not a dict")
+            return state
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is set aside, never fatal
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            self.path.replace(aside)
+            warnings.warn(f"unreadable checkpoint {self.path} ({type(e).__name__}: {str(e)[:200]}); moved to "
+                          f"{aside.name}, starting fresh", stacklevel=2)
+            return None
 
     def save(self, state: dict) -> None:
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))

@@ -6,18 +6,16 @@ with per-sample augmentations drawn on the device.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 from torch import nn
-from tqdm.auto import tqdm
 
-from .errors import DataMissingError, UserError, check_choice
-from .models import SmallCNN
-from .train import autocast_for, default_device
+from ..errors import DataMissingError, UserError, check_choice
+from ..models import SmallCNN
+from ..train import autocast_for, default_device
 
 
 class SimCLRModel(nn.Module):
@@ -78,7 +76,7 @@ def load_simclr(path, arch: str = "resnet50", map_location="cpu") -> SimCLRModel
 
 
 def save_simclr(model: SimCLRModel, path) -> Path:
-    from .noise.labelfiles import atomic_write
+    from ..io import atomic_write
 
     path = Path(path)
     payload = {"arch": model.arch, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
@@ -156,11 +154,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
 def train_simclr(images: np.ndarray, *, arch: str = "resnet18", epochs: int = 100, batch_size: int = 512,
                  lr: float = 1e-3, weight_decay: float = 1e-6, temperature: float = 0.5, seed: int = 0,
                  device=None, mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010),
-                 checkpoint_dir=None, checkpoint_every_seconds: float = 300.0, progress: bool = True):
-    """Train SimCLR (Adam, NT-Xent) on uint8 NHWC images held on the device; returns (model, history).
+                 checkpoint_dir=None, checkpoint_every_seconds: float = 300.0, time_budget_seconds=None,
+                 progress: bool = True):
+    """Train SimCLR (Adam, NT-Xent) on uint8 NHWC images held on the device; returns (model, LoopResult).
     Resumes from `checkpoint_dir/checkpoints/last.pt` when present."""
-    from .data import DeviceBatcher
-    from .train import Checkpointer
+    from ..data import DeviceBatcher
+    from ..train import TrainLoop
 
     torch.manual_seed(seed)
     device = torch.device(device or default_device())
@@ -173,21 +172,11 @@ def train_simclr(images: np.ndarray, *, arch: str = "resnet18", epochs: int = 10
     mean_t = torch.tensor(mean[:in_ch], device=device).view(1, -1, 1, 1)
     std_t = torch.tensor(std[:in_ch], device=device).view(1, -1, 1, 1)
     gen = torch.Generator(device=device).manual_seed(seed + 1)
-    history, start = [], 0
-    ckpt = Checkpointer(checkpoint_dir, checkpoint_every_seconds) if checkpoint_dir else None
-    state = ckpt.load(map_location=device) if ckpt else None
-    if state:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        history, start = state["history"], len(state["history"])
-    batcher.next_epoch = start
-    for epoch in tqdm(range(start + 1, epochs + 1), desc="SimCLR", disable=not progress, initial=start,
-                      total=epochs, unit="epoch"):
-        t0 = time.perf_counter()
+
+    def epoch_fn(epoch: int) -> dict:
         model.train()
         total = torch.zeros((), device=device)
-        for batch in batcher:
+        for batch in batcher.epoch(epoch - 1):
             x = batch.x  # in [0, 1]: the batcher normalises nothing here
             v1 = (simclr_augment(x, gen) - mean_t) / std_t
             v2 = (simclr_augment(x, gen) - mean_t) / std_t
@@ -199,12 +188,20 @@ def train_simclr(images: np.ndarray, *, arch: str = "resnet18", epochs: int = 10
             loss.backward()
             opt.step()
             total += loss.detach()
-        history.append({"epoch": epoch, "loss": float(total / max(len(batcher), 1)),
-                        "seconds": time.perf_counter() - t0})
-        if ckpt and (ckpt.due() or epoch == epochs):
-            ckpt.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                       "history": history})
-    return model.eval(), history
+        return {"loss": float(total / max(len(batcher), 1))}
+
+    def get_state() -> dict:
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state()}
+
+    def set_state(state: dict) -> None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+
+    loop = TrainLoop(checkpoint_dir, epochs=epochs, desc="SimCLR", checkpoint_every_seconds=checkpoint_every_seconds,
+                     time_budget_seconds=time_budget_seconds, progress=progress, postfix=("loss",))
+    result = loop.run(epoch_fn, get_state, set_state, map_location=device)
+    return model.eval(), result
 
 
 @torch.no_grad()
@@ -212,7 +209,7 @@ def simclr_features(model: SimCLRModel, images: np.ndarray, device=None, mean=(0
                     std=(0.2023, 0.1994, 0.2010), batch_size: int = 512, augment_seed: int | None = None) -> np.ndarray:
     """L2-normalised backbone features; `augment_seed` draws one random crop (pad 4) and flip per image, as the
     LRA code's cached training features."""
-    from .data import DeviceBatcher
+    from ..data import DeviceBatcher
 
     device = torch.device(device or default_device())
     model = model.to(device).eval()

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UserError, check_choice
+from ..errors import UserError, check_choice
 
 
 class SmallCNN(nn.Module):
@@ -153,7 +153,7 @@ def build_model(arch: str, **kwargs) -> nn.Module:
 
 def save_model(model: nn.Module, path, arch: str, **kwargs) -> Path:
     """Save weights with what is needed to rebuild the network (`load_model`)."""
-    from .noise.labelfiles import atomic_write
+    from ..io import atomic_write
 
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -125,7 +125,7 @@ def tsne_scatter(xy: np.ndarray, clean: np.ndarray, noisy: np.ndarray, classes: 
 
 def save_figure(fig, path, dpi: int = 130) -> Path:
     """Save as PNG through a temporary file, so an interrupted run leaves no half-written figure."""
-    from .noise.labelfiles import atomic_write
+    from ..io import atomic_write
 
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix[1:] or "png"))

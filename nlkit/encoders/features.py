@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import DataMissingError, UserError, check_choice
+from ..errors import DataMissingError, UserError, check_choice
 
 ENCODERS = ("pixels", "pca", "clip", "model")
 
@@ -87,7 +87,7 @@ def clip_features(images: np.ndarray, model_name: str = "ViT-L-14", pretrained: 
 def model_features(images: np.ndarray, model_path, device: str | None = None, batch_size: int = 512,
                    mean=None, std=None) -> np.ndarray:
     """Penultimate features of a checkpoint saved by nlkit.models.save_model."""
-    from .models import load_model
+    from ..models import load_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(model_path).to(device)
@@ -125,8 +125,8 @@ def feature_key(**parts) -> str:
 
 def cached(key_parts: dict, compute, cache_root=None) -> np.ndarray:
     """Load features from the cache, or compute and store them (atomically) on a miss."""
-    from .data import cache_dir
-    from .noise.labelfiles import atomic_write, atomic_write_json
+    from ..data import cache_dir
+    from ..io import atomic_write, atomic_write_json
 
     root = Path(cache_root) if cache_root else cache_dir() / "features"
     key = feature_key(**key_parts)

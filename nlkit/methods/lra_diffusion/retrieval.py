@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import UserError, check_choice
+from ...errors import UserError, check_choice
 
 INCLUDE_SELF = ("code", "append_only", "exclude")
 

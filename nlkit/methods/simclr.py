@@ -1,0 +1,72 @@
+"""SimCLR encoders trained by the kit for LRA-Diffusion's label retrieval (the paper's SimCLR weights are not
+distributed). The run leaves its weights as the artefact `encoder`, which LRA cells declare under `needs:`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data import load_dataset
+from ..encoders.simclr import save_simclr, simclr_features, train_simclr
+from .contract import PROTOCOL_METRICS, MethodSpec, Roots, RunOutput, config_from_cell
+from .lra_diffusion.retrieval import knn, knn_majority_vote
+
+SPEC = MethodSpec("simclr", metrics=PROTOCOL_METRICS + ("knn_clean_acc", "train_seconds", "final_loss", "epochs"),
+                  artefacts=("encoder",))
+WEIGHTS_FILE = "simclr.pt"
+CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+
+
+@dataclass
+class Config:
+    arch: str = "resnet50"
+    epochs: int = 500
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    temperature: float = 0.5
+    knn_k: int = 10
+    checkpoint_every_seconds: float = 300.0
+    time_budget_seconds: float | None = None
+
+    @classmethod
+    def from_cell(cls, cell: dict) -> "Config":
+        return config_from_cell(cls, cell, "SimCLR")
+
+
+@dataclass
+class SimCLRData:
+    dataset: object
+    mean: tuple
+    std: tuple
+
+
+def prepare(cell: dict, seed: int, roots: Roots | None = None) -> SimCLRData:
+    roots = roots or Roots()
+    ds = load_dataset(cell["dataset"], data_root=roots.data_root)
+    mean, std = CIFAR_STATS if ds.train_images.shape[-1] == 3 else ((0.5,), (0.5,))
+    return SimCLRData(ds, mean, std)
+
+
+def run(data: SimCLRData, config: Config, seed: int, workdir, *, device=None, progress: bool = True) -> RunOutput:
+    """Train (resumable), save the weights, and measure the features with a k-NN vote using the clean labels."""
+    ds = data.dataset
+    model, loop = train_simclr(ds.train_images, arch=config.arch, epochs=config.epochs,
+                               batch_size=config.batch_size, lr=config.lr, weight_decay=config.weight_decay,
+                               temperature=config.temperature, seed=seed, device=device, mean=data.mean,
+                               std=data.std, checkpoint_dir=Path(workdir),
+                               checkpoint_every_seconds=config.checkpoint_every_seconds,
+                               time_budget_seconds=config.time_budget_seconds, progress=progress)
+    history = pd.DataFrame(loop.history)
+    save_simclr(model, Path(workdir) / WEIGHTS_FILE)
+    train_f = simclr_features(model, ds.train_images, device=device, mean=data.mean, std=data.std)
+    test_f = simclr_features(model, ds.test_images, device=device, mean=data.mean, std=data.std)
+    _, nbrs = knn(train_f, test_f, config.knn_k)
+    knn_acc = float(np.mean(knn_majority_vote(nbrs, ds.train_labels, ds.num_classes) == ds.test_labels) * 100)
+    metrics = {"knn_clean_acc": knn_acc, "train_seconds": float(history["seconds"].sum()),
+               "epochs": len(history), "final_loss": float(history["loss"].iloc[-1]), "arch": config.arch,
+               "acc_last": None, "acc_best_test": None, "acc_val_selected": None}
+    return RunOutput(history, metrics, artefacts={"encoder": WEIGHTS_FILE}, state=model, completed=loop.completed)
