@@ -13,8 +13,9 @@ def _cmd_run(args) -> int:
     for r in results:
         extra = f" ({r.seconds:.1f} s)" if r.status == "done" else (f": {r.message}" if r.message else "")
         print(f"{r.status}: {r.cell} -> {r.out_dir}{extra}")
-    return 1 if any(r.status == "failed" for r in results) else (2 if any(r.status == "not_run" for r in results)
-                                                                 else 0)
+    statuses = {r.status for r in results}
+    # 1 failed, 2 not run (data or a needed cell missing), 3 stopped by a time budget (run again to continue)
+    return 1 if "failed" in statuses else 2 if "not_run" in statuses else 3 if "stopped" in statuses else 0
 
 
 def _cmd_reproduce(args) -> int:

@@ -11,59 +11,78 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..errors import UserError
+from .deps import dependency_cell, needs_of
 from .params import find_cells, load_cell, repo_root
 from .runner import RunResult, is_current, run_dir, run_one
 from .tables import build_tables
 
 
+def plan_runs(profile: str, paper: str | None = None, only: str | None = None, stream=None):
+    """Every (resolved cell, seed) to consider, the cells they need included, dependencies first; and the cells
+    that could not be resolved (reported, never fatal to the others)."""
+    plan, bad, seen = [], [], set()
+
+    def add(resolved):
+        key = (resolved["paper"], resolved["cell_id"])
+        if key in seen:
+            return
+        seen.add(key)
+        for ref in needs_of(resolved).values():
+            add(dependency_cell(ref, profile))
+        plan.extend((resolved, int(s)) for s in resolved.get("seeds") or [0])
+
+    for cell in find_cells(paper, only):
+        try:
+            add(load_cell(cell, profile))
+        except UserError as e:
+            bad.append((cell, str(e)))
+    return plan, bad
+
+
 def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None = None, *, data_root=None,
               noise_root=None, executor: str = "auto", root: Path | None = None, stream=None, jobs: int = 1) -> int:
     """Returns 0 when every run finished (or was current), 1 when any failed. Cells whose data is missing are
-    reported as not run and do not fail the whole (they are not errors of the kit)."""
+    reported as not run and do not fail the whole (they are not errors of the kit). A cell another needs runs
+    first, and with `jobs > 1` a dependent run starts only once what it needs has finished."""
     stream = stream or sys.stderr
-    cells = find_cells(paper, only)
-    if not cells:
+    if not find_cells(paper, only):
         print(f"no params files match paper={paper!r} only={only!r}", file=stream)
         return 1
-    plan = []
-    for cell in cells:
-        resolved = load_cell(cell, profile)
-        plan += [(resolved, int(s)) for s in resolved.get("seeds") or [0]]
-    # cells whose outputs others need (e.g. trained SimCLR encoders) declare an earlier `stage`
-    plan.sort(key=lambda item: item[0].get("stage", 1))
+    plan, bad = plan_runs(profile, paper, only)
+    for cell, message in bad:
+        print(f"  invalid params: {message}", file=stream)
     todo = [(r, s) for r, s in plan if not is_current(r, s, root)]
-    print(f"reproduce [{profile}]: {len(plan)} runs in {len(cells)} cells; {len(plan) - len(todo)} current, "
-          f"{len(todo)} to run", file=stream)
+    print(f"reproduce [{profile}]: {len(plan)} runs in {len({(r['paper'], r['cell_id']) for r, _ in plan})} cells; "
+          f"{len(plan) - len(todo)} current, {len(todo)} to run", file=stream)
     results: list[RunResult] = []
     t0 = time.perf_counter()
+    options = dict(data_root=data_root, noise_root=noise_root, executor=executor, root=root)
     with _stop_after_current_run(stream) as stop, tqdm(total=len(todo), desc="runs", unit="run", file=stream,
                                                          disable=not todo) as bar:
-        for resolved, seed in todo:
-            if jobs > 1:
-                break
-            bar.set_postfix_str(f"{resolved['paper']}/{resolved['cell_id']} s{seed}")
-            result = run_one(resolved, seed, data_root=data_root, noise_root=noise_root, executor=executor,
-                             root=root)
-            if stop.requested:  # this run may have been cut short by the same Ctrl-C: it is not counted
-                break
-            _record(result, results, bar, stream)
         if jobs > 1:
-            _run_concurrently(todo, jobs, stop, results, bar, stream, data_root=data_root, noise_root=noise_root,
-                              executor=executor, root=root)
+            _run_concurrently(todo, jobs, stop, results, bar, stream, **options)
+        else:
+            for resolved, seed in todo:
+                bar.set_postfix_str(f"{resolved['paper']}/{resolved['cell_id']} s{seed}")
+                result = run_one(resolved, seed, **options)
+                if stop.requested:  # this run may have been cut short by the same Ctrl-C: it is not counted
+                    break
+                _record(result, results, bar, stream)
     if stop.requested:
         print(f"reproduce [{profile}]: interrupted after {len(results)} of {len(todo)} runs; run it again to "
               "resume (finished runs are kept)", file=stream)
         return 130
-    failed = [r for r in results if r.status == "failed"]
-    not_run = [r for r in results if r.status == "not_run"]
-    done = [r for r in results if r.status == "done"]
-    print(f"reproduce [{profile}]: {len(done)} ran, {len(plan) - len(todo)} were current, {len(not_run)} not run "
-          f"(data missing), {len(failed)} failed, in {time.perf_counter() - t0:.0f} s", file=stream)
-    for r in failed:
+    by_status = {k: [r for r in results if r.status == k] for k in ("done", "failed", "not_run", "stopped")}
+    print(f"reproduce [{profile}]: {len(by_status['done'])} ran, {len(plan) - len(todo)} were current, "
+          f"{len(by_status['not_run'])} not run (data or a needed cell missing), {len(by_status['stopped'])} stopped "
+          f"by a time budget, {len(by_status['failed'])} failed, {len(bad)} invalid, "
+          f"in {time.perf_counter() - t0:.0f} s", file=stream)
+    for r in by_status["failed"]:
         print(f"  FAILED {r.cell}: {r.message} (details: {r.out_dir / 'error.txt'})", file=stream)
     for path in build_tables(profile, paper=paper, root=root):
         print(f"table: {path}", file=stream)
-    return 1 if failed else 0
+    return 1 if by_status["failed"] or bad else 0
 
 
 class _StopFlag:
@@ -94,21 +113,28 @@ def _stop_after_current_run(stream):
 
 def _record(result: RunResult, results: list, bar, stream) -> None:
     results.append(result)
-    if result.status in ("failed", "not_run"):
+    if result.status in ("failed", "not_run", "stopped"):
         tqdm.write(f"  {result.status.replace('_', ' ')}: {result.cell}: {result.message}", file=stream)
     bar.update(1)
 
 
 def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, **options) -> None:
     """Each run in its own `nlkit run` process, `jobs` at a time: isolated kernels and memory, and on a GPU
-    several small runs share the device. Ctrl-C lets the runs under way finish and starts no new one."""
+    several small runs share the device. A run starts only when every run of the cells it needs has finished
+    (a failed dependency makes it 'not run'). Ctrl-C lets the runs under way finish and starts no new one."""
     import subprocess
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    def cell_of(resolved):
+        return f"{resolved['paper']}/{resolved['cell_id']}"
+
+    pending_runs = {}  # cell -> runs of it still to finish in this plan
+    for resolved, _ in todo:
+        pending_runs[cell_of(resolved)] = pending_runs.get(cell_of(resolved), 0) + 1
+    failed_cells: set[str] = set()
 
     def one(item):
         resolved, seed = item
-        if stop.requested:
-            return None
         cmd = [sys.executable, "-m", "nlkit", "run", str(Path(resolved["params_file"])), "--seed", str(seed),
                "--profile", resolved["profile"], "--executor", options["executor"]]
         for flag, key in (("--data-root", "data_root"), ("--noise-root", "noise_root")):
@@ -117,14 +143,48 @@ def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, **optio
         t0 = time.perf_counter()
         # own session: the terminal's Ctrl-C reaches this process only, which lets the runs finish
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(repo_root()), start_new_session=True)
-        status = {0: "done", 2: "not_run"}.get(proc.returncode, "failed")
+        status = {0: "done", 2: "not_run", 3: "stopped"}.get(proc.returncode, "failed")
         lines = (proc.stdout + proc.stderr).strip().splitlines()
-        message = next((ln for ln in reversed(lines) if ln.startswith(("failed:", "not_run:", "nlkit"))), "")
-        label = f"{resolved['paper']}/{resolved['cell_id']} seed {seed}"
+        message = next((ln for ln in reversed(lines) if ln.startswith(("failed:", "not_run:", "stopped:", "nlkit"))),
+                       "")
+        label = f"{cell_of(resolved)} seed {seed}"
         return RunResult(label, seed, status, run_dir(resolved, seed, options["root"]),
                          time.perf_counter() - t0, message.split(": ", 2)[-1] if message else "")
 
+    waiting = list(todo)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for result in pool.map(one, todo):
-            if result is not None:
+        running = {}
+        while waiting or running:
+            if not stop.requested:
+                for item in list(waiting):
+                    if len(running) >= jobs:
+                        break
+                    deps = needs_of(item[0]).values()
+                    if any(d in failed_cells for d in deps):
+                        waiting.remove(item)
+                        pending_runs[cell_of(item[0])] -= 1
+                        failed_cells.add(cell_of(item[0]))
+                        _record(RunResult(f"{cell_of(item[0])} seed {item[1]}", item[1], "not_run",
+                                          run_dir(item[0], item[1], options["root"]), 0.0,
+                                          "a cell it needs did not finish"), results, bar, stream)
+                    elif not any(pending_runs.get(d, 0) for d in deps):
+                        waiting.remove(item)
+                        running[pool.submit(one, item)] = item
+            else:
+                waiting.clear()
+            if not running:
+                if waiting and not stop.requested:  # a dependency outside this plan never finishes here
+                    for item in waiting:
+                        _record(RunResult(f"{cell_of(item[0])} seed {item[1]}", item[1], "not_run",
+                                          run_dir(item[0], item[1], options["root"]), 0.0,
+                                          "a cell it needs is not done"), results, bar, stream)
+                    waiting.clear()
+                continue
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                item = running.pop(future)
+                result = future.result()
+                pending_runs[cell_of(item[0])] -= 1
+                if result.status != "done":
+                    failed_cells.add(cell_of(item[0]))
                 _record(result, results, bar, stream)

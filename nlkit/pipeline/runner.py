@@ -11,22 +11,23 @@ import shutil
 import subprocess
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
 from ..errors import DataMissingError, UserError
 from ..io import atomic_write, atomic_write_json
-from .params import load_cell, params_hash, repo_root
-
-METRIC_KEYS = ("acc_best_test", "acc_last", "acc_val_selected")
+from ..methods.contract import PROTOCOL_METRICS
+from .deps import DependencyMissing, needs_of, resolve_needs, run_key
+from .params import load_cell, repo_root
 
 
 @dataclass
 class RunResult:
     cell: str
     seed: int
-    status: str          # done | skipped | failed | not_run
+    status: str          # done | skipped | failed | not_run | stopped (time budget; resumable)
     out_dir: Path
     seconds: float = 0.0
     message: str = ""
@@ -44,14 +45,28 @@ def metrics_path(resolved: dict, seed: int, root: Path | None = None) -> Path:
     return run_dir(resolved, seed, root) / "metrics.json"
 
 
-def is_current(resolved: dict, seed: int, root: Path | None = None) -> bool:
+def current_metrics(resolved: dict, seed: int, root: Path | None = None, *, warn: bool = False) -> dict | None:
+    """The run's metrics when it finished with the cell's current params (and, for a dependent cell, the current
+    artefacts of what it needs); None otherwise. An unreadable metrics.json counts as not run (with a warning)."""
     path = metrics_path(resolved, seed, root)
     if not path.is_file():
-        return False
+        return None
     try:
-        return json.loads(path.read_text()).get("params_hash") == params_hash(resolved, seed)
-    except (OSError, json.JSONDecodeError):
-        return False
+        metrics = json.loads(path.read_text())
+        if not isinstance(metrics, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        if warn:
+            warnings.warn(f"skipping unreadable {path}: {e}", stacklevel=2)
+        return None
+    try:
+        return metrics if metrics.get("params_hash") == run_key(resolved, seed, root) else None
+    except DependencyMissing:
+        return None
+
+
+def is_current(resolved: dict, seed: int, root: Path | None = None) -> bool:
+    return current_metrics(resolved, seed, root) is not None
 
 
 def device_name() -> str:
@@ -184,13 +199,21 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     results_file = out_dir / "results.json"
     if results_file.exists():
         results_file.unlink()
-    _fresh_checkpoints(out_dir, params_hash(resolved, seed))
+    try:
+        needs = resolve_needs(resolved, root)
+        key = run_key(resolved, seed, root)
+    except DependencyMissing as e:
+        _write_error(out_dir, f"not run: {e}")
+        return RunResult(label, seed, "not_run", out_dir, 0.0, str(e))
+    _fresh_checkpoints(out_dir, key)
     if executor == "auto":
         executor = "papermill" if papermill_available() else "direct"
     # Notebooks run with the project folder as working directory: repo-relative paths keep executed copies portable.
     parameters = {"params_file": resolved["params_file"], "profile": resolved["profile"], "seed": int(seed),
                   "out_dir": _portable(out_dir), "data_root": _portable(data_root) if data_root else None,
                   "noise_root": _portable(noise_root) if noise_root else None}
+    if needs_of(resolved):
+        parameters["needs"] = {name: _portable(path) for name, path in needs.paths.items()}
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     try:
@@ -199,6 +222,9 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
         if not results_file.is_file():
             raise RuntimeError(f"the notebook finished without writing {results_file.name}")
         results = json.loads(results_file.read_text())
+        if results.get("completed") is False:  # a time budget ran out: the checkpoint continues it next time
+            message = "time budget reached; run again to continue from the checkpoint"
+            return RunResult(label, seed, "stopped", out_dir, time.perf_counter() - t0, message)
     except DataMissingError as e:
         _write_error(out_dir, f"not run: {e}")
         return RunResult(label, seed, "not_run", out_dir, time.perf_counter() - t0, str(e))
@@ -210,9 +236,9 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     seconds = time.perf_counter() - t0
     metrics = {
         "paper": resolved["paper"], "cell": resolved["cell_id"], "profile": resolved["profile"], "seed": int(seed),
-        **{k: results.pop(k, None) for k in METRIC_KEYS},
+        **{k: results.pop(k, None) for k in PROTOCOL_METRICS},
         **results,
-        "params": resolved, "params_hash": params_hash(resolved, seed),
+        "params": resolved, "params_hash": key, "needs": needs.fingerprint,
         "wall_seconds": round(seconds, 2), "device": results.get("device") or device_name(),
         "executor": executor, "git_commit": git_commit(), "nlkit_version": __version__,
         "started_at": started.isoformat(timespec="seconds"),

@@ -4,7 +4,6 @@ A cell that was never run (or whose metrics belong to other params) is shown as 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -13,8 +12,8 @@ import pandas as pd
 import yaml
 
 from ..io import atomic_write
-from .params import find_cells, load_cell, params_hash, repo_root
-from .runner import outputs_root, run_dir
+from .params import find_cells, load_cell, repo_root
+from .runner import current_metrics, outputs_root
 
 COLUMNS = ["paper", "table", "row", "column", "reproduced_mean", "reproduced_std", "n_seeds", "paper_value",
            "delta", "wall_seconds", "device"]
@@ -35,13 +34,8 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None) ->
     rows = []
     for cell in find_cells(paper):
         resolved = load_cell(cell, profile)
-        runs = []
-        for seed in resolved.get("seeds") or [0]:
-            path = run_dir(resolved, int(seed), root) / "metrics.json"
-            if path.is_file():
-                m = json.loads(path.read_text())
-                if m.get("params_hash") == params_hash(resolved, int(seed)):
-                    runs.append(m)
+        runs = [m for seed in resolved.get("seeds") or [0]
+                if (m := current_metrics(resolved, int(seed), root, warn=True)) is not None]
         walls = [float(m.get("wall_seconds") or 0) for m in runs]
         devices = sorted({str(m["device"]) for m in runs if m.get("device")})
         for entry in table_entries(resolved):

@@ -1,0 +1,102 @@
+"""Cell dependencies: `needs: {<artefact>: <paper>/<cell>}` in a params file.
+
+A run that needs another cell's artefact (an LRA cell the SimCLR encoder, a TDSM cell its noisy-label classifier)
+gets the file that the dependency's finished run listed under that name in its `metrics.json`. The dependency's
+params hash and the artefact's content hash fold into the dependent's run key, so retraining the dependency makes
+every run that used it stale. The dependency's first seed provides the artefact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import UserError
+from .params import load_cell, params_hash, repo_root
+
+
+class DependencyMissing(UserError):
+    """A cell this run needs has not finished under the same profile (or left no such artefact)."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    paths: dict        # artefact name -> file
+    fingerprint: dict  # artefact name -> {"cell", "params_hash", "sha256"}
+
+
+def needs_of(resolved: dict) -> dict[str, str]:
+    """The cell's `needs` as {artefact: "paper/cell"}; an entry set to null (e.g. by a profile overlay that swaps
+    the encoder for PCA) is no dependency."""
+    needs = resolved.get("needs") or {}
+    if not isinstance(needs, dict):
+        raise UserError(f"{resolved.get('params_file')}: `needs` must map an artefact name to 'paper/cell'")
+    out = {}
+    for name, ref in needs.items():
+        if ref is None:
+            continue
+        if not isinstance(ref, str) or ref.count("/") != 1 or any(p in ("", ".", "..") for p in ref.split("/")):
+            raise UserError(f"{resolved.get('params_file')}: needs.{name} must be 'paper/cell', got {ref!r}")
+        out[str(name)] = ref
+    return out
+
+
+def dependency_cell(ref: str, profile: str) -> dict:
+    paper, cell = ref.split("/")
+    path = repo_root() / "params" / paper / f"{cell}.yaml"
+    if not path.is_file():
+        raise UserError(f"needed cell {ref} has no params file ({path.relative_to(repo_root())})")
+    return load_cell(path, profile)
+
+
+def first_seed(resolved: dict) -> int:
+    return int((resolved.get("seeds") or [0])[0])
+
+
+@lru_cache(maxsize=256)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hash(path: Path) -> str:
+    st = path.stat()
+    return _sha256(str(path), st.st_mtime_ns, st.st_size)
+
+
+def resolve_needs(resolved: dict, root: Path | None = None) -> Resolved:
+    """Files and fingerprints of everything the cell needs; DependencyMissing when one is not (currently) done."""
+    from .runner import is_current, run_dir
+
+    paths, fingerprint = {}, {}
+    for name, ref in needs_of(resolved).items():
+        dep = dependency_cell(ref, resolved["profile"])
+        seed = first_seed(dep)
+        if not is_current(dep, seed, root):
+            raise DependencyMissing(f"needs {ref} ({resolved['profile']} profile), which has not finished with its "
+                                    f"current params; run it first (make reproduce runs it before this cell)")
+        folder = run_dir(dep, seed, root)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        artefact = (metrics.get("artefacts") or {}).get(name)
+        if not artefact or not (folder / artefact).is_file():
+            raise DependencyMissing(f"needs the artefact {name!r} of {ref}, but its run left none")
+        path = folder / artefact
+        paths[name] = path
+        fingerprint[name] = {"cell": ref, "params_hash": metrics["params_hash"], "sha256": content_hash(path)}
+    return Resolved(paths, fingerprint)
+
+
+def run_key(resolved: dict, seed: int, root: Path | None = None) -> str:
+    """What makes a finished run current: its params and seed, and for a dependent cell the params and artefact
+    content of what it needs. Raises DependencyMissing when a dependency is not done."""
+    key = params_hash(resolved, seed)
+    if not needs_of(resolved):
+        return key
+    blob = json.dumps({"params_hash": key, "needs": resolve_needs(resolved, root).fingerprint}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

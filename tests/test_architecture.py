@@ -1,0 +1,81 @@
+"""The kit's shape: layers import only downwards, and every cell resolves into its paper's contract."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from nlkit.methods import PAPER_MODULES, method_for
+from nlkit.pipeline import PROFILES, find_cells, load_cell
+from nlkit.pipeline.tables import table_entries
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nlkit"
+
+# data -> noise -> models/train -> encoders -> methods -> presentation -> pipeline -> command line
+LAYER = {"errors": 0, "io": 0, "data": 1, "noise": 2, "models": 3, "train": 3, "encoders": 4, "methods": 5,
+         "viz": 6, "pipeline": 7, "cli": 8, "__main__": 8}
+
+
+def _layer_of(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYER.get(parts[1]) if len(parts) > 1 and parts[0] == "nlkit" else None
+
+
+def _imports(path: Path) -> list[str]:
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.append(target)
+            found += [f"{target}.{a.name}" for a in node.names if _layer_of(f"{target}.{a.name}") is not None
+                      and target == "nlkit"]
+    return found
+
+
+def test_lower_layers_never_import_higher_ones():
+    violations = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = _layer_of(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts))
+        if own is None:
+            continue
+        for target in _imports(path):
+            layer = _layer_of(target)
+            if layer is not None and layer > own:
+                violations.append(f"{path.relative_to(PACKAGE.parent)} imports {target}")
+    assert not violations, "\n".join(violations)
+
+
+def test_the_layer_check_sees_a_violation(tmp_path, monkeypatch):
+    bad = PACKAGE / "models" / "_probe_for_test.py"
+    bad.write_text("from ..pipeline import runner\n")
+    try:
+        with pytest.raises(AssertionError, match="pipeline"):
+            test_lower_layers_never_import_higher_ones()
+    finally:
+        bad.unlink()
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_cell_resolves_into_its_papers_contract(profile):
+    cells = find_cells()
+    assert cells
+    for cell in cells:
+        resolved = load_cell(cell, profile)
+        method = method_for(resolved["paper"])
+        for entry in table_entries(resolved):
+            method.SPEC.check_metric(entry["metric"], str(cell))
+        if hasattr(method, "Config"):
+            method.Config.from_cell(resolved)
+
+
+def test_every_params_folder_has_a_method():
+    folders = {p.name for p in (PACKAGE.parent / "params").iterdir() if p.is_dir()}
+    assert folders <= set(PAPER_MODULES)

@@ -1,0 +1,102 @@
+"""Cell dependencies (`needs:`): resolved to the needed run's artefact, folded into the run key, scheduled first."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nlkit.pipeline import load_cell, run_cell
+from nlkit.pipeline.reproduce import reproduce
+from nlkit.pipeline.runner import is_current, metrics_path
+
+from test_pipeline import write_notebook
+
+PARAMS = "params_file = None\nprofile = 'smoke'\nseed = 0\nout_dir = 'x'\ndata_root = None\nnoise_root = None\nneeds = {}"
+
+ENCODER_CODE = [PARAMS, (
+    "import json, time\nfrom pathlib import Path\nfrom nlkit.pipeline import load_cell\n"
+    "cfg = load_cell(params_file, profile)\ntime.sleep(cfg.get('sleep', 0))\n"
+    "Path(out_dir, 'weights.bin').write_text(f\"weights {cfg['value']}\")\n"
+    "Path(out_dir, 'results.json').write_text(json.dumps({'acc_last': cfg['value'], "
+    "'artefacts': {'encoder': 'weights.bin'}, 'finished': time.time()}))")]
+
+USER_CODE = [PARAMS, (
+    "import json, time\nfrom pathlib import Path\n"
+    "started = time.time()\nweights = Path(needs['encoder']).read_text()\n"
+    "Path(out_dir, 'results.json').write_text(json.dumps({'acc_last': 1.0, 'weights_seen': weights, "
+    "'started': started}))")]
+
+
+@pytest.fixture
+def dep_project(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    write_notebook(tmp_path / "notebooks" / "encoder.ipynb", ENCODER_CODE)
+    write_notebook(tmp_path / "notebooks" / "user.ipynb", USER_CODE)
+    for paper, cells in (("enc", {"base": {"notebook": "encoder", "value": 1, "sleep": 0}}),
+                         ("use", {"a": {"notebook": "user", "needs": {"encoder": "enc/base"}},
+                                  "b": {"notebook": "user", "needs": {"encoder": "enc/base"}}})):
+        folder = tmp_path / "params" / paper
+        folder.mkdir(parents=True)
+        for name, body in cells.items():
+            body = {"table": "T", "metric": "acc_last", "seeds": [0], **body}
+            (folder / f"{name}.yaml").write_text(yaml.safe_dump(body))
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def _set_encoder(project: Path, **changes):
+    path = project / "params" / "enc" / "base.yaml"
+    body = yaml.safe_load(path.read_text())
+    body.update(changes)
+    path.write_text(yaml.safe_dump(body))
+
+
+def test_missing_dependency_is_not_run_with_a_reason(dep_project):
+    [result] = run_cell(dep_project / "params/use/a.yaml", "smoke", executor="direct")
+    assert result.status == "not_run" and "enc/base" in result.message
+    assert not metrics_path(load_cell(dep_project / "params/use/a.yaml", "smoke"), 0).exists()
+
+
+def test_reproduce_runs_what_a_cell_needs_first_and_passes_the_artefact(dep_project):
+    assert reproduce("smoke", paper="use", executor="direct") == 0  # enc/base is pulled into the plan
+    use = load_cell(dep_project / "params/use/a.yaml", "smoke")
+    m = json.loads(metrics_path(use, 0).read_text())
+    assert m["weights_seen"] == "weights 1" and m["needs"]["encoder"]["cell"] == "enc/base"
+    assert is_current(use, 0)
+
+
+def test_retraining_the_dependency_makes_its_users_stale(dep_project):
+    assert reproduce("smoke", executor="direct") == 0
+    use = load_cell(dep_project / "params/use/a.yaml", "smoke")
+    assert is_current(use, 0)
+    _set_encoder(dep_project, value=2)            # other params: the dependency is no longer done ...
+    assert not is_current(use, 0)
+    assert reproduce("smoke", executor="direct") == 0  # ... and a reproduce retrains it, then its users
+    assert json.loads(metrics_path(use, 0).read_text())["weights_seen"] == "weights 2"
+    assert is_current(use, 0)
+    enc = load_cell(dep_project / "params/enc/base.yaml", "smoke")
+    weights = metrics_path(enc, 0).parent / "weights.bin"
+    weights.write_text("weights retrained elsewhere")  # same params, other content: stale too
+    assert is_current(enc, 0) and not is_current(use, 0)
+
+
+@pytest.mark.slow
+def test_parallel_reproduce_never_starts_a_dependent_before_its_dependency(dep_project):
+    _set_encoder(dep_project, sleep=3)
+    assert reproduce("smoke", executor="direct", jobs=2) == 0
+    enc = json.loads(metrics_path(load_cell(dep_project / "params/enc/base.yaml", "smoke"), 0).read_text())
+    for cell in ("a", "b"):
+        m = json.loads(metrics_path(load_cell(dep_project / f"params/use/{cell}.yaml", "smoke"), 0).read_text())
+        assert m["started"] > enc["finished"] and m["weights_seen"] == "weights 1"
+
+
+def test_a_null_need_is_no_dependency(dep_project):
+    path = dep_project / "params/use/a.yaml"
+    body = yaml.safe_load(path.read_text())
+    body["profiles"] = {"smoke": {"needs": {"encoder": None}}}
+    path.write_text(yaml.safe_dump(body))
+    from nlkit.pipeline.deps import needs_of
+
+    assert needs_of(load_cell(path, "smoke")) == {}
+    assert needs_of(load_cell(path, "quick")) == {"encoder": "enc/base"}
