@@ -194,7 +194,9 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     if not force and is_current(resolved, seed, root):
         return RunResult(label, seed, "skipped", out_dir)
     metrics_file = out_dir / "metrics.json"
-    if metrics_file.exists():  # stale (other params): remove first, so a crash cannot leave it looking current
+    if metrics_file.exists() and not (force and is_current(resolved, seed, root)):
+        # stale (other params): removed first, so a crash cannot leave it looking current. A forced rerun of a
+        # current run keeps it until the new one replaces it.
         metrics_file.unlink()
     results_file = out_dir / "results.json"
     if results_file.exists():
@@ -205,7 +207,7 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     except DependencyMissing as e:
         _write_error(out_dir, f"not run: {e}")
         return RunResult(label, seed, "not_run", out_dir, 0.0, str(e))
-    _fresh_checkpoints(out_dir, key)
+    _fresh_checkpoints(out_dir, key, discard=force)
     if executor == "auto":
         executor = "papermill" if papermill_available() else "direct"
     # Notebooks run with the project folder as working directory: repo-relative paths keep executed copies portable.
@@ -249,12 +251,13 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     return RunResult(label, seed, "done", out_dir, seconds)
 
 
-def _fresh_checkpoints(out_dir: Path, key: str) -> None:
+def _fresh_checkpoints(out_dir: Path, key: str, discard: bool = False) -> None:
     """Keep a run's checkpoints only for the params they were written with: a run resumes from them, so ones
-    left by other settings (an edited params file, another profile overlay) are discarded first."""
+    left by other settings (an edited params file, another profile overlay) are discarded first; `discard`
+    (--force: retrain from scratch) drops them whatever they hold."""
     ckpt = out_dir / "checkpoints"
     stamp = ckpt / "params_hash"
-    if ckpt.exists() and (not stamp.is_file() or stamp.read_text().strip() != key):
+    if ckpt.exists() and (discard or not stamp.is_file() or stamp.read_text().strip() != key):
         shutil.rmtree(ckpt)
     ckpt.mkdir(parents=True, exist_ok=True)
     stamp.write_text(key + "\n")
