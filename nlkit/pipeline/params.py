@@ -1,6 +1,7 @@
 """Params files: one YAML per table cell, `params/<paper>/<cell>.yaml`, plus profile overlays.
 
 Resolution of a cell under a profile (later wins, dictionaries merge key by key):
+  0. `params/<paper>/_defaults.yaml`: what every cell of the paper shares (train block, sources);
   1. the cell file (the faithful, paper-profile settings, each with its `source`);
   2. `params/<paper>/_profiles.yaml`, key <profile>: the overlay every cell of that paper gets;
   3. the cell's own `profiles: {<profile>: ...}` overlay (e.g. a digits stand-in for the smoke profile).
@@ -19,8 +20,9 @@ import yaml
 
 from ..errors import UserError, check_choice
 
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "cpu", "quick", "paper")
 PROFILES_FILE = "_profiles.yaml"
+DEFAULTS_FILE = "_defaults.yaml"
 
 
 def repo_root() -> Path:
@@ -64,6 +66,9 @@ def load_cell(path, profile: str = "paper") -> dict:
             raise UserError(f"params file not found: {path}")
         path = candidate
     cell = _read_yaml(path)
+    defaults = path.parent / DEFAULTS_FILE
+    if defaults.is_file():  # what every cell of the paper shares; the cell states only what differs
+        cell = deep_merge(_read_yaml(defaults), cell)
     paper = cell.get("paper") or path.parent.name
     overlays = path.parent / PROFILES_FILE
     resolved = {k: v for k, v in cell.items() if k != "profiles"}
