@@ -135,7 +135,7 @@ def test_python_dash_m_entry_point(clean_files):
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "[0, 1]" in p.stderr
 
 
-# ---- readers (spec §12.10) -----------------------------------------------------------------------------------
+# ---- readers (docs/noise.md §12) -----------------------------------------------------------------------------------
 
 def test_pt_dict_reader_cifar_n_style(tmp_path):
     d = {"clean_label": np.arange(10) % 10, "worse_label": (np.arange(10) + 1) % 10,

@@ -1,4 +1,4 @@
-"""LRA-Diffusion on CPU (lra-diffusion spec §10): schedules, DDIM, decode, retrieval, SimCLR loading, a smoke cell."""
+"""LRA-Diffusion on CPU (docs/lra-diffusion.md §10): schedules, DDIM, decode, retrieval, SimCLR loading, a smoke cell."""
 
 import json
 
@@ -13,7 +13,7 @@ from nlkit.methods.lra_diffusion.retrieval import LabelSampler, candidate_labels
 
 def test_cosine_alphas_at_the_ddim_timesteps():
     a = lra.alphas_cumprod("cosine")
-    # spec §2.7; the spec's 0.0232 at t = 901 is 0.023145 rounded twice, the other nine agree to 4 decimals
+    # docs/lra-diffusion.md §2.7; the spec's 0.0232 at t = 901 is 0.023145 rounded twice, the other nine agree to 4 decimals
     expected = [0.02315, 0.0922, 0.2006, 0.3379, 0.4907, 0.6445, 0.7844, 0.8968, 0.9711, 0.9999]
     np.testing.assert_allclose([float(a[t]) for t in lra.DDIM_TIMESTEPS], expected, atol=6e-5)
     assert float(a[0]) == pytest.approx(0.99996, abs=1e-5)
@@ -58,7 +58,7 @@ def test_learning_rate_schedule():
 def test_denoiser_size_and_shapes():
     model = lra.LRAModel(10, 2048, hidden=512)
     n = sum(p.numel() for p in model.denoiser.parameters())
-    assert 3.0e6 < n < 3.2e6  # about 3.1M for C = 10, D = 2048 (spec §2.4)
+    assert 3.0e6 < n < 3.2e6  # about 3.1M for C = 10, D = 2048 (docs/lra-diffusion.md §2.4)
     assert 21.4e6 < sum(p.numel() for p in model.encoder.parameters()) < 21.7e6
     model.eval()
     x_embed = model.embed(torch.zeros(2, 3, 32, 32), torch.zeros(2, 2048))

@@ -1,4 +1,4 @@
-"""The noise library against the noise spec (§1-§6, §10, §12)."""
+"""The noise library against docs/noise.md (§1-§6, §10, §12)."""
 
 import numpy as np
 import pytest

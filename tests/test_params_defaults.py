@@ -105,3 +105,14 @@ def test_defaults_then_cell_then_profile_overlays(tmp_path: Path):
     assert smoke["train"] == {"lr": 0.5, "epochs": 2, "start": None}    # _profiles.yaml, then the cell's own overlay
     assert load_cell(folder / "cell.yaml", "quick")["seeds"] == [0]     # a list replaces
     assert "profiles" not in paper
+
+
+def test_code_notebooks_and_docs_cite_only_what_the_repository_holds():
+    problems = []
+    for folder in ("nlkit", "notebooks", "params", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix not in (".py", ".yaml", ".md") or not path.is_file():
+                continue
+            for problem in citation_problems(path.read_text()):
+                problems.append(f"{path.relative_to(ROOT)}: {problem}")
+    assert not problems, "\n".join(problems)

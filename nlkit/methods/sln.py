@@ -21,7 +21,7 @@ from ..noise.setting import apply_noise_model, restrict, setting_from_params
 from ..train import Trainer, TrainLoop, predict
 from .contract import PROTOCOL_METRICS, MethodSpec, Roots, RunOutput, config_from_cell
 
-# Normalisation constants of the SLN code (sln spec §3.1); other datasets use their own training statistics.
+# Normalisation constants of the SLN code (docs/sln.md §3.1); other datasets use their own training statistics.
 NORMALISATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
@@ -53,7 +53,7 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 def correct_labels(probs: torch.Tensor, current: torch.Tensor, noisy_onehot: torch.Tensor,
                    soft: bool = False) -> torch.Tensor:
-    """SLN's label correction (spec §1.4): w = min-max normalised loss of the current target;
+    """SLN's label correction (docs/sln.md §1.4): w = min-max normalised loss of the current target;
     new target = w * (original noisy one-hot) + (1 - w) * (EMA prediction: one-hot argmax, or soft)."""
     losses = -(current * torch.log(probs.clamp_min(1e-12))).sum(1)
     span = (losses.max() - losses.min()).clamp_min(1e-12)
@@ -133,7 +133,7 @@ def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLND
     data = SLNData(images, noisy, clean, mask, ds.test_images, ds.test_labels, ds.classes, mean, std, ds.pixels,
                    meta)
     if cell.get("val_fraction"):
-        # sigma search: a stratified split of the *noisy* training set, labels noisy (sln spec §7.1)
+        # sigma search: a stratified split of the *noisy* training set, labels noisy (docs/sln.md §7.1)
         train_idx, val_idx = validation_split(noisy, val_fraction=cell["val_fraction"], seed=seed)
         data = replace(data, train_images=images[train_idx], noisy=noisy[train_idx], clean=clean[train_idx],
                        noisy_mask=mask[train_idx], val_images=images[val_idx], val_labels=noisy[val_idx])

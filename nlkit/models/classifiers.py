@@ -39,7 +39,7 @@ class SmallCNN(nn.Module):
 
 class _WideBlock(nn.Module):
     """SLN's WRN block: pre-activation, biased convs, the stride in the *second* conv, and a 1x1 shortcut
-    taken from the raw input when the shape changes (sln spec §2.1)."""
+    taken from the raw input when the shape changes (docs/sln.md §2.1)."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int):
         super().__init__()

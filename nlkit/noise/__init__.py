@@ -1,4 +1,4 @@
-"""Label-noise models, label files and noise statistics (see the noise spec)."""
+"""Label-noise models, label files and noise statistics (see docs/noise.md)."""
 
 from .generators import (
     CLASS_CONDITIONAL_KINDS,

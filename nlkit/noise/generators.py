@@ -1,4 +1,4 @@
-"""Seeded label-noise generators (noise spec §1-§6, §11.6).
+"""Seeded label-noise generators (docs/noise.md §1-§6, §11 item 6).
 
 Every generator takes an explicit seed and never touches a global RNG. Legacy modes that
 replay a published file bit-exactly build the legacy RandomState locally.
@@ -206,7 +206,7 @@ def pmd_generate(probs, pmd_type: int, factor: float, seed: int, clean=None) -> 
 
 def idn_ptd(images, labels, rate: float, num_classes: int, seed: int = 123, norm_std: float = 0.1,
             flatten: str = "hwc", pixels: str = "original") -> NoiseResult:
-    """Part-dependent instance noise of Xia et al. 2020, as InstanceGM generates it (spec §4).
+    """Part-dependent instance noise of Xia et al. 2020, as InstanceGM generates it (docs/noise.md §4).
 
     images: uint8 or float pixels in 0..255, N x H x W x C. One local RandomState(seed) feeds the
     truncated-normal flip rates, the projection tensor and the per-sample draws, in that order.
@@ -271,7 +271,7 @@ def apply_openset(train_images: np.ndarray, source_images: np.ndarray, plan: dic
 
 
 def resln_custom(labels, rate: float, num_classes: int, seed: int, kind: str = "sym") -> NoiseResult:
-    """Emulation of re-sln's flawed 'custom' generator, only to explain its table column (spec §11.6):
+    """Emulation of re-sln's flawed 'custom' generator, only to explain its table column (docs/noise.md §11 item 6):
     every class reuses the same Bernoulli mask and categorical draws (its RNG was re-seeded per class),
     and its CIFAR-10 asym rules lack deer->horse. Statistical, not bit-exact."""
     p = check_rate(rate)

@@ -1,5 +1,5 @@
 """Reading and writing label files: `PATH[:FIELD]` for .npy, .csv and .pt, plus the kit's own format
-(`.npy` labels with a `.json` sidecar) and the published files' checksums (noise spec §7, §9)."""
+(`.npy` labels with a `.json` sidecar) and the published files' checksums (docs/noise.md §7, §9)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..io import atomic_write, atomic_write_json
 
 LABEL_SUFFIXES = (".npy", ".csv", ".pt", ".pth")
 
-# sha256 of the published noisy-label files (noise spec §9.1, §9.2)
+# sha256 of the published noisy-label files (docs/noise.md §9.1, §9.2)
 PUBLISHED_SHA256 = {
     "lra-pmd/cifar10-1-0.35.npy": "f8216a408f6413c82b1aa6868e496a6ed4ad712d5876a110bd53bb779bd3c3d2",
     "lra-pmd/cifar10-1-0.35_A_0.3.npy": "a86ccc94aea4de62231015da474fc41652631f668873d7d8dc3a62c485420c29",

@@ -1,4 +1,4 @@
-"""Class-flip maps and class-conditional transition matrices (noise spec §1).
+"""Class-flip maps and class-conditional transition matrices (docs/noise.md §1).
 
 T[i, j] = P(noisy = j | clean = i): rows are the clean class and sum to 1.
 """

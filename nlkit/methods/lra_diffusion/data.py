@@ -11,7 +11,7 @@ import torch
 from ...errors import UserError, check_choice
 from ...train import default_device
 
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # used for CIFAR-100 too (spec §7 #12)
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # used for CIFAR-100 too (docs/lra-diffusion.md §7 #12)
 
 
 @dataclass

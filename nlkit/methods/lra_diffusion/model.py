@@ -26,7 +26,7 @@ class GatedLinear(nn.Module):
 
 class ConditionalDenoiser(nn.Module):
     """eps_theta(x_embed, y_t, f_p, t): x_n = BN(x_embed); h = softplus(BN(g1(t)*L([y_t; f_p]))) * x_n;
-    two more gated layers; a linear output (spec §2.4)."""
+    two more gated layers; a linear output (docs/lra-diffusion.md §2.4)."""
 
     def __init__(self, num_classes: int, feature_dim: int, hidden: int = 512, embed_dim: int | None = None):
         super().__init__()

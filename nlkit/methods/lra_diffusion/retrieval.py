@@ -1,5 +1,5 @@
 """Label retrieval for LRA-Diffusion: exact k-nearest neighbours in a frozen feature space, and the training
-label drawn from the neighbours' noisy labels with its count weight (lra-diffusion spec §2.3).
+label drawn from the neighbours' noisy labels with its count weight (docs/lra-diffusion.md §2.3).
 
 Neighbours come from FAISS (a GPU index when the installed faiss has GPU support, else a CPU flat index) or from
 a torch fallback (chunked matmul + top-k); both are exact Euclidean search and return the same neighbours.
@@ -94,7 +94,7 @@ def candidate_labels(neighbours: np.ndarray, noisy: np.ndarray, include_self: st
 
 class LabelSampler:
     """Draws each visited sample's training label from its candidates (uniformly, afresh at every visit) and the
-    sample weight w_i = n_i / sum_batch n_j, n_i = how many candidates equal the drawn label (spec §2.3).
+    sample weight w_i = n_i / sum_batch n_j, n_i = how many candidates equal the drawn label (docs/lra-diffusion.md §2.3).
 
     `dynamic=True` is the student's "dynamic kNN weighting": a neighbour is drawn with probability proportional to
     exp(-d / mean d) over the k neighbours, and the own label takes half the mass; the count weights stay."""
