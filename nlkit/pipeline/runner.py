@@ -4,7 +4,6 @@ and write `metrics.json` last and atomically, so its presence means the run fini
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.util
 import json
 import platform
 import shutil
@@ -16,10 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..errors import DataMissingError, UserError
+from ..errors import DataMissingError
 from ..io import atomic_write, atomic_write_json
 from ..methods.contract import PROTOCOL_METRICS
 from .deps import DependencyMissing, needs_of, resolve_needs, run_key
+from .executors import (
+    execute_direct,
+    execute_papermill,
+    notebook_path,
+    papermill_available,
+    portable,
+)
 from .params import load_cell, repo_root
 
 
@@ -86,98 +92,6 @@ def git_commit() -> str | None:
         return None
 
 
-def papermill_available() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("papermill", "ipykernel"))
-
-
-def _notebook_path(resolved: dict) -> Path:
-    path = repo_root() / "notebooks" / f"{resolved['notebook']}.ipynb"
-    if not path.is_file():
-        raise UserError(f"notebook not found: {path}")
-    return path
-
-
-def _execute_papermill(notebook: Path, out_dir: Path, parameters: dict) -> None:
-    import papermill as pm
-
-    executed = out_dir / "notebook.ipynb"
-    try:
-        pm.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3",
-                            cwd=str(repo_root()), progress_bar=False)
-    except pm.PapermillExecutionError as e:
-        if e.ename == "DataMissingError":
-            raise DataMissingError(e.evalue) from None
-        raise RuntimeError(f"{e.ename}: {e.evalue} (cell {e.exec_count}; see {executed})") from None
-    finally:
-        portable_papermill_paths(executed)
-
-
-def portable_papermill_paths(executed: Path) -> None:
-    """papermill records absolute input/output paths; keep executed copies free of this machine's paths."""
-    if not executed.is_file():
-        return
-    nb = json.loads(executed.read_text())
-    meta = nb.get("metadata", {}).get("papermill", {})
-    for key in ("input_path", "output_path"):
-        if meta.get(key):
-            meta[key] = _portable(meta[key])
-    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-    atomic_write(executed, lambda tmp: Path(tmp).write_text(text))
-
-
-def notebook_code_cells(notebook: Path, parameters: dict) -> list[str]:
-    """The notebook's code, with a cell assigning `parameters` right after the cell tagged 'parameters'
-    (what papermill does), so a direct run follows exactly the notebook's code path."""
-    nb = json.loads(notebook.read_text())
-    cells = []
-    for cell in nb["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        cells.append("".join(cell["source"]))
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            cells.append("\n".join(f"{k} = {v!r}" for k, v in parameters.items()))
-    return cells
-
-
-def _execute_direct(notebook: Path, out_dir: Path, parameters: dict) -> None:
-    """Run the notebook's code in this process (machines without Jupyter). matplotlib draws off-screen."""
-    import os
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    _ensure_display()
-    namespace = {"__name__": "__main__"}
-    cwd = os.getcwd()
-    os.chdir(repo_root())
-    try:
-        for i, code in enumerate(notebook_code_cells(notebook, parameters)):
-            exec(compile(code, f"{notebook.name}[code cell {i}]", "exec"), namespace)  # noqa: S102
-    finally:
-        os.chdir(cwd)
-        import matplotlib.pyplot as plt
-
-        plt.close("all")
-
-
-def _ensure_display() -> None:
-    """Notebooks call IPython's display(); where IPython is absent, print a text form instead."""
-    if importlib.util.find_spec("IPython") is not None:
-        return
-    import sys
-    import types
-
-    def display(*objs, **_):
-        for obj in objs:
-            if not hasattr(obj, "savefig"):
-                print(obj)
-
-    ipython = types.ModuleType("IPython")
-    ipython.display = types.ModuleType("IPython.display")
-    ipython.display.display = display
-    sys.modules.update({"IPython": ipython, "IPython.display": ipython.display})
-
-
 def run_cell(params_file, profile: str = "smoke", seed: int | None = None, *, data_root=None, noise_root=None,
              executor: str = "auto", force: bool = False, root: Path | None = None) -> list[RunResult]:
     """Run one cell for one seed (or every seed its params list). Finished, current runs are skipped."""
@@ -212,15 +126,15 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
         executor = "papermill" if papermill_available() else "direct"
     # Notebooks run with the project folder as working directory: repo-relative paths keep executed copies portable.
     parameters = {"params_file": resolved["params_file"], "profile": resolved["profile"], "seed": int(seed),
-                  "out_dir": _portable(out_dir), "data_root": _portable(data_root) if data_root else None,
-                  "noise_root": _portable(noise_root) if noise_root else None}
+                  "out_dir": portable(out_dir), "data_root": portable(data_root) if data_root else None,
+                  "noise_root": portable(noise_root) if noise_root else None}
     if needs_of(resolved):
-        parameters["needs"] = {name: _portable(path) for name, path in needs.paths.items()}
+        parameters["needs"] = {name: portable(path) for name, path in needs.paths.items()}
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     try:
-        notebook = _notebook_path(resolved)
-        (_execute_papermill if executor == "papermill" else _execute_direct)(notebook, out_dir, parameters)
+        notebook = notebook_path(resolved)
+        (execute_papermill if executor == "papermill" else execute_direct)(notebook, out_dir, parameters)
         if not results_file.is_file():
             raise RuntimeError(f"the notebook finished without writing {results_file.name}")
         results = json.loads(results_file.read_text())
@@ -261,18 +175,6 @@ def _fresh_checkpoints(out_dir: Path, key: str, discard: bool = False) -> None:
         shutil.rmtree(ckpt)
     ckpt.mkdir(parents=True, exist_ok=True)
     stamp.write_text(key + "\n")
-
-
-def _portable(path) -> str:
-    """`path` relative to the project folder when it lies inside it or beside it, else as given."""
-    path = Path(path).absolute()
-    root = repo_root()
-    for base, prefix in ((root, ""), (root.parent, "../")):
-        try:
-            return prefix + str(path.relative_to(base))
-        except ValueError:
-            continue
-    return str(path)
 
 
 def _write_error(out_dir: Path, text: str) -> None:
