@@ -243,3 +243,35 @@ def test_presentation_edits_keep_runs_current(project):
     assert run_cell(f, "smoke", seed=0, executor="direct")[0].status == "skipped"
     f.write_text(text.replace("b: 2", "b: 5"))  # a setting: the run is redone
     assert run_cell(f, "smoke", seed=0, executor="direct")[0].status == "done"
+
+
+def test_cells_with_identical_settings_are_computed_once(project):
+    """A profile can map several cells to one computation (smoke swaps CIFAR-10 and CIFAR-100 for digits): the
+    second records the first one's result, naming it, instead of running again."""
+    demo = project / "params/demo"
+    (demo / "gamma.yaml").write_text((demo / "alpha.yaml").read_text().replace("row: alpha", "row: gamma"))
+    assert reproduce("smoke", paper="demo", executor="direct") == 0
+    alpha = json.loads((project / "outputs/smoke/demo/alpha/seed1/metrics.json").read_text())
+    gamma = json.loads((project / "outputs/smoke/demo/gamma/seed1/metrics.json").read_text())
+    assert "same_run_as" not in alpha and gamma["same_run_as"] == "demo/alpha seed 1"
+    assert gamma["acc_last"] == alpha["acc_last"] and gamma["cell"] == "gamma"
+    assert not (project / "outputs/smoke/demo/gamma/seed1/results.json").exists()  # nothing was computed
+    table = collect("smoke", "demo")
+    assert table.set_index("row").loc["gamma", "reproduced_mean"] == table.set_index("row").loc["alpha",
+                                                                                                "reproduced_mean"]
+    assert reproduce("smoke", paper="demo", executor="direct") == 0  # both current now
+
+
+@pytest.mark.slow
+def test_reproduce_runs_papermill_notebooks_on_one_shared_kernel(project):
+    pytest.importorskip("papermill")
+    code = FAKE_NOTEBOOK_CODE[1] + "\nimport os\nPath(out_dir, 'pid').write_text(str(os.getpid()))"
+    write_notebook(project / "notebooks" / "fake.ipynb", [FAKE_NOTEBOOK_CODE[0], "leftover = 1", code,
+                                                            "assert 'stale' not in globals()\nstale = 1"])
+    assert reproduce("smoke", paper="demo", executor="papermill") == 0
+    pids = {(project / f"outputs/smoke/demo/{c}/seed{s}/pid").read_text() for c in ("alpha", "beta") for s in (0, 1)}
+    assert len(pids) == 1  # one kernel ran all four notebooks, with a fresh namespace each time
+    for c in ("alpha", "beta"):
+        nb = json.loads((project / f"outputs/smoke/demo/{c}/seed0/notebook.ipynb").read_text())
+        assert nb["metadata"]["papermill"]["parameters"]["params_file"].endswith(f"{c}.yaml")
+        assert not list((project / f"outputs/smoke/demo/{c}/seed0").glob(".notebook*"))

@@ -24,31 +24,130 @@ def notebook_path(resolved: dict) -> Path:
 
 
 def execute_papermill(notebook: Path, out_dir: Path, parameters: dict) -> None:
+    """papermill into a partial file, renamed to `notebook.ipynb` once complete (also after a failing cell, so the
+    traceback can be read): a killed run never leaves half a notebook. Inside `shared_kernel()` the run reuses
+    that kernel instead of starting its own."""
     import papermill as pm
 
     executed = out_dir / "notebook.ipynb"
+    partial = out_dir / ".notebook.partial.ipynb"
+    kernel = _SHARED.get("kernel")
+    options = {"km": kernel.ready()} if kernel is not None else {}
     try:
-        pm.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3",
-                            cwd=str(repo_root()), progress_bar=False)
+        pm.execute_notebook(str(notebook), str(partial), parameters=parameters, kernel_name="python3",
+                            cwd=str(repo_root()), progress_bar=False, **options)
     except pm.PapermillExecutionError as e:
+        if kernel is not None:
+            kernel.dirty = True
         if e.ename == "DataMissingError":
             raise DataMissingError(e.evalue) from None
         raise RuntimeError(f"{e.ename}: {e.evalue} (cell {e.exec_count}; see {executed})") from None
+    except BaseException:
+        if kernel is not None:
+            kernel.dirty = True
+        raise
     finally:
-        portable_papermill_paths(executed)
+        if partial.is_file():
+            portable_papermill_paths(partial, executed)
 
 
-def portable_papermill_paths(executed: Path) -> None:
-    """papermill records absolute input/output paths; keep executed copies free of this machine's paths."""
-    if not executed.is_file():
-        return
+def portable_papermill_paths(executed: Path, target: Path | None = None) -> None:
+    """papermill records absolute input/output paths; keep executed copies free of this machine's paths.
+    Writes `target` (default: in place) atomically and removes `executed` when it differs."""
+    target = target or executed
     nb = json.loads(executed.read_text())
     meta = nb.get("metadata", {}).get("papermill", {})
     for key in ("input_path", "output_path"):
         if meta.get(key):
-            meta[key] = portable(meta[key])
+            meta[key] = portable(meta[key] if Path(meta[key]) != executed else target)
     text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-    atomic_write(executed, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(target, lambda tmp: Path(tmp).write_text(text))
+    if target != executed:
+        executed.unlink()
+
+
+# ---------------------------------------------------------------------------------------------- one kernel, many runs
+
+_SHARED: dict = {}
+
+# Between two runs: a fresh namespace (modules stay imported: that is the time saved), no open figures, no
+# cached tensors. Each run seeds its own generators, so nothing else carries over.
+_RESET = """
+get_ipython().run_line_magic("reset", "-f")
+import gc as _gc, sys as _sys
+if "matplotlib.pyplot" in _sys.modules:
+    _sys.modules["matplotlib.pyplot"].close("all")
+if "torch" in _sys.modules and _sys.modules["torch"].cuda.is_available():
+    _sys.modules["torch"].cuda.empty_cache()
+_gc.collect()
+del _gc, _sys
+"""
+
+
+class SharedKernel:
+    """A Jupyter kernel that executes the notebooks of many runs in turn, each still written as its own executed
+    notebook. Kernel start and the kit's imports (torch, pandas, matplotlib: several seconds) are paid once, not
+    per run. The kernel is replaced after a failed run and every `restart_every` runs (bounded memory)."""
+
+    def __init__(self, restart_every: int = 50):
+        self.restart_every = restart_every
+        self.km = None
+        self.runs = 0
+        self.dirty = False
+
+    def ready(self):
+        from jupyter_client.manager import KernelManager
+
+        if self.km is not None and (self.dirty or self.runs >= self.restart_every or not self.km.is_alive()):
+            self.close()
+        if self.km is None:
+            self.km = KernelManager(kernel_name="python3")
+            self.km.start_kernel(cwd=str(repo_root()), stderr=_quiet_stream())
+            self.runs, self.dirty = 0, False
+        else:
+            self._reset()
+        self.runs += 1
+        return self.km
+
+    def _reset(self) -> None:
+        kc = self.km.blocking_client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            reply = kc.execute_interactive(_RESET, timeout=60, output_hook=lambda msg: None)
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError("could not reset the shared kernel")
+        finally:
+            kc.stop_channels()
+
+    def close(self) -> None:
+        if self.km is not None:
+            try:
+                self.km.shutdown_kernel(now=True)
+            except Exception:  # noqa: BLE001 - a dead kernel needs no shutdown
+                pass
+            self.km = None
+
+
+def _quiet_stream():
+    """The kernel's own stderr (its start-up notices) goes nowhere; each run's output is in its notebook."""
+    import subprocess
+
+    return subprocess.DEVNULL
+
+
+class shared_kernel:  # noqa: N801 - used as a context manager, like open()
+    """`with shared_kernel(): ...` makes every papermill run inside it use one kernel (see SharedKernel)."""
+
+    def __enter__(self):
+        self.kernel = SharedKernel()
+        _SHARED["kernel"] = self.kernel
+        return self.kernel
+
+    def __exit__(self, *exc):
+        _SHARED.pop("kernel", None)
+        self.kernel.close()
+        return False
 
 
 def notebook_code_cells(notebook: Path, parameters: dict) -> list[str]:

@@ -116,3 +116,10 @@ def find_cells(paper: str | None = None, only: str | None = None, root: Path | N
     if only:
         cells = [f for f in cells if fnmatch.fnmatch(f.stem, only) or fnmatch.fnmatch(f"{f.parent.name}/{f.stem}", only)]
     return cells
+
+
+def settings_hash(resolved: dict, seed: int) -> str:
+    """What a run computes, whatever cell asks for it: the params hash without the cell's own name. Two cells with
+    the same settings hash (e.g. a CIFAR-10 and a CIFAR-100 cell that the smoke profile both swaps for digits) run
+    the same computation."""
+    return params_hash({**resolved, "cell_id": None}, seed)

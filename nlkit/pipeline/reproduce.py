@@ -6,15 +6,16 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..errors import UserError
 from .deps import dependency_cell, needs_of
-from .params import find_cells, load_cell, repo_root
-from .runner import RunResult, is_current, run_dir, run_one
+from .executors import papermill_available, shared_kernel
+from .params import find_cells, load_cell, repo_root, settings_hash
+from .runner import RunResult, adopt_twin, is_current, run_dir, run_one
 from .tables import build_tables
 
 
@@ -63,12 +64,7 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
         if jobs > 1:
             _run_concurrently(todo, jobs, stop, results, bar, stream, **options)
         else:
-            for resolved, seed in todo:
-                bar.set_postfix_str(f"{resolved['paper']}/{resolved['cell_id']} s{seed}")
-                result = run_one(resolved, seed, **options)
-                if stop.requested:  # this run may have been cut short by the same Ctrl-C: it is not counted
-                    break
-                _record(result, results, bar, stream)
+            _run_in_turn(todo, stop, results, bar, stream, **options)
     if stop.requested:
         print(f"reproduce [{profile}]: interrupted after {len(results)} of {len(todo)} runs; run it again to "
               "resume (finished runs are kept)", file=stream)
@@ -83,6 +79,25 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     for path in build_tables(profile, paper=paper, root=root):
         print(f"table: {path}", file=stream)
     return 1 if by_status["failed"] or bad else 0
+
+
+def _run_in_turn(todo, stop, results: list, bar, stream, **options) -> None:
+    """One run after the other in this process, sharing one Jupyter kernel (imports are paid once). A run whose
+    settings equal those of a run finished here (another cell that the profile maps to the same computation)
+    records that run's result instead of computing it again."""
+    use_papermill = options["executor"] == "papermill" or (options["executor"] == "auto" and papermill_available())
+    finished: dict[str, tuple[dict, int]] = {}
+    with shared_kernel() if use_papermill else nullcontext():
+        for resolved, seed in todo:
+            bar.set_postfix_str(f"{resolved['paper']}/{resolved['cell_id']} s{seed}")
+            key = settings_hash(resolved, seed)
+            result = adopt_twin(resolved, seed, *finished[key], root=options["root"]) if key in finished else None
+            result = result or run_one(resolved, seed, **options)
+            if stop.requested:  # this run may have been cut short by the same Ctrl-C: it is not counted
+                break
+            if result.status == "done":
+                finished.setdefault(key, (resolved, seed))
+            _record(result, results, bar, stream)
 
 
 class _StopFlag:

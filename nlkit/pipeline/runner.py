@@ -165,6 +165,23 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     return RunResult(label, seed, "done", out_dir, seconds)
 
 
+def adopt_twin(resolved: dict, seed: int, twin: dict, twin_seed: int, root: Path | None = None
+               ) -> RunResult | None:
+    """Record the result of a finished run with identical settings (see params.settings_hash) for this cell,
+    instead of computing it again: metrics.json names the run that produced the numbers (`same_run_as`, whose
+    folder holds the executed notebook and figures)."""
+    out_dir = run_dir(resolved, seed, root)
+    label = f"{resolved['paper']}/{resolved['cell_id']} seed {seed}"
+    source = current_metrics(twin, twin_seed, root)
+    if source is None:  # the twin is gone or stale: the caller runs this one itself
+        return None
+    metrics = {**source, "cell": resolved["cell_id"], "params": resolved, "params_hash": run_key(resolved, seed, root),
+               "same_run_as": f"{twin['paper']}/{twin['cell_id']} seed {twin_seed}",
+               "outputs_in": portable(run_dir(twin, twin_seed, root))}
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    return RunResult(label, seed, "done", out_dir, 0.0, f"same settings as {metrics['same_run_as']}")
+
+
 def _fresh_checkpoints(out_dir: Path, key: str, discard: bool = False) -> None:
     """Keep a run's checkpoints only for the params they were written with: a run resumes from them, so ones
     left by other settings (an edited params file, another profile overlay) are discarded first; `discard`

@@ -1,0 +1,107 @@
+"""Where the smoke profile's time goes, and what `make reproduce` costs end to end.
+
+Two measurements, written to benchmarks/results/smoke-<date>.json:
+
+- per run (`--sample K`: the first K cells of each paper): the same run executed three ways, into fresh output
+  folders: papermill with a fresh kernel per run (how every run was executed before), papermill on one shared
+  kernel (how `make reproduce` runs them now), and the notebook's code directly in this process (no Jupyter).
+  The difference between the first two is kernel start plus imports, paid once instead of per run.
+- end to end (`--full`): `reproduce("smoke")` paper by paper into a fresh output root: runs computed, runs whose
+  settings equal another cell's (recorded from that run, not recomputed), and wall seconds.
+
+    python benchmarks/bench_smoke.py --sample 2 --full
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from nlkit import __version__
+from nlkit.pipeline.executors import shared_kernel
+from nlkit.pipeline.params import find_cells, load_cell
+from nlkit.pipeline.reproduce import reproduce
+from nlkit.pipeline.runner import git_commit, run_one
+
+PAPERS = ("noise", "explore", "simclr", "sln", "lra_diffusion", "instancegm", "tdsm")
+
+
+def per_run(sample: int, out_root: Path) -> dict:
+    rows = []
+    for paper in PAPERS:
+        cells = find_cells(paper) if (Path("params") / paper).is_dir() else []
+        for cell in cells[:sample]:
+            resolved = load_cell(cell, "smoke")
+            seed = int((resolved.get("seeds") or [0])[0])
+            times = {}
+            for mode in ("papermill_fresh_kernel", "papermill_shared_kernel", "direct"):
+                root = out_root / mode
+                if mode == "papermill_shared_kernel":
+                    with shared_kernel() as kernel:
+                        kernel.ready()  # start-up is paid once per reproduce, not per run
+                        t0 = time.perf_counter()
+                        result = run_one(resolved, seed, executor="papermill", root=root)
+                else:
+                    t0 = time.perf_counter()
+                    result = run_one(resolved, seed, executor="papermill" if "papermill" in mode else "direct",
+                                     root=root)
+                times[mode] = round(time.perf_counter() - t0, 2)
+                if result.status != "done":
+                    times[mode + "_status"] = result.status
+            rows.append({"paper": paper, "cell": resolved["cell_id"], **times})
+            print(rows[-1], file=sys.stderr)
+    summary = {}
+    for mode in ("papermill_fresh_kernel", "papermill_shared_kernel", "direct"):
+        values = [r[mode] for r in rows]
+        summary[mode] = {"median_s": round(statistics.median(values), 2), "total_s": round(sum(values), 1)}
+    return {"runs": rows, "summary": summary}
+
+
+def full(out_root: Path) -> dict:
+    papers = {}
+    t_all = time.perf_counter()
+    for paper in PAPERS:
+        if not (Path("params") / paper).is_dir():
+            continue
+        t0 = time.perf_counter()
+        rc = reproduce("smoke", paper=paper, root=out_root)
+        seconds = time.perf_counter() - t0
+        metrics = [json.loads(p.read_text()) for p in (out_root / "smoke" / paper).glob("*/seed*/metrics.json")]
+        papers[paper] = {"exit_code": rc, "seconds": round(seconds, 1), "runs": len(metrics),
+                         "computed": sum(1 for m in metrics if not m.get("same_run_as")),
+                         "same_settings_as_another_cell": sum(1 for m in metrics if m.get("same_run_as"))}
+        print(paper, papers[paper], file=sys.stderr)
+    return {"papers": papers, "total_seconds": round(time.perf_counter() - t_all, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sample", type=int, default=0, help="cells per paper for the per-run comparison")
+    parser.add_argument("--full", action="store_true", help="time reproduce('smoke') paper by paper")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    report = {"benchmark": "smoke", "date": dt.date.today().isoformat(), "cpus": os.cpu_count(),
+              "machine": platform.machine(), "python": platform.python_version(), "nlkit_version": __version__,
+              "git_commit": git_commit()}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.sample:
+            report["per_run"] = per_run(args.sample, Path(tmp) / "per_run")
+        if args.full:
+            report["full"] = full(Path(tmp) / "full")
+    out = Path(args.out) / f"smoke-{report['date']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
