@@ -33,11 +33,20 @@ def plan_runs(profile: str, paper: str | None = None, only: str | None = None, s
             add(dependency_cell(ref, profile))
         plan.extend((resolved, int(s)) for s in resolved.get("seeds") or [0])
 
+    skipped = 0
     for cell in find_cells(paper, only):
         try:
-            add(load_cell(cell, profile))
+            resolved = load_cell(cell, profile)
         except UserError as e:
             bad.append((cell, str(e)))
+            continue
+        if resolved.get("skip"):  # cells this profile leaves out (`skip: <why>` in a profile overlay)
+            skipped += 1
+            continue
+        add(resolved)
+    if skipped and stream is not None:
+        print(f"reproduce [{profile}]: {skipped} cells are not run under this profile (their `skip` says why)",
+              file=stream)
     return plan, bad
 
 
@@ -50,7 +59,7 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     if not find_cells(paper, only):
         print(f"no params files match paper={paper!r} only={only!r}", file=stream)
         return 1
-    plan, bad = plan_runs(profile, paper, only)
+    plan, bad = plan_runs(profile, paper, only, stream)
     for cell, message in bad:
         print(f"  invalid params: {message}", file=stream)
     todo = [(r, s) for r, s in plan if not is_current(r, s, root)]
