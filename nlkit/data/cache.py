@@ -51,7 +51,7 @@ def _files_key(root: Path, groups: dict[str, list[str]], settings: str, name: st
 
 def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
     try:
-        with np.load(path) as arrays:
+        with np.load(path, allow_pickle=False) as arrays:
             return {key: arrays[key] for key in arrays.files}
     except FileNotFoundError:
         return None

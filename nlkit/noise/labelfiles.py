@@ -95,16 +95,11 @@ def _read_csv(path: Path, field: str | None):
 
 
 def _read_pt(path: Path, field: str | None):
-    import torch
+    # torch-saved label sets (CIFAR-10N/100N, InstanceGM's files) hold numpy arrays in a dict: the safe loader
+    # admits those and nothing else, and never falls back to the unsafe one.
+    from ..safeload import torch_load
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001
-        # CIFAR-N and InstanceGM files pickle numpy arrays, which the safe loader refuses.
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise UserError(f"cannot read {path} with torch.load: {e}") from None
+    obj = torch_load(path, "a label file", numpy=True)
     if isinstance(obj, dict):
         if field is None:
             raise UserError(f"{path} holds keys {sorted(map(str, obj))}; name one as {path}:KEY")
