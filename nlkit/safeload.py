@@ -56,8 +56,22 @@ def numpy_globals() -> dict[str, object]:
 def _torch_numpy_allowlist() -> list:
     """numpy_globals() in the form torch.serialization.safe_globals takes: (object, pickled name) pairs cover the
     numpy 1.x module names that differ from the objects' own."""
-    entries = [(obj, name) for name, obj in numpy_globals().items()]
+    import torch
+
+    if _torch_takes_pickled_names(torch.__version__):
+        entries = [(obj, name) for name, obj in numpy_globals().items()]
+    else:  # older torch: the objects under their own names only (files written by numpy 2)
+        entries = list(dict.fromkeys(numpy_globals().values()))
     return entries + _numeric_dtype_classes()
+
+
+def _torch_takes_pickled_names(version: str) -> bool:
+    """(object, 'pickled.name') allowlist entries arrived in torch 2.6."""
+    try:
+        major, minor = (int(p) for p in version.split("+")[0].split(".")[:2])
+    except ValueError:
+        return True
+    return (major, minor) >= (2, 6)
 
 
 # ------------------------------------------------------------------------------------------------ scanning

@@ -137,3 +137,82 @@ def test_no_unsafe_loader_anywhere_in_the_kit():
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "nlkit").rglob("*.py")
             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not hits, hits
+
+
+# ------------------------------------------------------------------------------------------- the params schema
+
+@pytest.fixture
+def sln_copy(tmp_path, monkeypatch):
+    """A project with the kit's notebooks and a copy of params/sln/ (defaults, overlays, one cell) to damage."""
+    (tmp_path / "notebooks").symlink_to(ROOT / "notebooks")
+    folder = tmp_path / "params" / "sln"
+    folder.mkdir(parents=True)
+    for name in ("_defaults.yaml", "_profiles.yaml", "_tables.yaml", "cifar10-sym-0.40-paper-sln.yaml"):
+        (folder / name).write_text((ROOT / "params" / "sln" / name).read_text())
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    return folder / "cifar10-sym-0.40-paper-sln.yaml"
+
+
+def edit_yaml(path: Path, **changes):
+    import yaml
+
+    body = yaml.safe_load(path.read_text())
+    body.update(changes)
+    path.write_text(yaml.safe_dump(body))
+
+
+BAD_PARAMS = {  # the change -> what the one-line error must name
+    "paper escapes outputs/": ({"paper": "../../../elsewhere"}, r"paper: must be a plain name"),
+    "notebook escapes notebooks/": ({"notebook": "../../x"}, r"notebook: must be a plain name"),
+    "misspelt noise key": ({"noise": {"model": "sym", "rat": 0.4}}, r"noise\.rat"),
+    "rate missing": ({"noise": {"model": "sym", "seed": 0}}, r"noise: .*needs a `rate`"),
+    "unknown top-level key": ({"epoch": 3}, r"epoch: Extra inputs"),
+    "negative epochs": ({"train": {"epochs": -3}}, r"train\.epochs: .*greater than 0"),
+    "string for a number": ({"train": {"lr": "fast"}}, r"train\.lr"),
+    "fractional seed": ({"seeds": [1.5]}, r"seeds\.0"),
+    "seeds as a string": ({"seeds": "01"}, r"seeds: .*valid list"),
+    "negative seed": ({"seeds": [-1]}, r"seeds\.0: .*greater than or equal to 0"),
+    "seed of 2**32": ({"seeds": [2**32]}, r"seeds\.0: .*less than 4294967296"),
+    "needs escapes params/": ({"needs": {"encoder": "../x/y"}}, r"needs\.encoder"),
+    "label file escapes the noise root": ({"noise": {"model": "file", "file": "../../etc/passwd"}}, r"noise\.file"),
+    "metric typo": ({"tables": [{"table": "S1", "row": "SLN", "column": "x", "metric": "acc_lst"}]},
+                    r"metric: 'acc_lst' is not one sln produces"),
+    "misspelt profile": ({"profiles": {"smok": {"seeds": [0]}}}, r"unknown profile smok"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PARAMS))
+def test_bad_params_are_refused_with_file_key_and_reason(sln_copy, case, capsys):
+    change, reason = BAD_PARAMS[case]
+    edit_yaml(sln_copy, **change)
+    # the paper profile: the smoke overlay replaces some of these keys (seeds) with valid ones
+    code, _, err = run_cli(["run", sln_copy, "--profile", "paper", "--executor", "direct",
+                            "--data-root", sln_copy.parents[2] / "no-data"], capsys)
+    assert code == 2 and one_line(err), err
+    assert "cifar10-sym-0.40-paper-sln.yaml" in err and re.search(reason, err), err
+    assert not (sln_copy.parents[2] / "outputs").exists()
+    assert not any((sln_copy.parents[k] / "elsewhere").exists() for k in (2, 3, 4))
+
+
+def test_every_params_file_of_the_kit_passes_the_schema():
+    from nlkit.pipeline.params import PROFILES, find_cells, load_cell
+
+    cells = find_cells(root=ROOT)
+    assert cells
+    for cell in cells:
+        for profile in PROFILES:
+            load_cell(cell, profile)   # raises on the first violation
+
+
+def test_a_paper_without_declared_keys_may_add_its_own(tmp_path, monkeypatch):
+    from nlkit.pipeline.params import load_cell
+
+    folder = tmp_path / "params" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "c.yaml").write_text("notebook: mine\ntable: T\nseeds: [0, 1]\nmy_setting: {a: 1}\n"
+                                   "noise: {model: sym, rate: 0.2}\n")
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    assert load_cell(folder / "c.yaml", "smoke")["my_setting"] == {"a": 1}
+    (folder / "c.yaml").write_text("notebook: mine\ntable: T\nseeds: [0, 0]\n")
+    with pytest.raises(UserError, match="repeat"):
+        load_cell(folder / "c.yaml", "smoke")

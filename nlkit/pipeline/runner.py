@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..errors import DataMissingError
+from ..errors import DataMissingError, UserError
 from ..io import atomic_write, atomic_write_json
 from ..methods.contract import PROTOCOL_METRICS
 from .deps import DependencyMissing, needs_of, resolve_needs, run_key
@@ -27,6 +27,7 @@ from .executors import (
     portable,
 )
 from .params import load_cell, repo_root
+from .schema import SEED_LIMIT
 
 
 @dataclass
@@ -96,6 +97,8 @@ def run_cell(params_file, profile: str = "smoke", seed: int | None = None, *, da
              executor: str = "auto", force: bool = False, root: Path | None = None) -> list[RunResult]:
     """Run one cell for one seed (or every seed its params list). Finished, current runs are skipped."""
     resolved = load_cell(params_file, profile)
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed < SEED_LIMIT):
+        raise UserError(f"--seed must be an integer in [0, 2**32), got {seed}")
     seeds = [seed] if seed is not None else list(resolved.get("seeds") or [0])
     return [run_one(resolved, s, data_root=data_root, noise_root=noise_root, executor=executor, force=force,
                     root=root) for s in seeds]
