@@ -216,3 +216,57 @@ def test_a_paper_without_declared_keys_may_add_its_own(tmp_path, monkeypatch):
     (folder / "c.yaml").write_text("notebook: mine\ntable: T\nseeds: [0, 0]\n")
     with pytest.raises(UserError, match="repeat"):
         load_cell(folder / "c.yaml", "smoke")
+
+
+# ------------------------------------------------------------------------------------------- damaged files heal
+
+def test_damaged_feature_cache_entries_are_recomputed(tmp_path):
+    from nlkit.encoders.features import cached, feature_key
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.arange(600, dtype=np.float32).reshape(100, 6)
+
+    key = {"encoder": "x", "n": 100}
+    first = cached(key, compute, cache_root=tmp_path)
+    entry = tmp_path / f"{feature_key(**key)}.npy"
+    size = entry.stat().st_size
+    for damage in ("truncate", "flip a byte", "garbage"):
+        data = bytearray(entry.read_bytes())
+        if damage == "truncate":
+            entry.write_bytes(data[: size // 2])
+        elif damage == "flip a byte":
+            data[-7] ^= 0xFF
+            entry.write_bytes(bytes(data))
+        else:
+            entry.write_bytes(b"not numpy at all")
+        with pytest.warns(UserWarning, match="damaged.*recomputing"):
+            healed = cached(key, compute, cache_root=tmp_path)
+        np.testing.assert_array_equal(healed, first)
+        assert entry.stat().st_size == size            # rewritten whole
+    n = len(calls)
+    np.testing.assert_array_equal(cached(key, compute, cache_root=tmp_path), first)
+    assert len(calls) == n == 4                          # a healed entry is read again, not recomputed
+
+
+def test_a_second_process_waits_for_a_cache_entry_instead_of_computing_it(tmp_path):
+    import threading
+    import time
+
+    from nlkit.encoders.features import cached
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.5)
+        return np.ones((4, 2), np.float32)
+
+    threads = [threading.Thread(target=cached, args=({"k": 1}, slow, tmp_path)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
