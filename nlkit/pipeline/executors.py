@@ -27,28 +27,56 @@ def execute_papermill(notebook: Path, out_dir: Path, parameters: dict) -> None:
     import papermill as pm
 
     executed = out_dir / "notebook.ipynb"
+    # papermill rewrites its output after every cell: it writes a hidden file that replaces notebook.ipynb whole
+    # once execution ends, so a full disk or a killed run never leaves a truncated notebook.ipynb
+    partial = out_dir / ".notebook.partial.ipynb"
     try:
-        pm.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3",
+        pm.execute_notebook(str(notebook), str(partial), parameters=parameters, kernel_name="python3",
                             cwd=str(repo_root()), progress_bar=False)
     except pm.PapermillExecutionError as e:
+        _publish_notebook(partial, executed, quiet=True)
         if e.ename == "DataMissingError":
             raise DataMissingError(e.evalue) from None
         raise RuntimeError(f"{e.ename}: {e.evalue} (cell {e.exec_count}; see {executed})") from None
+    except BaseException:
+        _publish_notebook(partial, executed, quiet=True)
+        raise
+    _publish_notebook(partial, executed)
+
+
+def _publish_notebook(partial: Path, executed: Path, quiet: bool = False) -> None:
+    """Replace `executed` with the finished `partial` (paths made portable), atomically. A partial that is not a
+    whole notebook (the disk filled up, the kernel was killed mid-write) is dropped. `quiet`: an error is already
+    on its way, so a failure here must not hide it."""
+    try:
+        if not partial.is_file():
+            return
+        try:
+            nb = json.loads(partial.read_text())
+        except ValueError:
+            return
+        _portable_papermill_metadata(nb)
+        text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        atomic_write(executed, lambda tmp: Path(tmp).write_text(text))
+    except OSError:
+        if not quiet:
+            raise
     finally:
-        portable_papermill_paths(executed)
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
-def portable_papermill_paths(executed: Path) -> None:
-    """papermill records absolute input/output paths; keep executed copies free of this machine's paths."""
-    if not executed.is_file():
-        return
-    nb = json.loads(executed.read_text())
+def _portable_papermill_metadata(nb: dict) -> None:
+    """papermill records absolute input/output paths; keep executed copies free of this machine's paths (and
+    name the published file, not the partial one)."""
     meta = nb.get("metadata", {}).get("papermill", {})
     for key in ("input_path", "output_path"):
         if meta.get(key):
             meta[key] = portable(meta[key])
-    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-    atomic_write(executed, lambda tmp: Path(tmp).write_text(text))
+    if meta.get("output_path"):
+        meta["output_path"] = meta["output_path"].replace(".notebook.partial.ipynb", "notebook.ipynb")
 
 
 def notebook_code_cells(notebook: Path, parameters: dict) -> list[str]:

@@ -28,14 +28,13 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import UserError
+from ..errors import SEED_LIMIT, UserError
 from ..methods import PAPER_MODULES, method_for
 from ..methods.contract import validation_summary
 from ..noise import ASYM_MAPS
 from ..noise.setting import NOISE_MODELS
 
 PROFILE_NAMES = ("smoke", "cpu", "quick", "paper")  # = params.PROFILES (params imports this module)
-SEED_LIMIT = 2**32
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
