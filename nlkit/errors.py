@@ -1,8 +1,12 @@
 """Errors that describe bad input or missing data.
 
-The CLI turns these into one line on stderr and exit code 2; anything else is a bug
-and keeps its traceback.
+The CLI turns these into one line on stderr and exit code 2, and so it does with the machine's own errors (a full
+disk, a read-only folder: see ENVIRONMENT_ERRNOS); anything else is a bug and keeps its traceback.
 """
+
+import errno
+
+import numpy as np
 
 
 class UserError(ValueError):
@@ -20,7 +24,29 @@ def check_rate(rate: float, name: str = "rate") -> float:
     return rate
 
 
+SEED_LIMIT = 2**32  # numpy's RandomState (the published generators) takes seeds in [0, 2**32)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < SEED_LIMIT:
+        raise UserError(f"{name} must be an integer in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
 def check_choice(value: str, choices, what: str) -> str:
     if value not in choices:
         raise UserError(f"unknown {what} {value!r}; choose one of: {', '.join(sorted(choices))}")
     return value
+
+
+# errors of the machine rather than of the kit: reported in one line naming the path, never as a traceback
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO,
+                                errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EMFILE})
+
+
+def describe_os_error(e: OSError) -> str:
+    """'No space left on device: outputs/.../metrics.json': what happened and to which path, in one line."""
+    if e.filename is None:
+        return " ".join(f"{e.strerror or type(e).__name__}{': ' + str(e) if not e.strerror else ''}".split())
+    where = str(e.filename) + (f" -> {e.filename2}" if e.filename2 else "")
+    return f"{e.strerror or type(e).__name__}: {where}"

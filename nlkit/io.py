@@ -1,11 +1,12 @@
 """Files written whole or not at all: a temporary file in the same folder, then an atomic rename, so a reader
-(or a run killed mid-write) never sees half a file."""
+(or a run killed mid-write) never sees half a file; and inter-process locks for shared entries."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextmanager
+def entry_lock(path, timeout: float = -1):
+    """Hold an inter-process lock on `<path>.lock` (filelock) while one process computes a shared entry, so
+    another waits for it (`timeout` seconds; -1 = as long as it takes) instead of computing it too. Yields
+    False, without locking, where the folder cannot hold a lock file (read-only, full): the caller goes on
+    unlocked rather than failing."""
+    from filelock import FileLock
+
+    lock = FileLock(f"{path}.lock", timeout=timeout)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataMissingError
+from ..io import entry_lock
 from .images import as_size, decode_files
 
 # Bump when the decoding itself changes, so that old caches are not reused.
@@ -51,7 +52,7 @@ def _files_key(root: Path, groups: dict[str, list[str]], settings: str, name: st
 
 def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
     try:
-        with np.load(path) as arrays:
+        with np.load(path, allow_pickle=False) as arrays:
             return {key: arrays[key] for key in arrays.files}
     except FileNotFoundError:
         return None
@@ -93,13 +94,18 @@ def decode_cached(
     arrays = _read_cache(path)
     if arrays is not None and set(arrays) == set(groups):
         return arrays
-    arrays = {
-        group: decode_files(
-            [root / rel for rel in rel_paths], channels=channels, image_size=size, desc=f"{name} {group}"
-        )
-        for group, rel_paths in groups.items()
-    }
-    _write_cache(path, arrays)
+    with entry_lock(path) as locked:  # a second process waits for this decode instead of repeating it
+        if locked:
+            arrays = _read_cache(path)
+            if arrays is not None and set(arrays) == set(groups):
+                return arrays
+        arrays = {
+            group: decode_files(
+                [root / rel for rel in rel_paths], channels=channels, image_size=size, desc=f"{name} {group}"
+            )
+            for group, rel_paths in groups.items()
+        }
+        _write_cache(path, arrays)
     return arrays
 
 

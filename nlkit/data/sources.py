@@ -6,13 +6,13 @@ torchvision's, the order that published noisy-label files index.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataMissingError, UserError
+from ..safeload import load_data_pickle
 from .cache import extracted_archive
 from .dataset import ImageDataset
 from .download import downloads_allowed, run_download, why_no_download
@@ -114,12 +114,12 @@ _CIFAR = {
 
 
 def _unpickle(path: Path) -> dict:
-    # The release's pickles were written by Python 2; latin1 maps their byte strings 1:1.
-    try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise UserError(f"cannot read {path} as a CIFAR pickle: {err}") from None
+    # The release's pickles were written by Python 2; latin1 maps their byte strings 1:1. Only builtins, bytes and
+    # numpy arrays are rebuilt: a pickle asking for anything else is refused before it runs.
+    batch = load_data_pickle(path, "a CIFAR pickle", encoding="latin1")
+    if not isinstance(batch, dict):
+        raise UserError(f"cannot read {path} as a CIFAR pickle: it holds a {type(batch).__name__}, not a dict")
+    return batch
 
 
 def _cifar_images(batch: dict, path: Path) -> np.ndarray:

@@ -124,21 +124,72 @@ def feature_key(**parts) -> str:
 
 
 def cached(key_parts: dict, compute, cache_root=None) -> np.ndarray:
-    """Load features from the cache, or compute and store them (atomically) on a miss."""
+    """Load features from the cache, or compute and store them on a miss. An entry is written atomically with its
+    size and sha256 beside it (`<key>.json`); one that is damaged (truncated, altered, unreadable) is recomputed
+    and replaced, with one warning. A lock per entry makes a second process wait for the first one's result
+    rather than compute it too; a cache folder that cannot be written costs time, never the run."""
     from ..data import cache_dir
-    from ..io import atomic_write, atomic_write_json
+    from ..io import entry_lock
 
     root = Path(cache_root) if cache_root else cache_dir() / "features"
     key = feature_key(**key_parts)
-    path = root / f"{key}.npy"
-    if path.is_file():
-        return np.load(path)
-    feats = np.asarray(compute(), dtype=np.float32)
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.save(f, feats)
-
-    atomic_write_json(root / f"{key}.json", key_parts)
-    atomic_write(path, write)
+    path, meta_path = root / f"{key}.npy", root / f"{key}.json"
+    feats = _read_entry(path, meta_path)
+    if feats is not None:
+        return feats
+    with entry_lock(path) as locked:
+        if locked:  # another process may have written it while this one waited
+            feats = _read_entry(path, meta_path)
+            if feats is not None:
+                return feats
+        feats = np.asarray(compute(), dtype=np.float32)
+        _write_entry(path, meta_path, feats, key_parts)
     return feats
+
+
+def _read_entry(path: Path, meta_path: Path) -> np.ndarray | None:
+    import io
+    import warnings
+
+    if not path.is_file():
+        return None
+    try:
+        data = path.read_bytes()
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = {}
+        expected = meta.get("sha256") if isinstance(meta, dict) else None
+        if expected is not None:
+            if len(data) != meta.get("bytes"):
+                raise ValueError(f"{len(data)} bytes, expected {meta.get('bytes')}")
+            if hashlib.sha256(data).hexdigest() != expected:
+                raise ValueError("its sha256 differs from the one recorded when it was written")
+        feats = np.load(io.BytesIO(data), allow_pickle=False)
+        if not isinstance(feats, np.ndarray) or feats.ndim != 2:
+            raise ValueError(f"holds {getattr(feats, 'shape', type(feats).__name__)}, not an N x D array")
+        return feats
+    except (OSError, ValueError, EOFError) as e:
+        warnings.warn(f"feature cache entry {path} is damaged ({' '.join(str(e).split())[:160]}); recomputing it",
+                      stacklevel=3)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _write_entry(path: Path, meta_path: Path, feats: np.ndarray, key_parts: dict) -> None:
+    import io
+    import warnings
+
+    from ..io import atomic_write, atomic_write_json
+
+    buffer = io.BytesIO()
+    np.save(buffer, feats, allow_pickle=False)
+    data = buffer.getvalue()
+    meta = {"key": key_parts, "shape": list(feats.shape), "dtype": str(feats.dtype), "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest()}
+    try:
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+        atomic_write_json(meta_path, meta)
+    except OSError as e:  # a full or read-only cache costs the next run the computation, not this one
+        warnings.warn(f"cannot write the feature cache entry {path} ({e.strerror or e}); set NLKIT_CACHE to a "
+                      "writable folder", stacklevel=3)

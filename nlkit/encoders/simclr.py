@@ -59,7 +59,11 @@ def load_simclr(path, arch: str = "resnet50", map_location="cpu") -> SimCLRModel
     if not path.is_file():
         raise DataMissingError(f"SimCLR weights not found: {path}. Supply the published file or train one with "
                                "params/simclr/ (notebooks/simclr.ipynb)")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    from ..safeload import torch_load
+
+    state = torch_load(path, "SimCLR weights", map_location=map_location)
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds a {type(state).__name__}, not SimCLR weights (a state dict)")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         arch = state.get("arch", arch)
         state = state["state_dict"]

@@ -3,7 +3,11 @@
 A paper's home (`nlkit/methods/<paper>`) provides:
 
 - ``SPEC``: a :class:`MethodSpec` naming the metrics its tables may read and the artefacts other cells may need;
-- ``Config.from_cell(cell)``: its settings from the cell's ``train:`` block (unknown keys are errors);
+- ``Config.from_cell(cell)``: its settings from the cell's ``train:`` block (unknown keys, wrong types and values
+  outside the ranges its field annotations declare are errors; see :func:`config_from_cell`);
+- optionally ``CELL_KEYS``: the top-level keys its cells may set beyond the pipeline's own (noise, train, seeds,
+  tables, ...), as {name: type}; the params schema then rejects any other key. A paper that declares none may use
+  any extra key (checked by nobody but its notebook).
 - ``prepare(cell, seed, roots) -> data``: images, noisy labels and whatever else one run needs;
 - ``run(data, config, seed, workdir, ...) -> RunOutput``: history, metrics (protocol metrics included) and the
   artefacts written under ``workdir``.
@@ -15,14 +19,23 @@ it into ``metrics.json``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
+from pydantic import ConfigDict, Field, ValidationError, create_model
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt  # noqa: F401 - for Config fields
 
 from ..errors import UserError
 from ..io import atomic_write, atomic_write_json
+
+# Value ranges for Config fields (and CELL_KEYS): annotate a field with one of these and Config.from_cell rejects
+# a value outside it with the key and the reason.
+Fraction = Annotated[float, Field(ge=0, le=1)]          # a probability or a decay in [0, 1]
+OpenFraction = Annotated[float, Field(gt=0, lt=1)]      # strictly between 0 and 1 (a split fraction)
 
 # The names every table may read; each paper adds its own in its MethodSpec.
 PROTOCOL_METRICS = ("acc_best_test", "acc_last", "acc_val_selected")
@@ -65,7 +78,9 @@ class RunOutput:
 
 
 def config_from_cell(config_class, cell: dict, what: str):
-    """A method's config dataclass from the cell's `train:` block; an unknown key is an error, not ignored."""
+    """A method's config dataclass from the cell's `train:` block. An unknown key, a value of the wrong type (a
+    string for a number, 1.5 for an integer, NaN) or outside the range its annotation declares (e.g.
+    `epochs: PositiveInt`) is an error naming the key, never ignored or coerced silently."""
     train = cell.get("train") or {}
     if not isinstance(train, dict):
         raise UserError(f"{what}: `train` must be a mapping, got {type(train).__name__}")
@@ -73,7 +88,49 @@ def config_from_cell(config_class, cell: dict, what: str):
     unknown = set(train) - names
     if unknown:
         raise UserError(f"unknown {what} training settings: {sorted(unknown)}")
-    return config_class(**train)
+    try:
+        checked = _field_checker(config_class).model_validate(train)
+    except ValidationError as e:
+        raise UserError(f"{what} training settings: {validation_summary(e, prefix='train.')}") from None
+    return config_class(**{k: getattr(checked, k) for k in train})
+
+
+def validation_summary(error: ValidationError, prefix: str = "") -> str:
+    """pydantic's errors as one line: `key: reason (got value)` for each."""
+    parts = []
+    for item in error.errors():
+        key = prefix + ".".join(str(p) for p in item["loc"]) if item["loc"] else prefix.rstrip(".") or "value"
+        got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {_short_repr(item.get('input'))})"
+        message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        parts.append(f"{key}: {message}{got}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def _short_repr(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+@functools.lru_cache(maxsize=None)
+def _field_checker(config_class):
+    """A pydantic model with the dataclass's fields: strict types (no string-to-number or int-to-bool
+    coercion; an int is a valid float), finite numbers, the ranges the annotations declare. Sequences keep
+    lax mode so that a YAML list fills a tuple field."""
+    hints = typing.get_type_hints(config_class, include_extras=True)
+    fields = {}
+    for f in dataclasses.fields(config_class):
+        hint = hints.get(f.name, Any)
+        strict = "tuple" not in repr(hint).lower() and "sequence" not in repr(hint).lower()
+        if f.default is not dataclasses.MISSING:
+            spec = Field(default=f.default, strict=strict)
+        elif f.default_factory is not dataclasses.MISSING:
+            spec = Field(default_factory=f.default_factory, strict=strict)
+        else:
+            spec = Field(strict=strict)
+        fields[f.name] = (hint, spec)
+    return create_model(f"{config_class.__name__}Check",
+                        __config__=ConfigDict(strict=True, extra="forbid", allow_inf_nan=False,
+                                              arbitrary_types_allowed=True), **fields)
 
 
 def write_results(out_dir, output: RunOutput, **extra) -> Path:

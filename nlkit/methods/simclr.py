@@ -11,26 +11,36 @@ import pandas as pd
 
 from ..data import load_dataset
 from ..encoders.simclr import save_simclr, simclr_features, train_simclr
-from .contract import PROTOCOL_METRICS, MethodSpec, Roots, RunOutput, config_from_cell
+from .contract import (
+    PROTOCOL_METRICS,
+    MethodSpec,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Roots,
+    RunOutput,
+    config_from_cell,
+)
 from .lra_diffusion.retrieval import knn, knn_majority_vote
 
 SPEC = MethodSpec("simclr", metrics=PROTOCOL_METRICS + ("knn_clean_acc", "train_seconds", "final_loss", "epochs"),
                   artefacts=("encoder",))
 WEIGHTS_FILE = "simclr.pt"
+CELL_KEYS: dict = {}  # nothing beyond the pipeline's own keys
 CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 
 
 @dataclass
 class Config:
     arch: str = "resnet50"
-    epochs: int = 500
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 1e-6
-    temperature: float = 0.5
-    knn_k: int = 10
-    checkpoint_every_seconds: float = 300.0
-    time_budget_seconds: float | None = None
+    epochs: PositiveInt = 500
+    batch_size: PositiveInt = 512
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 1e-6
+    temperature: PositiveFloat = 0.5
+    knn_k: PositiveInt = 10
+    checkpoint_every_seconds: PositiveFloat = 300.0
+    time_budget_seconds: PositiveFloat | None = None
 
     @classmethod
     def from_cell(cls, cell: dict) -> "Config":

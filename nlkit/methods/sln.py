@@ -19,7 +19,19 @@ from ..models import build_model
 from ..noise import noise_report, openset
 from ..noise.setting import apply_noise_model, restrict, setting_from_params
 from ..train import Trainer, TrainLoop, predict
-from .contract import PROTOCOL_METRICS, MethodSpec, Roots, RunOutput, config_from_cell
+from .contract import (
+    PROTOCOL_METRICS,
+    Fraction,
+    MethodSpec,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenFraction,
+    PositiveFloat,
+    PositiveInt,
+    Roots,
+    RunOutput,
+    config_from_cell,
+)
 
 # Normalisation constants of the SLN code (docs/sln.md §3.1); other datasets use their own training statistics.
 NORMALISATION = {
@@ -29,6 +41,14 @@ NORMALISATION = {
 
 
 METHODS = ("ce", "sln", "slnmolc")  # CE is SLN with sigma = 0; SLN's EMA gives SLN-MO in the same run
+
+# Top-level keys an SLN cell may set beyond the pipeline's own (checked by the params schema).
+CELL_KEYS = {
+    "method": str,                       # ce | sln | slnmolc (checked by Config.from_cell)
+    "report_net": str,                   # live | ema
+    "val_fraction": OpenFraction | None,  # sigma search: a noisy validation split (docs/sln.md §7.1)
+    "image_size": PositiveInt | None,
+}
 
 SPEC = MethodSpec("sln", metrics=PROTOCOL_METRICS + tuple(
     f"{m}_{net}" for m in ("acc_last", "acc_best_test", "acc_last10", "best_epoch") for net in ("live", "ema")
@@ -149,26 +169,26 @@ def _channel_stats(images: np.ndarray) -> tuple[tuple, tuple]:
 
 @dataclass
 class SLNConfig:
-    epochs: int = 300
-    batch_size: int = 128
-    lr: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    sigma: float = 1.0
-    ema_decay: float = 0.999
-    lc_start: int | None = None
+    epochs: PositiveInt = 300
+    batch_size: PositiveInt = 128
+    lr: PositiveFloat = 0.001
+    momentum: Fraction = 0.9
+    weight_decay: NonNegativeFloat = 5e-4
+    sigma: NonNegativeFloat = 1.0
+    ema_decay: Fraction = 0.999
+    lc_start: NonNegativeInt | None = None
     lc_start_inclusive: bool = False
     lc_augment: bool = True
     lc_soft: bool = False
     ema_buffers: bool = True
     arch: str = "wrn28_2"
-    crop_padding: int = 4
+    crop_padding: NonNegativeInt = 4
     flip: bool = True
     bf16: bool = True
     channels_last: bool = True
     compile: bool = False
-    checkpoint_every_seconds: float = 300.0
-    time_budget_seconds: float | None = None
+    checkpoint_every_seconds: PositiveFloat = 300.0
+    time_budget_seconds: PositiveFloat | None = None
     # what the cell reports (from its top-level `method` and `report_net`, not the train block)
     method: str = "sln"
     report_net: str = "live"

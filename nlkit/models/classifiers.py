@@ -166,7 +166,9 @@ def load_model(path, map_location="cpu") -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model checkpoint not found: {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    from ..safeload import torch_load
+
+    payload = torch_load(path, "a model checkpoint", map_location=map_location)
     if not isinstance(payload, dict) or payload.get("format") != "nlkit-model-1":
         raise UserError(f"{path} is not an nlkit model checkpoint (saved with nlkit.models.save_model)")
     model = build_model(payload["arch"], **payload["kwargs"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UserError, check_choice, check_rate
+from ..errors import UserError, check_choice, check_rate, check_seed
 from .maps import default_asym_map, successor, transition_matrix
 from .stats import empirical_transition
 
@@ -167,6 +167,7 @@ def plc_hybrid(base_labels, kind: str, rate: float, num_classes: int, seed: int 
     With seed 77 this regenerates the published `_U_0.3`, `_U_0.6` and `_A_0.3` files exactly.
     `clean`, when given, is what the realised rate is measured against (else the base labels).
     """
+    check_seed(seed)
     base = check_labels(base_labels, num_classes, "base labels")
     P = plc_hybrid_matrix(kind, rate, num_classes)
     noisy = sample_from_transition(base, P, seed, sampler="plc_legacy")
@@ -304,6 +305,9 @@ def make_noise(labels, kind: str, rate: float, num_classes: int, seed: int, *, a
                selection: str = "bernoulli") -> NoiseResult:
     """One entry point for the class-conditional kinds: sym, sym-incl, asym, pairflip (and clean)."""
     kind = {"symincl": "sym-incl", "pair": "pairflip"}.get(kind, kind)
+    check_seed(seed)
+    if int(num_classes) < 2:
+        raise UserError(f"label noise needs at least 2 classes, got num_classes = {num_classes}")
     if kind == "clean":
         y = check_labels(labels, num_classes)
         return make_result("clean", y, y.copy(), np.eye(num_classes), {}, seed, num_classes)

@@ -95,16 +95,11 @@ def _read_csv(path: Path, field: str | None):
 
 
 def _read_pt(path: Path, field: str | None):
-    import torch
+    # torch-saved label sets (CIFAR-10N/100N, InstanceGM's files) hold numpy arrays in a dict: the safe loader
+    # admits those and nothing else, and never falls back to the unsafe one.
+    from ..safeload import torch_load
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001
-        # CIFAR-N and InstanceGM files pickle numpy arrays, which the safe loader refuses.
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise UserError(f"cannot read {path} with torch.load: {e}") from None
+    obj = torch_load(path, "a label file", numpy=True)
     if isinstance(obj, dict):
         if field is None:
             raise UserError(f"{path} holds keys {sorted(map(str, obj))}; name one as {path}:KEY")
@@ -138,6 +133,8 @@ def read_labels(spec: str, num_classes: int | None = None, expected_length: int 
     else:
         raise UserError(f"unsupported label file type {suffix!r} for {path}; use .npy, .csv or .pt")
     labels = _as_int_labels(raw, str(spec))
+    if labels.size == 0:
+        raise UserError(f"{spec}: holds no labels")
     if expected_length is not None and len(labels) != expected_length:
         raise UserError(f"{spec}: has {len(labels)} labels, expected {expected_length}")
     if labels.size and labels.min() < 0:
@@ -170,14 +167,21 @@ def save_labels(path, labels: np.ndarray, meta: dict | None = None) -> None:
     if path.suffix != ".npy":
         raise UserError(f"output must be a .npy file, got {path}")
     labels = np.ascontiguousarray(labels, dtype=np.int64)
+    sidecar = path.with_suffix(".json")
+    had_sidecar = sidecar.exists()
     if meta is not None:
-        atomic_write_json(path.with_suffix(".json"), meta)
+        atomic_write_json(sidecar, meta)
 
     def write(tmp):
         with open(tmp, "wb") as f:
             np.save(f, labels)
 
-    atomic_write(path, write)
+    try:
+        atomic_write(path, write)
+    except BaseException:  # a full disk: leave no sidecar without its labels
+        if meta is not None and not had_sidecar:
+            sidecar.unlink(missing_ok=True)
+        raise
 
 
 def write_sln_csv(path, clean: np.ndarray, noisy: np.ndarray) -> None:

@@ -14,8 +14,10 @@ def _cmd_run(args) -> int:
         extra = f" ({r.seconds:.1f} s)" if r.status == "done" else (f": {r.message}" if r.message else "")
         print(f"{r.status}: {r.cell} -> {r.out_dir}{extra}")
     statuses = {r.status for r in results}
-    # 1 failed, 2 not run (data or a needed cell missing), 3 stopped by a time budget (run again to continue)
-    return 1 if "failed" in statuses else 2 if "not_run" in statuses else 3 if "stopped" in statuses else 0
+    # 1 failed, 2 not run (data or a needed cell missing), 3 stopped by a time budget (run again to continue),
+    # 4 busy (another process is running it)
+    return 1 if "failed" in statuses else 2 if "not_run" in statuses else 3 if "stopped" in statuses else \
+        4 if "busy" in statuses else 0
 
 
 def _cmd_reproduce(args) -> int:
@@ -26,9 +28,14 @@ def _cmd_reproduce(args) -> int:
 
 
 def _cmd_tables(args) -> int:
+    from ..errors import UserError, describe_os_error
     from .tables import build_tables
 
-    for path in build_tables(args.profile, args.paper):
+    try:
+        paths = build_tables(args.profile, args.paper)
+    except OSError as e:
+        raise UserError(f"cannot write the tables: {describe_os_error(e)}") from None
+    for path in paths:
         print(path)
     return 0
 

@@ -24,9 +24,10 @@ def notebook_path(resolved: dict) -> Path:
 
 
 def execute_papermill(notebook: Path, out_dir: Path, parameters: dict) -> None:
-    """papermill into a partial file, renamed to `notebook.ipynb` once complete (also after a failing cell, so the
-    traceback can be read): a killed run never leaves half a notebook. Inside `shared_kernel()` the run reuses
-    that kernel instead of starting its own."""
+    """papermill rewrites its output after every cell: it writes a hidden file that replaces notebook.ipynb whole
+    once execution ends (also after a failing cell, so the traceback can be read), so a full disk or a killed run
+    never leaves a truncated notebook.ipynb. Inside `shared_kernel()` the run reuses that kernel instead of
+    starting its own."""
     import papermill as pm
 
     executed = out_dir / "notebook.ipynb"
@@ -39,31 +40,51 @@ def execute_papermill(notebook: Path, out_dir: Path, parameters: dict) -> None:
     except pm.PapermillExecutionError as e:
         if kernel is not None:
             kernel.dirty = True
+        _publish_notebook(partial, executed, quiet=True)
         if e.ename == "DataMissingError":
             raise DataMissingError(e.evalue) from None
         raise RuntimeError(f"{e.ename}: {e.evalue} (cell {e.exec_count}; see {executed})") from None
     except BaseException:
         if kernel is not None:
             kernel.dirty = True
+        _publish_notebook(partial, executed, quiet=True)
         raise
+    _publish_notebook(partial, executed)
+
+
+def _publish_notebook(partial: Path, executed: Path, quiet: bool = False) -> None:
+    """Replace `executed` with the finished `partial` (paths made portable), atomically. A partial that is not a
+    whole notebook (the disk filled up, the kernel was killed mid-write) is dropped. `quiet`: an error is already
+    on its way, so a failure here must not hide it."""
+    try:
+        if not partial.is_file():
+            return
+        try:
+            nb = json.loads(partial.read_text())
+        except ValueError:
+            return
+        _portable_papermill_metadata(nb)
+        text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        atomic_write(executed, lambda tmp: Path(tmp).write_text(text))
+    except OSError:
+        if not quiet:
+            raise
     finally:
-        if partial.is_file():
-            portable_papermill_paths(partial, executed)
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
-def portable_papermill_paths(executed: Path, target: Path | None = None) -> None:
-    """papermill records absolute input/output paths; keep executed copies free of this machine's paths.
-    Writes `target` (default: in place) atomically and removes `executed` when it differs."""
-    target = target or executed
-    nb = json.loads(executed.read_text())
+def _portable_papermill_metadata(nb: dict) -> None:
+    """papermill records absolute input/output paths; keep executed copies free of this machine's paths (and
+    name the published file, not the partial one)."""
     meta = nb.get("metadata", {}).get("papermill", {})
     for key in ("input_path", "output_path"):
         if meta.get(key):
-            meta[key] = portable(meta[key] if Path(meta[key]) != executed else target)
-    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-    atomic_write(target, lambda tmp: Path(tmp).write_text(text))
-    if target != executed:
-        executed.unlink()
+            meta[key] = portable(meta[key])
+    if meta.get("output_path"):
+        meta["output_path"] = meta["output_path"].replace(".notebook.partial.ipynb", "notebook.ipynb")
 
 
 # ---------------------------------------------------------------------------------------------- one kernel, many runs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -19,8 +20,9 @@ from pathlib import Path
 import yaml
 
 from ..errors import UserError, check_choice
+from .schema import PROFILE_NAMES, check_overlay_keys, validate_cell
 
-PROFILES = ("smoke", "cpu", "quick", "paper")
+PROFILES = PROFILE_NAMES
 PROFILES_FILE = "_profiles.yaml"
 DEFAULTS_FILE = "_defaults.yaml"
 
@@ -46,18 +48,34 @@ def deep_merge(base: dict, overlay: dict) -> dict:
     return out
 
 
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: the same safe subset, faster
+
+
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        stat = path.stat()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+    return copy.deepcopy(_parsed_yaml(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed_yaml(path: str, mtime_ns: int, size: int) -> dict:
+    # keyed by modification time and size: an edited file is read again
+    try:
+        data = yaml.load(Path(path).read_text(), Loader=_SAFE_LOADER) or {}
     except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {e}") from None
+        raise UserError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping")
     return data
 
 
 def load_cell(path, profile: str = "paper") -> dict:
-    """The fully resolved params of one cell under a profile (see the module docstring)."""
+    """The fully resolved params of one cell under a profile (see the module docstring), checked against the
+    params schema (`nlkit.pipeline.schema`): a bad cell raises one UserError naming the file, key and reason."""
     check_choice(profile, PROFILES, "profile")
     path = Path(path)
     if not path.is_file():
@@ -72,15 +90,14 @@ def load_cell(path, profile: str = "paper") -> dict:
     paper = cell.get("paper") or path.parent.name
     overlays = path.parent / PROFILES_FILE
     resolved = {k: v for k, v in cell.items() if k != "profiles"}
+    check_overlay_keys(cell.get("profiles"), f"{path}: profiles")
     if overlays.is_file():
-        resolved = deep_merge(resolved, _read_yaml(overlays).get(profile) or {})
+        profile_overlays = _read_yaml(overlays)
+        check_overlay_keys(profile_overlays, str(overlays))
+        resolved = deep_merge(resolved, profile_overlays.get(profile) or {})
     resolved = deep_merge(resolved, (cell.get("profiles") or {}).get(profile) or {})
     resolved.update(paper=paper, cell_id=path.stem, profile=profile, params_file=_display_path(path))
-    if "notebook" not in resolved:
-        raise UserError(f"{path} has no 'notebook'")
-    if "table" not in resolved and not resolved.get("tables"):
-        raise UserError(f"{path} names no table ('table' or a 'tables' list)")
-    return resolved
+    return validate_cell(resolved)
 
 
 def _display_path(path: Path) -> str:

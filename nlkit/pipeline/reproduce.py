@@ -11,11 +11,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import UserError
+from ..errors import UserError, describe_os_error
 from .deps import dependency_cell, needs_of
 from .executors import papermill_available, shared_kernel
 from .params import find_cells, load_cell, repo_root, settings_hash
-from .runner import RunResult, adopt_twin, is_current, run_dir, run_one
+from .runner import RunResult, adopt_twin, check_outputs_writable, is_current, run_dir, run_one
 from .tables import build_tables
 
 
@@ -59,6 +59,7 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     if not find_cells(paper, only):
         print(f"no params files match paper={paper!r} only={only!r}", file=stream)
         return 1
+    check_outputs_writable(profile, root)
     plan, bad = plan_runs(profile, paper, only, stream)
     for cell, message in bad:
         print(f"  invalid params: {message}", file=stream)
@@ -78,15 +79,22 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
         print(f"reproduce [{profile}]: interrupted after {len(results)} of {len(todo)} runs; run it again to "
               "resume (finished runs are kept)", file=stream)
         return 130
-    by_status = {k: [r for r in results if r.status == k] for k in ("done", "failed", "not_run", "stopped")}
-    print(f"reproduce [{profile}]: {len(by_status['done'])} ran, {len(plan) - len(todo)} were current, "
+    by_status = {k: [r for r in results if r.status == k]
+                 for k in ("done", "failed", "not_run", "stopped", "busy", "skipped")}
+    print(f"reproduce [{profile}]: {len(by_status['done'])} ran, "
+          f"{len(plan) - len(todo) + len(by_status['skipped'])} were current, "
+          f"{len(by_status['busy'])} left to another process running them, "
           f"{len(by_status['not_run'])} not run (data or a needed cell missing), {len(by_status['stopped'])} stopped "
           f"by a time budget, {len(by_status['failed'])} failed, {len(bad)} invalid, "
           f"in {time.perf_counter() - t0:.0f} s", file=stream)
     for r in by_status["failed"]:
         print(f"  FAILED {r.cell}: {r.message} (details: {r.out_dir / 'error.txt'})", file=stream)
-    for path in build_tables(profile, paper=paper, root=root):
-        print(f"table: {path}", file=stream)
+    try:
+        for path in build_tables(profile, paper=paper, root=root):
+            print(f"table: {path}", file=stream)
+    except OSError as e:  # a full or read-only disk: the runs are reported above, the tables could not be written
+        print(f"  FAILED tables: {describe_os_error(e)}", file=stream)
+        return 1
     return 1 if by_status["failed"] or bad else 0
 
 
@@ -137,7 +145,7 @@ def _stop_after_current_run(stream):
 
 def _record(result: RunResult, results: list, bar, stream) -> None:
     results.append(result)
-    if result.status in ("failed", "not_run", "stopped"):
+    if result.status in ("failed", "not_run", "stopped", "busy"):
         tqdm.write(f"  {result.status.replace('_', ' ')}: {result.cell}: {result.message}", file=stream)
     bar.update(1)
 
@@ -167,10 +175,10 @@ def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, **optio
         t0 = time.perf_counter()
         # own session: the terminal's Ctrl-C reaches this process only, which lets the runs finish
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(repo_root()), start_new_session=True)
-        status = {0: "done", 2: "not_run", 3: "stopped"}.get(proc.returncode, "failed")
+        status = {0: "done", 2: "not_run", 3: "stopped", 4: "busy"}.get(proc.returncode, "failed")
         lines = (proc.stdout + proc.stderr).strip().splitlines()
-        message = next((ln for ln in reversed(lines) if ln.startswith(("failed:", "not_run:", "stopped:", "nlkit"))),
-                       "")
+        message = next((ln for ln in reversed(lines)
+                        if ln.startswith(("failed:", "not_run:", "stopped:", "busy:", "nlkit"))), "")
         label = f"{cell_of(resolved)} seed {seed}"
         return RunResult(label, seed, status, run_dir(resolved, seed, options["root"]),
                          time.perf_counter() - t0, message.split(": ", 2)[-1] if message else "")

@@ -8,6 +8,7 @@ import json
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 import traceback
 import warnings
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..errors import DataMissingError
+from ..errors import SEED_LIMIT, DataMissingError, UserError, describe_os_error
 from ..io import atomic_write, atomic_write_json
 from ..methods.contract import PROTOCOL_METRICS
 from .deps import DependencyMissing, needs_of, resolve_needs, run_key
@@ -26,6 +27,7 @@ from .executors import (
     papermill_available,
     portable,
 )
+from .locks import LOCK_NAME, run_lock
 from .params import load_cell, repo_root
 
 
@@ -33,7 +35,8 @@ from .params import load_cell, repo_root
 class RunResult:
     cell: str
     seed: int
-    status: str          # done | skipped | failed | not_run | stopped (time budget; resumable)
+    status: str          # done | skipped | failed | not_run | stopped (time budget; resumable) | busy (another
+    #                      process is running it)
     out_dir: Path
     seconds: float = 0.0
     message: str = ""
@@ -92,10 +95,24 @@ def git_commit() -> str | None:
         return None
 
 
+def check_outputs_writable(profile: str, root: Path | None = None) -> None:
+    """One clear line, before anything runs, when outputs/ cannot be written (read-only, full, not ours)."""
+    folder = (root or outputs_root()) / profile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write under {folder} ({e.strerror or e}); nothing was run") from None
+
+
 def run_cell(params_file, profile: str = "smoke", seed: int | None = None, *, data_root=None, noise_root=None,
              executor: str = "auto", force: bool = False, root: Path | None = None) -> list[RunResult]:
     """Run one cell for one seed (or every seed its params list). Finished, current runs are skipped."""
     resolved = load_cell(params_file, profile)
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed < SEED_LIMIT):
+        raise UserError(f"--seed must be an integer in [0, 2**32), got {seed}")
+    check_outputs_writable(profile, root)
     seeds = [seed] if seed is not None else list(resolved.get("seeds") or [0])
     return [run_one(resolved, s, data_root=data_root, noise_root=noise_root, executor=executor, force=force,
                     root=root) for s in seeds]
@@ -103,12 +120,32 @@ def run_cell(params_file, profile: str = "smoke", seed: int | None = None, *, da
 
 def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, executor: str = "auto",
             force: bool = False, root: Path | None = None) -> RunResult:
+    """One run, under its lock: another process running it makes this one skip it ('busy'); a full disk or an
+    unwritable folder fails this run with one line naming the path, and the caller goes on with the others."""
     out_dir = run_dir(resolved, seed, root)
     label = f"{resolved['paper']}/{resolved['cell_id']} seed {seed}"
     if resolved.get("skip"):  # a cell this profile does not run (e.g. a paper-scale cell under smoke)
         return RunResult(label, seed, "not_run", out_dir, 0.0, f"not run under {resolved['profile']}: {resolved['skip']}")
     if not force and is_current(resolved, seed, root):
         return RunResult(label, seed, "skipped", out_dir)
+    t0 = time.perf_counter()
+    try:
+        with run_lock(out_dir) as held:
+            if not held:
+                return RunResult(label, seed, "busy", out_dir, 0.0,
+                                 f"another process is running it (lock {out_dir / LOCK_NAME}); skipped here")
+            if not force and is_current(resolved, seed, root):  # finished by another process meanwhile
+                return RunResult(label, seed, "skipped", out_dir)
+            return _run_locked(resolved, seed, out_dir, label, data_root=data_root, noise_root=noise_root,
+                               executor=executor, force=force, root=root)
+    except OSError as e:  # ENOSPC, EACCES, EROFS ... while preparing the folder or writing metrics.json
+        message = describe_os_error(e)
+        _write_error(out_dir, message + "\n")
+        return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, message)
+
+
+def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_root, noise_root, executor: str,
+                force: bool, root: Path | None) -> RunResult:
     metrics_file = out_dir / "metrics.json"
     if metrics_file.exists() and not (force and is_current(resolved, seed, root)):
         # stale (other params): removed first, so a crash cannot leave it looking current. A forced rerun of a
@@ -150,7 +187,8 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
         raise
     except Exception as e:  # noqa: BLE001 - one failing cell is reported, the others go on
         _write_error(out_dir, traceback.format_exc())
-        return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, f"{type(e).__name__}: {e}")
+        message = describe_os_error(e) if isinstance(e, OSError) else " ".join(f"{type(e).__name__}: {e}".split())
+        return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, message[:500])
     seconds = time.perf_counter() - t0
     metrics = {
         "paper": resolved["paper"], "cell": resolved["cell_id"], "profile": resolved["profile"], "seed": int(seed),
@@ -197,4 +235,9 @@ def _fresh_checkpoints(out_dir: Path, key: str, discard: bool = False) -> None:
 
 
 def _write_error(out_dir: Path, text: str) -> None:
-    atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(text))
+    """Leave the details beside the run. Never raises: on a full or read-only disk the run's one-line message
+    is all there is."""
+    try:
+        atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(text))
+    except OSError:
+        pass

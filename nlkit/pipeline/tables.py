@@ -5,12 +5,14 @@ A cell that was never run (or whose metrics belong to other params) is shown as 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from ..errors import UserError
 from ..io import atomic_write
 from .params import find_cells, load_cell, repo_root
 from .runner import current_metrics, outputs_root
@@ -33,7 +35,11 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None) ->
     """One row per table cell: the mean/std over the seeds whose metrics match the cell's current params."""
     rows = []
     for cell in find_cells(paper):
-        resolved = load_cell(cell, profile)
+        try:
+            resolved = load_cell(cell, profile)
+        except UserError as e:  # one bad params file never hides the other cells' results
+            warnings.warn(f"skipping {e}", stacklevel=2)
+            continue
         runs = [m for seed in resolved.get("seeds") or [0]
                 if (m := current_metrics(resolved, int(seed), root, warn=True)) is not None]
         walls = [float(m.get("wall_seconds") or 0) for m in runs]
@@ -63,7 +69,16 @@ def _fmt(value, digits: int) -> str:
 
 def table_meta(paper: str) -> dict:
     path = repo_root() / "params" / paper / "_tables.yaml"
-    return yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        meta = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(meta, dict):
+            raise ValueError("not a mapping")
+    except (OSError, ValueError, yaml.YAMLError) as e:  # titles are presentation: the table is still written
+        warnings.warn(f"ignoring unreadable {path}: {' '.join(str(e).split())[:200]}", stacklevel=2)
+        return {}
+    return meta
 
 
 def to_markdown(df: pd.DataFrame, paper: str, profile: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..io import atomic_write
+from ..safeload import torch_load
 
 
 class Checkpointer:
@@ -30,7 +31,7 @@ class Checkpointer:
         if not self.exists():
             return None
         try:
-            state = torch.load(self.path, map_location=map_location, weights_only=True)
+            state = torch_load(self.path, "a checkpoint", map_location=map_location)
             if not isinstance(state, dict):
                 raise TypeError(f"holds a {type(state).__name__}, not a dict")
             return state

@@ -13,10 +13,12 @@ Modules: `diffusion` (schedules, DDIM), `model` (the denoiser), `retrieval` (kNN
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
-from ..contract import PROTOCOL_METRICS, MethodSpec, Roots, RunOutput
+from ..contract import PROTOCOL_METRICS, MethodSpec, PositiveInt, Roots, RunOutput
 from .data import CIFAR_MEAN, CIFAR_STD, LRAData, encoder_features, prepare_data
 from .diffusion import (
     DDIM_TIMESTEPS,
@@ -42,6 +44,22 @@ SPEC = MethodSpec("lra_diffusion", metrics=PROTOCOL_METRICS + (
     "best_val_acc", "retrieval_purity", "noisy_label_accuracy", "knn_majority_acc", "linear_probe_acc",
     "noise_rate", "epochs", "seconds_per_epoch"))
 Config = LRAConfig
+
+
+class EncoderSettings(BaseModel):
+    """A cell's `encoder:` (f_p): CLIP (open_clip model and pretrained tag), a SimCLR network (its weights come
+    from the cell it `needs`), or PCA of the pixels (the smoke stand-in)."""
+    model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
+    name: Literal["clip", "simclr", "pca"]
+    model: str | None = None
+    pretrained: str | None = None
+    arch: str | None = None
+    dim: PositiveInt | None = None
+    weights: str | None = None
+
+
+# Top-level keys an LRA-Diffusion cell may set beyond the pipeline's own (checked by the params schema).
+CELL_KEYS = {"encoder": EncoderSettings, "val_size": PositiveInt, "train_feat": Literal["augmented", "clean"]}
 
 
 @dataclass

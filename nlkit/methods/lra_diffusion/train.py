@@ -13,7 +13,7 @@ from torch import nn
 
 from ...errors import UserError
 from ...train import TrainLoop, autocast_for, default_device
-from ..contract import config_from_cell
+from ..contract import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, config_from_cell
 from .data import LRAData
 from .diffusion import (
     alphas_cumprod,
@@ -28,29 +28,29 @@ from .model import LRAModel
 
 @dataclass
 class LRAConfig:
-    epochs: int = 200
-    warmup_epochs: float = 5
-    lr_horizon: float = 1000
-    peak_lr: float = 1e-3
-    batch_size: int = 200
-    k: int = 10
+    epochs: PositiveInt = 200
+    warmup_epochs: NonNegativeFloat = 5
+    lr_horizon: PositiveFloat = 1000
+    peak_lr: PositiveFloat = 1e-3
+    batch_size: PositiveInt = 200
+    k: PositiveInt = 10
     include_self: str = "code"
     weight_norm: str = "batch"
     dynamic_knn: bool = False
-    hidden: int = 512
+    hidden: PositiveInt = 512
     image_encoder: str = "resnet34"
     head_compat: bool = False
     real_fp: bool = False
     beta_schedule: str = "cosine"
     decode: str = "closest_to_one"
-    grad_clip: float = 1.0
-    eval_every: int = 5
-    crop_padding: int = 4
+    grad_clip: PositiveFloat = 1.0
+    eval_every: PositiveInt = 5
+    crop_padding: NonNegativeInt = 4
     flip: bool = True
     bf16: bool = True
     channels_last: bool = True
-    checkpoint_every_seconds: float = 300.0
-    time_budget_seconds: float | None = None
+    checkpoint_every_seconds: PositiveFloat = 300.0
+    time_budget_seconds: PositiveFloat | None = None
 
     @classmethod
     def from_cell(cls, cell: dict) -> "LRAConfig":
