@@ -270,3 +270,305 @@ def test_a_second_process_waits_for_a_cache_entry_instead_of_computing_it(tmp_pa
     for t in threads:
         t.join()
     assert len(calls) == 1
+
+
+# ------------------------------------------------------------------------------------------- runs and faults
+
+TRAIN_NOTEBOOK = [
+    "params_file = None\nprofile = 'smoke'\nseed = 0\nout_dir = 'x'\ndata_root = None\nnoise_root = None",
+    # a resumable 'training': a seeded random walk through the kit's TrainLoop, a checkpoint after every epoch
+    "import json, os, time\nfrom pathlib import Path\nimport torch\n"
+    "from nlkit.pipeline import load_cell\nfrom nlkit.train import TrainLoop\n"
+    "cfg = load_cell(params_file, profile)\n"
+    "with open(Path(out_dir, 'executions.log'), 'a') as f:\n    f.write(f'{os.getpid()}\\n')\n"
+    "g = torch.Generator().manual_seed(seed)\nw = torch.zeros(3)\n"
+    "def epoch_fn(epoch):\n"
+    "    global w\n    time.sleep(float(os.environ.get('FAKE_EPOCH_SLEEP', '0')))\n"
+    "    w = w + torch.rand(3, generator=g)\n"
+    "    with open(Path(out_dir, 'epochs.log'), 'a') as f:\n        f.write(f'{epoch}\\n')\n"
+    "    return {'w': float(w.sum())}\n"
+    "def get_state():\n    return {'w': w.clone(), 'rng': g.get_state()}\n"
+    "def set_state(s):\n    global w\n    w = s['w'].clone()\n    g.set_state(s['rng'])\n"
+    "res = TrainLoop(out_dir, epochs=cfg['epochs'], checkpoint_every_seconds=0, progress=False).run(\n"
+    "    epoch_fn, get_state, set_state)\n"
+    "Path(out_dir, 'results.json').write_text(json.dumps({'acc_last': res.history[-1]['w'], 'acc_best_test': "
+    "max(r['w'] for r in res.history), 'completed': res.completed}))",
+]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """params/demo/{alpha,beta,ref}.yaml (two seeds each) on a notebook that trains resumably."""
+    from test_pipeline import write_notebook
+
+    (tmp_path / "notebooks").mkdir()
+    write_notebook(tmp_path / "notebooks" / "train.ipynb", TRAIN_NOTEBOOK)
+    demo = tmp_path / "params" / "demo"
+    demo.mkdir(parents=True)
+    for name in ("alpha", "beta", "ref"):
+        (demo / f"{name}.yaml").write_text(f"notebook: train\ntable: D\nrow: {name}\ncolumn: acc\n"
+                                           "metric: acc_last\nepochs: 4\nseeds: [0, 1]\n")
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    monkeypatch.delenv("FAKE_EPOCH_SLEEP", raising=False)
+    return tmp_path
+
+
+def metrics_of(project: Path, cell: str, seed: int) -> dict:
+    return json.loads((project / f"outputs/smoke/demo/{cell}/seed{seed}/metrics.json").read_text())
+
+
+def nlkit_process(project: Path, *args, **env):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "nlkit", *map(str, args)], cwd=project,
+                            env={**os.environ, "NLKIT_ROOT": str(project), "PYTHONPATH": str(ROOT), **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_kill_9_mid_run_then_resume_gives_identical_metrics(project):
+    import signal
+    import time
+
+    from nlkit.pipeline import run_cell
+
+    out = project / "outputs/smoke/demo/alpha/seed0"
+    proc = nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--seed", 0, "--executor", "direct",
+                         FAKE_EPOCH_SLEEP="0.4")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len((out / "epochs.log").read_text().split()
+                                               if (out / "epochs.log").is_file() else []) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    epochs_before = (out / "epochs.log").read_text().split()
+    assert 2 <= len(epochs_before) < 4 and not (out / "metrics.json").exists()
+
+    [resumed] = run_cell(project / "params/demo/alpha.yaml", "smoke", seed=0, executor="direct")
+    [reference] = run_cell(project / "params/demo/ref.yaml", "smoke", seed=0, executor="direct")
+    assert resumed.status == reference.status == "done"
+    assert metrics_of(project, "alpha", 0)["acc_last"] == metrics_of(project, "ref", 0)["acc_last"]
+    epochs = (out / "epochs.log").read_text().split()
+    assert epochs[0] == "1" and epochs[-1] == "4" and int(epochs[len(epochs_before)]) > 1  # resumed, not redone
+
+
+def test_truncated_checkpoint_is_set_aside_and_the_run_starts_fresh(project):
+    from nlkit.pipeline import load_cell, run_cell
+    from nlkit.pipeline.deps import run_key
+
+    cell = load_cell(project / "params/demo/alpha.yaml", "smoke")
+    ckpt = project / "outputs/smoke/demo/alpha/seed0/checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "params_hash").write_text(run_key(cell, 0) + "\n")
+    torch.save({"method": {"w": torch.ones(3)}, "history": [], "epoch": 2}, ckpt / "last.pt")
+    (ckpt / "last.pt").write_bytes((ckpt / "last.pt").read_bytes()[:100])
+    with pytest.warns(UserWarning, match="unreadable checkpoint"):
+        [result] = run_cell(cell["params_file"], "smoke", seed=0, executor="direct")
+    run_cell(project / "params/demo/ref.yaml", "smoke", seed=0, executor="direct")
+    assert result.status == "done" and list(ckpt.glob("last.pt.corrupt-*"))
+    assert metrics_of(project, "alpha", 0)["acc_last"] == metrics_of(project, "ref", 0)["acc_last"]
+
+
+def test_truncated_metrics_are_skipped_by_tables_and_redone_by_reproduce(project, capsys):
+    from nlkit.pipeline.reproduce import reproduce
+
+    assert reproduce("smoke", paper="demo", only="alpha", executor="direct") == 0
+    good = metrics_of(project, "alpha", 1)["acc_last"]
+    path = project / "outputs/smoke/demo/alpha/seed0/metrics.json"
+    path.write_text(path.read_text()[:40])
+    capsys.readouterr()
+    code, out, err = run_cli(["tables", "--paper", "demo"], capsys)
+    assert code == 0 and err.count("\n") == 1 and "unreadable" in err and "metrics.json" in err
+    table = (project / "outputs/smoke/tables/demo.csv").read_text()
+    assert f"alpha,acc,{good}," in table.replace(".0,", ",") or f",{good}," in table   # one seed left
+    assert reproduce("smoke", paper="demo", only="alpha", executor="direct") == 0
+    assert metrics_of(project, "alpha", 0)["acc_last"] != good   # seed 0 ran again
+
+
+def test_bad_params_files_stop_neither_the_other_cells_nor_the_tables(project, capsys):
+    from nlkit.pipeline.reproduce import reproduce
+
+    demo = project / "params/demo"
+    (demo / "broken.yaml").write_text("notebook: train\ntable: [D\n")                   # not YAML
+    (demo / "typo.yaml").write_text("notebook: train\ntable: D\nepochs: 4\nnoise: {model: sym, rat: 0.4}\n")
+    (demo / "escape.yaml").write_text("notebook: ../../x\ntable: D\n")
+    assert reproduce("smoke", paper="demo", only="[abt]*", executor="direct") == 1
+    err = capsys.readouterr().err
+    invalid = [line for line in err.splitlines() if "invalid params" in line]
+    assert len(invalid) == 2 and "broken.yaml" in invalid[0] and "typo.yaml" in invalid[1] and "noise.rat" in err
+    assert metrics_of(project, "alpha", 0) and metrics_of(project, "beta", 1)
+    code, out, err = run_cli(["tables", "--paper", "demo"], capsys)
+    assert code == 0 and "demo.md" in out
+    assert len(err.splitlines()) == 3 and all(line.startswith("nlkit: warning: skipping") for line in err.splitlines())
+    assert "escape.yaml" in err and "notebook: must be a plain name" in err
+
+
+def _fill(folder: Path) -> None:
+    """Fill the file system holding `folder` (a small tmpfs) to the last byte."""
+    try:
+        with open(folder / "filler", "wb", buffering=0) as f:
+            while True:
+                f.write(b"\0" * 4096)
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """Mount a tmpfs (root only): mount(path, options) -> path; unmounted afterwards."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = []
+
+    def mount(path: Path, options: str) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_full_disk_in_one_run_fails_that_run_and_the_rest_go_on(project, small_mount, capsys):
+    from nlkit.pipeline.reproduce import reproduce
+
+    full = small_mount(project / "outputs/smoke/demo/beta/seed1", "size=64k")
+    _fill(full)
+    assert reproduce("smoke", paper="demo", executor="direct") == 1
+    err = capsys.readouterr().err
+    failed = [line for line in err.splitlines() if "FAILED" in line]
+    assert len(failed) == 1 and "demo/beta seed 1" in failed[0] and "No space left on device" in failed[0]
+    assert str(full) in failed[0] and "Traceback" not in err
+    for cell, seed in (("alpha", 0), ("alpha", 1), ("beta", 0), ("ref", 0), ("ref", 1)):
+        assert metrics_of(project, cell, seed)["acc_last"] > 0
+    assert (project / "outputs/smoke/tables/demo.md").is_file()
+
+
+def test_simulated_full_disk_while_writing_metrics_and_the_error(project, monkeypatch, capsys):
+    import errno
+
+    import nlkit.io
+    from nlkit.pipeline.reproduce import reproduce
+
+    real = nlkit.io.atomic_write
+
+    def atomic_write(path, write_fn):
+        if "beta/seed0" in str(path) and Path(path).name in ("metrics.json", "error.txt"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, write_fn)
+
+    monkeypatch.setattr(nlkit.io, "atomic_write", atomic_write)
+    assert reproduce("smoke", paper="demo", executor="direct") == 1
+    err = capsys.readouterr().err
+    assert re.search(r"FAILED demo/beta seed 0: No space left on device: \S+beta/seed0/metrics.json", err), err
+    assert not (project / "outputs/smoke/demo/beta/seed0/metrics.json").exists()
+    assert metrics_of(project, "beta", 1) and (project / "outputs/smoke/tables/demo.md").is_file()
+
+
+def test_read_only_outputs_is_one_line(project, small_mount, capsys):
+    small_mount(project / "outputs", "ro,size=64k")
+    for argv in (["reproduce", "--paper", "demo", "--executor", "direct"],
+                 ["run", project / "params/demo/alpha.yaml", "--executor", "direct"],
+                 ["tables", "--paper", "demo"]):
+        code, _, err = run_cli(argv, capsys)
+        assert code == 2 and one_line(err) and "Read-only file system" in err, err
+
+
+def test_a_half_written_notebook_never_replaces_notebook_ipynb(tmp_path, monkeypatch):
+    import errno
+
+    import papermill
+
+    from nlkit.pipeline.executors import execute_papermill
+
+    def full_disk(notebook, output, **kwargs):
+        Path(output).write_text('{"cells": [{"cell_type": "code", "sour')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), output)
+
+    monkeypatch.setattr(papermill, "execute_notebook", full_disk)
+    with pytest.raises(OSError):
+        execute_papermill(tmp_path / "nb.ipynb", tmp_path, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_reproduces_at_once_run_each_run_once(project, monkeypatch, capsys):
+    """A second reproduce started while the first is inside a run skips that run with a message and does the
+    others; the first then skips what the second is running or has finished. Every run executes once."""
+    import time
+
+    from nlkit.pipeline.reproduce import reproduce
+
+    first = nlkit_process(project, "reproduce", "--paper", "demo", "--only", "alpha", "--executor", "direct",
+                          FAKE_EPOCH_SLEEP="0.5")
+    started = project / "outputs/smoke/demo/alpha/seed0/epochs.log"
+    deadline = time.monotonic() + 120
+    while not started.is_file() and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    assert started.is_file(), first.communicate()
+    monkeypatch.setenv("FAKE_EPOCH_SLEEP", "0.5")
+    second = reproduce("smoke", paper="demo", only="alpha", executor="direct")
+    out, err = first.communicate(timeout=240)
+    assert first.returncode == 0 and second == 0, err
+    assert "another process is running it" in capsys.readouterr().err
+    for seed in (0, 1):
+        log = project / f"outputs/smoke/demo/alpha/seed{seed}/executions.log"
+        assert len(log.read_text().split()) == 1, f"seed {seed} ran more than once"
+        assert metrics_of(project, "alpha", seed)["acc_last"] > 0
+
+
+# ------------------------------------------------------------------------------------------- command-line edges
+
+CLI_EDGES = {
+    "one class for sym": ["make", "--labels", "{d}/y.npy", "--kind", "sym", "--rate", "0.4", "--seed", "1",
+                          "--num-classes", "1", "--out", "{d}/o.npy"],
+    "negative seed for make": ["make", "--labels", "{d}/y.npy", "--kind", "sym", "--rate", "0.4", "--seed", "-1",
+                               "--num-classes", "10", "--out", "{d}/o.npy"],
+    "hybrid seed -1": ["hybrid", "--base", "{d}/y.npy", "--kind", "uniform", "--rate", "0.3", "--num-classes", "10",
+                       "--seed", "-1", "--out", "{d}/o.npy"],
+    "hybrid seed 2**64": ["hybrid", "--base", "{d}/y.npy", "--kind", "uniform", "--rate", "0.3",
+                          "--num-classes", "10", "--seed", str(2**64), "--out", "{d}/o.npy"],
+    "unwritable --out parent": ["make", "--labels", "{d}/y.npy", "--kind", "sym", "--rate", "0.4", "--seed", "1",
+                                "--num-classes", "10", "--out", "{d}/a-file/o.npy"],
+    "--out is the input": ["make", "--labels", "{d}/y.npy", "--kind", "sym", "--rate", "0.4", "--seed", "1",
+                           "--num-classes", "10", "--out", "{d}/y.npy"],
+    "--out is the clean input of hybrid": ["hybrid", "--base", "{d}/y.npy", "--clean", "{d}/c.npy", "--kind",
+                                           "uniform", "--rate", "0.3", "--num-classes", "10", "--out", "{d}/c.npy"],
+    "empty label file": ["make", "--labels", "{d}/empty.npy", "--kind", "sym", "--rate", "0.4", "--seed", "1",
+                         "--num-classes", "10", "--out", "{d}/o.npy"],
+    "fine against coarse labels": ["report", "--clean", "{d}/fine.npy", "--noisy", "{d}/coarse.npy"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI_EDGES))
+def test_cli_edges_exit_2_with_one_line(tmp_path, case, capsys):
+    np.save(tmp_path / "y.npy", np.arange(100) % 10)
+    np.save(tmp_path / "c.npy", np.arange(100) % 10)
+    np.save(tmp_path / "empty.npy", np.array([], dtype=np.int64))
+    np.save(tmp_path / "fine.npy", np.arange(1000) % 100)
+    np.save(tmp_path / "coarse.npy", (np.arange(1000) % 100) // 5)
+    (tmp_path / "a-file").write_text("not a folder")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    code, _, err = run_cli(["noise", *(a.format(d=tmp_path) for a in CLI_EDGES[case])], capsys)
+    assert code == 2 and one_line(err), err
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before   # nothing written, no input overwritten
+    if case == "fine against coarse labels":
+        assert "different class counts (100 vs 20)" in err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "fine.npy", np.arange(5000) % 100)
+    cmd = (f"{sys.executable} -m nlkit noise report --clean {tmp_path / 'fine.npy'} --noisy {tmp_path / 'fine.npy'} "
+           "--json | head -c 10")
+    p = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0 and p.stderr == "" and len(p.stdout) == 10
