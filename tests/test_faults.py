@@ -472,13 +472,26 @@ def test_simulated_full_disk_while_writing_metrics_and_the_error(project, monkey
     assert metrics_of(project, "beta", 1) and (project / "outputs/smoke/tables/demo.md").is_file()
 
 
-def test_read_only_outputs_is_one_line(project, small_mount, capsys):
-    small_mount(project / "outputs", "ro,size=64k")
+@pytest.fixture
+def read_only_outputs(project, request):
+    """outputs/ on a read-only tmpfs (root), or without write permission (anyone else)."""
+    outputs = project / "outputs"
+    if os.geteuid() == 0:
+        request.getfixturevalue("small_mount")(outputs, "ro,size=64k")
+        yield "Read-only file system"
+    else:
+        outputs.mkdir()
+        outputs.chmod(0o555)
+        yield "Permission denied"
+        outputs.chmod(0o755)
+
+
+def test_read_only_outputs_is_one_line(project, read_only_outputs, capsys):
     for argv in (["reproduce", "--paper", "demo", "--executor", "direct"],
                  ["run", project / "params/demo/alpha.yaml", "--executor", "direct"],
                  ["tables", "--paper", "demo"]):
         code, _, err = run_cli(argv, capsys)
-        assert code == 2 and one_line(err) and "Read-only file system" in err, err
+        assert code == 2 and one_line(err) and read_only_outputs in err, err
 
 
 def test_a_half_written_notebook_never_replaces_notebook_ipynb(tmp_path, monkeypatch):
