@@ -132,6 +132,7 @@ class Cell(_Block):
     noise: Noise | None = None
     train: dict[str, Any] | None = None
     needs: dict[Name, NeedRef | None] | None = None
+    skip: StrictStr | None = None   # a profile leaves the cell out, saying why (reported as not run)
 
     @model_validator(mode="after")
     def _whole_cell(self):
