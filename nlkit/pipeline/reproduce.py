@@ -25,10 +25,16 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     if not cells:
         print(f"no params files match paper={paper!r} only={only!r}", file=stream)
         return 1
-    plan = []
+    plan, skipped = [], 0
     for cell in cells:
         resolved = load_cell(cell, profile)
+        if resolved.get("skip"):  # cells this profile leaves out (`skip: <why>` in a profile overlay)
+            skipped += 1
+            continue
         plan += [(resolved, int(s)) for s in resolved.get("seeds") or [0]]
+    if skipped:
+        print(f"reproduce [{profile}]: {skipped} cells are not run under this profile (their `skip` says why)",
+              file=stream)
     # cells whose outputs others need (e.g. trained SimCLR encoders) declare an earlier `stage`
     plan.sort(key=lambda item: item[0].get("stage", 1))
     todo = [(r, s) for r, s in plan if not is_current(r, s, root)]

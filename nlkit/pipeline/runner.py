@@ -176,6 +176,8 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
             force: bool = False, root: Path | None = None) -> RunResult:
     out_dir = run_dir(resolved, seed, root)
     label = f"{resolved['paper']}/{resolved['cell_id']} seed {seed}"
+    if resolved.get("skip"):  # a cell this profile does not run (e.g. a paper-scale cell under smoke)
+        return RunResult(label, seed, "not_run", out_dir, 0.0, f"not run under {resolved['profile']}: {resolved['skip']}")
     if not force and is_current(resolved, seed, root):
         return RunResult(label, seed, "skipped", out_dir)
     metrics_file = out_dir / "metrics.json"
