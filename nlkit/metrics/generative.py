@@ -22,19 +22,24 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
-    from scipy import linalg
-
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape:
         raise UserError("the two feature statistics have different dimensions")
-    covmean, _ = linalg.sqrtm(cov1 @ cov2, disp=False)
+    covmean = _sqrtm(cov1 @ cov2)
     if not np.isfinite(covmean).all():  # near-singular product: regularise both, as the reference FID code does
         offset = np.eye(len(cov1)) * 1e-6
-        covmean = linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
+        covmean = _sqrtm((cov1 + offset) @ (cov2 + offset))
     covmean = np.real(covmean)
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(covmean))
+
+
+def _sqrtm(a: np.ndarray) -> np.ndarray:
+    from scipy import linalg
+
+    out = linalg.sqrtm(a)
+    return out[0] if isinstance(out, tuple) else out  # older SciPy returned (sqrtm, error estimate) with disp=False
 
 
 def fid_from_features(real, fake) -> float:

@@ -82,9 +82,13 @@ class TDSMData:
         return len(self.classes)
 
 
-def preprocess(images: np.ndarray, pad_to: int | None = None, resolution: int | None = None) -> np.ndarray:
-    """Zero-pad to `pad_to` (MNIST 28 -> 32, tdsm spec §2), then average-pool down to `resolution` (an integer
-    factor; the CPU profile's reduction)."""
+def preprocess(images: np.ndarray, pad_to: int | None = None, resolution: int | None = None,
+               crop_to: int | None = None) -> np.ndarray:
+    """Zero-pad to `pad_to` (MNIST 28 -> 32, tdsm spec §2) or center-crop to `crop_to`, then average-pool down to
+    `resolution` (an integer factor; the CPU profile's reduction)."""
+    if crop_to and images.shape[1] > crop_to:
+        a, b = (images.shape[1] - crop_to) // 2, (images.shape[2] - crop_to) // 2
+        images = images[:, a:a + crop_to, b:b + crop_to]
     if pad_to and images.shape[1] < pad_to:
         p = pad_to - images.shape[1]
         images = np.pad(images, ((0, 0), (p // 2, p - p // 2), (p // 2, p - p // 2), (0, 0)))
@@ -143,10 +147,9 @@ def prepare(cell: dict, seed: int, roots: Roots | None = None) -> TDSMData:
                         description=f"2-D Gaussian mixture, K = {toy.num_classes}, sym {noise.get('rate', 0.4)}, "
                                     f"{cell.get('profile', 'paper')}", toy=toy, toy_settings=toy_cfg)
     ds = load_dataset(cell["dataset"], data_root=roots.data_root)
-    pad_to = cell.get("pad_to")
-    res = cell.get("resolution")
-    train = preprocess(ds.train_images, pad_to, res)
-    test = preprocess(ds.test_images, pad_to, res)
+    pad_to, res, crop = cell.get("pad_to"), cell.get("resolution"), cell.get("crop_to")
+    train = preprocess(ds.train_images, pad_to, res, crop)
+    test = preprocess(ds.test_images, pad_to, res, crop)
     k = ds.num_classes
     model = noise.get("model", "sym")
     rate = float(noise.get("rate", 0.0))
