@@ -18,6 +18,8 @@ def sample_grids(runs: dict, classes: list[str], *, per_class: int = 8, title: s
     """One panel per model: row c holds `per_class` samples generated for class c. `runs` maps a name to
     (uint8 images (N, H, W, C), labels)."""
     k = len(classes)
+    per_class = max(1, min(per_class, max(min(int((np.asarray(lab) == c).sum()) for c in range(k))
+                                          for _, lab in runs.values())))
     fig, axes = plt.subplots(1, len(runs), figsize=(per_class * 0.55 * len(runs) + 0.6, k * 0.58 + 0.9),
                              squeeze=False)
     for ax, (name, (images, labels)) in zip(axes[0], runs.items()):
@@ -96,7 +98,7 @@ def toy_scatter(samples: dict, means: np.ndarray, *, title: str = ""):
             ax.scatter(*x[y == c].mean(0), marker="X", s=90, color=palette[c], edgecolor="black", zorder=4)
         ax.set_title(name, fontsize=9)
         ax.set_aspect("equal")
-    axes[0][0].set_ylabel("star: clean class mean, X: mean of the samples")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(f"{title}\nstars: clean class means; crosses: means of the samples generated for each class",
+                 fontsize=10)
     fig.tight_layout()
     return fig
