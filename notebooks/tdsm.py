@@ -106,6 +106,8 @@ transition_heatmap(data.S_noise, data.classes, title="S of the injected noise, P
 transition_heatmap(tdsm.reverse_matrix(data.S_noise), data.classes,
                    title="R = P(clean | noisy): what DSM's class c is made of", ax=axes[1])
 axes[1].set_xlabel("clean class"), axes[1].set_ylabel("noisy label")
+fig.suptitle(what, fontsize=10)
+fig.tight_layout()
 save_figure(fig, out / "transition.png")
 display(fig)
 plt.close(fig)

@@ -449,3 +449,11 @@ def test_toy_cell_through_nlkit_run(kit_project):
     metrics = json.loads((result.out_dir / "metrics.json").read_text())
     assert metrics["toy_label_consistency_tdsm"] > metrics["toy_label_consistency_dsm"] + 0.15
     assert (result.out_dir / "toy.png").is_file()
+
+
+def test_skipped_cells_are_reported_not_run_without_executing(kit_project):
+    from nlkit.pipeline import run_cell
+
+    [result] = run_cell("params/tdsm/cifar10-sym-0.40-dsm.yaml", "smoke", executor="direct")
+    assert result.status == "not_run" and "not run under smoke" in result.message
+    assert not (result.out_dir / "metrics.json").exists()
