@@ -457,3 +457,18 @@ def test_skipped_cells_are_reported_not_run_without_executing(kit_project):
     [result] = run_cell("params/tdsm/cifar10-sym-0.40-dsm.yaml", "smoke", executor="direct")
     assert result.status == "not_run" and "not run under smoke" in result.message
     assert not (result.out_dir / "metrics.json").exists()
+
+
+def test_inception_metrics_plumbing_with_a_stub_extractor():
+    rng = np.random.default_rng(0)
+
+    def stub(images):  # features that depend on the image, and logits
+        x = images.reshape(len(images), -1)[:, :6].astype(np.float64) / 255
+        return x + 0.01 * rng.normal(size=x.shape), rng.normal(size=(len(images), 10))
+
+    real = rng.integers(0, 256, (60, 4, 4, 1), dtype=np.uint8)
+    labels = np.repeat([0, 1], 30)
+    out = M.inception_metrics(stub, real, labels, real.copy(), labels, 2, k=3, is_splits=2)
+    assert out["fid"] < 0.05 and out["cw_fid"] < 0.5
+    assert out["coverage"] > 80 and 50 < out["density"] < 150 and out["is"] >= 1
+    assert {"cw_density", "cw_coverage"} <= set(out)
