@@ -59,7 +59,7 @@ def per_class_bars(values: dict, classes: list[str], *, ideal=None, ideal_label:
     ax.set_xlabel("class the samples were generated for")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
