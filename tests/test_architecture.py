@@ -12,7 +12,8 @@ from nlkit.pipeline.tables import table_entries
 PACKAGE = Path(__file__).resolve().parents[1] / "nlkit"
 
 # data -> noise -> models/train -> encoders -> methods -> presentation -> pipeline -> command line
-LAYER = {"errors": 0, "io": 0, "safeload": 0, "data": 1, "noise": 2, "models": 3, "train": 3, "encoders": 4, "methods": 5,
+LAYER = {"errors": 0, "io": 0, "safeload": 0, "data": 1, "noise": 2, "models": 3, "train": 3, "diffusion": 3, "encoders": 4, "metrics": 4,
+         "methods": 5,
          "viz": 6, "pipeline": 7, "cli": 8, "__main__": 8}
 
 

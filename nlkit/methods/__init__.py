@@ -19,6 +19,7 @@ PAPER_MODULES = {
     "sln": "nlkit.methods.sln",
     "lra_diffusion": "nlkit.methods.lra_diffusion",
     "simclr": "nlkit.methods.simclr",
+    "tdsm": "nlkit.methods.tdsm",
     "noise": "nlkit.methods.noise_study",
     "explore": "nlkit.methods.noise_study",
 }
