@@ -182,14 +182,14 @@ class Explorer:
                 with self._lock:
                     svgs, summary = self.figures(settings)
             except UserError as e:
-                outcome = lambda: show_error(settings, str(e))  # noqa: E731
+                outcome = (show_error, (settings, str(e)))
             except Exception as e:  # noqa: BLE001 - keep the worker alive; say what failed
-                outcome = lambda: show_error(settings, f"{type(e).__name__}: {e}")  # noqa: E731
+                outcome = (show_error, (settings, f"{type(e).__name__}: {e}"))
             else:
-                outcome = lambda: show(settings, svgs, summary)  # noqa: E731
+                outcome = (show, (settings, svgs, summary))
             with self._cv:
                 if generation == self._wanted:  # superseded drawings are dropped, never shown
-                    outcome()
+                    outcome[0](*outcome[1])
                     self.drawn = settings
                     self._running = False
                     self._cv.notify_all()
@@ -232,7 +232,9 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
     class_box = w.SelectMultiple(options=[], description="classes", rows=6)
     class_note = w.HTML()
     status = w.HTML()
+    status.add_class("nlkit-status")
     out = w.Output()
+    out.add_class("nlkit-figures")
 
     def refresh_dataset(*_):
         ds = state.dataset(ds_box.value)
@@ -263,7 +265,8 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
     def show(settings, svgs, summary):
         from html import escape
 
-        status.value = (f"<b>{escape(summary['label'])}</b>: realised rate "
+        shown = f", clean classes {', '.join(settings['classes'])}" if settings["classes"] else ""
+        status.value = (f"<b>{escape(summary['label'] + shown)}</b>: realised rate "
                         f"<span class='nlkit-realised'>{summary['realised_rate']:.1%}</span>; "
                         f"<span class='nlkit-flipped'>{summary['flipped_shown']}</span> of the shown images have "
                         "a flipped label")
@@ -288,7 +291,11 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
     ds_box.observe(refresh_dataset, "value")
     for box in (ds_box, model_box, rate_box, seed_box, map_box, file_box, class_box):
         box.observe(changed, "value")
+    # The first drawing happens in the cell itself: a worker still drawing when the cell ends would leave a pyplot
+    # figure open for the inline backend to show a second time below the widget.
+    state.background = False
     state.request(read_controls, show, show_error)
+    state.background = background
     controls = w.VBox([w.HBox([ds_box, seed_box]), model_box, w.HBox([rate_box, map_box]), file_box, class_box,
                        class_note])
     ui = w.VBox([controls, status, out])
