@@ -198,7 +198,12 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
             ax.text(0.98, 0.02, f"{missing} cells without a paper value not shown", ha="right", va="bottom",
                     fontsize=7, transform=ax.transAxes, color="gray")
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    if "stand_in" in df and bool((df["stand_in"].astype(bool) & (df["n_seeds"] > 0)).any()):
+        fig.text(0.5, 0.005, "hollow markers: runs on a stand-in (other data or features than the paper's cell); "
+                 "their paper value is a reference, not a target", ha="center", va="bottom", fontsize=9, color="dimgray")
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
