@@ -14,7 +14,7 @@ DATA_ROOT  ?=
 NOISE_ROOT ?=
 PYTEST_ARGS ?=
 
-.PHONY: all install test test-browser reproduce tables notebooks clean-venv
+.PHONY: all install hooks test test-browser reproduce tables notebooks clean-venv
 
 all: test
 
@@ -24,6 +24,15 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 install: $(STAMP)
+
+# Once per clone, before working in JupyterLab: git ignores the outputs Lab saves into notebooks (nbstripout's
+# filter), and commits run the hooks of .pre-commit-config.yaml (outputs stripped, notebook pairs in sync).
+STRIP := $(abspath $(PY)) -m nbstripout --keep-id --extra-keys 'metadata.language_info metadata.widgets metadata.papermill cell.metadata.execution cell.metadata.papermill'
+hooks: $(STAMP)
+	git config filter.nbstripout.clean "$(STRIP)"
+	git config filter.nbstripout.smudge cat
+	git config diff.ipynb.textconv "$(STRIP) -t"
+	$(PY) -m pip install --quiet pre-commit && $(VENV)/bin/pre-commit install
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
