@@ -73,7 +73,7 @@ def figure_svg(fig) -> str:
 
     buf = io.StringIO()
     with plt.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg", bbox_inches="tight")
+        fig.savefig(buf, format="svg", dpi=72)  # 72 dpi: images of a few dozen pixels need no more
     plt.close(fig)
     return buf.getvalue()
 
@@ -149,7 +149,7 @@ class Explorer:
             fig = viz.image_grid(ds.train_images, res.noisy, res.clean, ds.classes, indices=pool, n=s["n_images"],
                                  seed=s["seed"], title=f"noisy label (clean label) - {label}"
                                  + (f", clean classes {', '.join(classes)}" if classes else ""))
-            shown = [a for a in fig.axes if a.get_gid()]
+            shown = [a for a in fig.axes[0].patches if (a.get_gid() or "").startswith("flipped-image")]
             self._svgs[grid_key] = (figure_svg(fig), len(shown))
             plt.close("all")
         grid, flipped = self._svgs[grid_key]
