@@ -50,18 +50,21 @@ def setting_title(dataset: str, noise: str, rate: float | None, seed: int) -> st
     return f"{dataset}, {noise}" + (f" p={rate:g}" if rate is not None else "") + f", seed {seed}"
 
 
-def available_datasets(data_root=None, candidates=None) -> list[str]:
-    """The datasets that load on this machine without a download (digits always does)."""
+def available_datasets(data_root=None, candidates=None, loaded: dict | None = None) -> list[str]:
+    """The datasets that load on this machine without a download (digits always does); `loaded` receives them,
+    so the explorer does not read them twice."""
     from ..data import load_dataset
     from ..data.registry import DATASETS
 
     found = []
     for name in candidates or DATASETS:
         try:
-            load_dataset(name, data_root=data_root, download=False)
+            ds = load_dataset(name, data_root=data_root, download=False)
         except Exception:  # noqa: BLE001 - missing or unreadable data: not offered
             continue
         found.append(name)
+        if loaded is not None:
+            loaded[name] = ds
     return found
 
 
@@ -213,7 +216,7 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
 
     initial = initial or {}
     state = Explorer(data_root, background=background)
-    names = list(datasets) if datasets else available_datasets(data_root)
+    names = list(datasets) if datasets else available_datasets(data_root, loaded=state._datasets)
     first = initial.get("dataset") or names[0]
     if first not in names:
         names.insert(0, first)
