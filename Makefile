@@ -14,7 +14,7 @@ DATA_ROOT  ?=
 NOISE_ROOT ?=
 PYTEST_ARGS ?=
 
-.PHONY: all install test reproduce tables notebooks clean-venv
+.PHONY: all install hooks test test-browser reproduce tables notebooks clean-venv
 
 all: test
 
@@ -25,8 +25,26 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Once per clone, before working in JupyterLab: git ignores the outputs Lab saves into notebooks (nbstripout's
+# filter), and commits run the hooks of .pre-commit-config.yaml (outputs stripped, notebook pairs in sync).
+STRIP := $(abspath $(PY)) -m nbstripout --keep-id --extra-keys 'metadata.language_info metadata.widgets metadata.papermill cell.metadata.execution cell.metadata.papermill'
+hooks: $(STAMP)
+	git config filter.nbstripout.clean "$(STRIP)"
+	git config filter.nbstripout.smudge cat
+	git config diff.ipynb.textconv "$(STRIP) -t"
+	$(PY) -m pip install --quiet pre-commit && $(VENV)/bin/pre-commit install
+
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# JupyterLab driven by the system's Chromium (Debian's `chromium` package; Playwright never downloads a browser).
+# Skips, without failing, where Chromium cannot be installed.
+test-browser: $(STAMP)
+	command -v chromium >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; } \
+		|| echo "chromium could not be installed: the browser test will skip"
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[all,browser]"
+	$(PY) -m pytest -q -s browser_tests $(PYTEST_ARGS)
 
 reproduce: $(STAMP)
 	$(PY) -m nlkit reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(PAPER),--paper $(PAPER)) $(if $(ONLY),--only '$(ONLY)') \

@@ -57,14 +57,16 @@ from IPython.display import display
 from nlkit.methods import Roots, write_results
 from nlkit.methods import lra_diffusion as lra
 from nlkit.pipeline import load_cell
+from nlkit.pipeline.describe import output_dir, run_label
 from nlkit.train import default_device
 from nlkit.viz import per_class_noise_bars, save_figure
 
 cell = load_cell(params_file, profile)
 cfg = lra.Config.from_cell(cell)
-out = Path(out_dir)
+out = output_dir(out_dir)
+ran = run_label(cell)  # names the stand-ins when the profile swaps data or encoder (digits, PCA features)
 variant = "LRA-MLP (cached features)" if cfg.image_encoder == "none" else "LRA-Diffusion"
-print(f"cell {cell['cell_id']} ({profile}): {variant}, f_p = {cell['encoder']['name']}, k = {cfg.k}, "
+print(f"{ran}: {variant}, f_p = {cell['encoder']['name']}, k = {cfg.k}, "
       f"{cfg.epochs} epochs, device {default_device()}" + (", HEAD-compat (untrained encoder)" if cfg.head_compat else ""))
 
 # %% [markdown]
@@ -106,7 +108,7 @@ ax.plot(h["epoch"], h["test_acc"], "s--", label="test")
 if m["best_val_epoch"]:
     ax.axvline(m["best_val_epoch"], color="gray", ls=":", label=f"best val (epoch {m['best_val_epoch']})")
 ax.set_xlabel("epoch"), ax.set_ylabel("accuracy (%)"), ax.legend(), ax.grid(alpha=0.3)
-ax.set_title(f"{cell['cell_id']} ({profile})")
+ax.set_title(ran)
 save_figure(fig, out / "validation.png")
 display(fig)
 plt.close(fig)
@@ -123,6 +125,8 @@ per_class_noise_bars(1 - purity, data.classes, title="retrieved label wrong, per
 axes[0].set_ylabel("retrieved labels wrong (%)")
 per_class_noise_bars(1 - acc, data.classes, title="test error at the best-val epoch, per class", ax=axes[1])
 axes[1].set_ylabel("test error (%)")
+fig.suptitle(ran)
+fig.tight_layout()
 save_figure(fig, out / "per_class.png")
 display(fig)
 plt.close(fig)
@@ -132,4 +136,4 @@ plt.close(fig)
 
 # %%
 write_results(out, output)
-display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame("value"))
+display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))

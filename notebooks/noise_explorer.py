@@ -73,13 +73,15 @@ from nlkit.noise.setting import (
     study_metrics,
 )
 from nlkit.pipeline import load_cell
+from nlkit.pipeline.describe import output_dir, run_label
 from nlkit.viz import save_figure
-from nlkit.viz.explorer import explorer_widget, noise_figures
+from nlkit.viz.explorer import explorer_widget, noise_figures, setting_title
 
-noise_seed, label_range = seed, None
+noise_seed, label_range, ran = seed, None, None
 if params_file:
     cell = load_cell(params_file, profile)
-    print(f"noise-study cell {cell['cell_id']} ({cell['profile']} profile): {cell['row']}")
+    ran = run_label(cell)
+    print(f"noise-study cell {ran}: {cell['row']}")
     setting = setting_from_params(cell, data_root, noise_root)
     dataset, noise, rate, asym_map = setting["dataset"], setting["noise"], setting["rate"], setting["asym_map"]
     label_file, label_range, noise_seed = setting["label_file"], setting["label_range"], setting["noise_seed"]
@@ -114,24 +116,36 @@ display(pd.DataFrame([{**t, "clean": ds.classes[t["clean"]], "noisy": ds.classes
 
 # %%
 nominal = rate if noise not in ("clean", "file") else None
+label = setting_title(dataset, Path(label_file.split(":")[0]).name if noise == "file" else noise, nominal, noise_seed)
+if ran:
+    label = f"{label}\n{ran}"
 figures = noise_figures(ds, result, class_filter=class_filter, nominal=nominal, n_images=n_images, seed=seed,
-                        label=f"{dataset}, " + (Path(label_file.split(":")[0]).name if noise == "file" else noise)
-                        + (f" p={rate:g}" if nominal is not None else ""))
-out = Path(out_dir)
+                        label=label)
+out = output_dir(out_dir)
 for name, fig in figures.items():
     save_figure(fig, out / f"{name}.png")
-    display(fig)
+    if not interactive:  # the explorer below draws the same setting; showing both would duplicate them
+        display(fig)
     plt.close(fig)
-atomic_write_json(out / "results.json", {**study_metrics(report, ds.classes, nominal), "dataset": dataset,
-                                         "noise": noise, "noise_meta": result.meta, "report": report})
-print(f"figures and results.json saved in {out}")
+metrics = study_metrics(report, ds.classes, nominal)
+atomic_write_json(out / "results.json", {**metrics, "dataset": dataset, "noise": noise, "noise_meta": result.meta,
+                                         "report": report})
+print(f"figures and results.json saved in {out}" + ("; the explorer below shows them" if interactive else ""))
 
 # %% [markdown]
 # ## Explore interactively
 # Change the dataset, noise model, rate, seed, flip map or class filter; the figures redraw.
 
 # %%
-if interactive:
-    display(explorer_widget(datasets=tuple(dict.fromkeys([dataset, "digits"])), data_root=data_root,
-                            initial={"dataset": dataset, "noise": noise, "rate": rate, "seed": seed,
-                                     "asym_map": asym_map, "label_file": label_file}))
+if interactive:  # offers every dataset that loads on this machine
+    display(explorer_widget(data_root=data_root, initial={"dataset": dataset, "noise": noise, "rate": rate,
+                                                          "seed": seed, "asym_map": asym_map,
+                                                          "label_file": label_file, "n_images": n_images}))
+
+# %% [markdown]
+# ## Result
+# The numbers this run records (results.json) for the setting above.
+
+# %%
+display(pd.Series({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, dtype=object)
+        .to_frame(ran or setting_title(dataset, noise, nominal, noise_seed)))

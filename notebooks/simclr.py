@@ -49,13 +49,16 @@ from IPython.display import display
 
 from nlkit.methods import Roots, simclr, write_results
 from nlkit.pipeline import load_cell
+from nlkit.pipeline.describe import output_dir, run_label
 from nlkit.train import default_device
 from nlkit.viz import save_figure
 
 cell = load_cell(params_file, profile)
 cfg = simclr.Config.from_cell(cell)
+ran = run_label(cell)
+out_dir = output_dir(out_dir)
 data = simclr.prepare(cell, seed, Roots(data_root, noise_root))
-print(f"{data.dataset.name}: {len(data.dataset.train_labels)} training images; SimCLR {cfg.arch}, {cfg.epochs} epochs, "
+print(f"{ran}: {data.dataset.name}, {len(data.dataset.train_labels)} training images; SimCLR {cfg.arch}, {cfg.epochs} epochs, "
       f"batch {cfg.batch_size}, device {default_device()}")
 
 # %% [markdown]
@@ -68,11 +71,11 @@ hist, m = output.history, output.metrics
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(hist["epoch"], hist["loss"])
 ax.set_xlabel("epoch"), ax.set_ylabel("NT-Xent loss"), ax.grid(alpha=0.3)
-ax.set_title(f"SimCLR {cfg.arch} on {data.dataset.name} ({profile})")
+ax.set_title(f"SimCLR {cfg.arch} - {ran}")
 save_figure(fig, Path(out_dir) / "loss.png")
 display(fig)
 plt.close(fig)
 print(f"kNN (k={cfg.knn_k}, clean labels) test accuracy: {m['knn_clean_acc']:.2f}%; "
       f"training took {m['train_seconds'] / 60:.1f} min")
 write_results(out_dir, output)
-display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame("value"))
+display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))

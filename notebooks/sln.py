@@ -53,6 +53,7 @@ from IPython.display import display
 
 from nlkit.methods import Roots, sln, write_results
 from nlkit.pipeline import load_cell
+from nlkit.pipeline.describe import output_dir, run_label
 from nlkit.train import default_device
 from nlkit.viz import (
     confidence_histogram,
@@ -64,9 +65,11 @@ from nlkit.viz import (
 
 cell = load_cell(params_file, profile)
 cfg = sln.Config.from_cell(cell)
-out = Path(out_dir)
-print(f"cell {cell['cell_id']} ({profile}): method {cell['method']}, sigma {cfg.sigma}, {cfg.epochs} epochs, "
-      f"LC from epoch {cfg.lc_start}, net {cfg.arch}, device {default_device()}")
+out = output_dir(out_dir)
+ran = run_label(cell)  # names the stand-in when the profile swaps the data, e.g. digits for CIFAR-10
+lc = f"label correction from epoch {cfg.lc_start}" if cfg.lc_start is not None else "no label correction"
+print(f"{ran}: method {cell['method']}, sigma {cfg.sigma}, {cfg.epochs} epochs, {lc}, net {cfg.arch}, "
+      f"device {default_device()}")
 
 # %% [markdown]
 # ## Data and label noise
@@ -77,7 +80,8 @@ print(f"{cell['dataset']}: {len(data.noisy)} training images ({data.pixels} pixe
       f"noise {data.noise_meta.get('generator')}: {data.noisy_mask.mean():.2%} of the training samples are noisy")
 if data.val_labels is not None:
     print(f"sigma search: {len(data.val_labels)} samples held out as a noisy validation split")
-fig = image_grid(data.train_images, data.noisy, data.clean, data.classes, n=16, seed=seed)
+fig = image_grid(data.train_images, data.noisy, data.clean, data.classes, n=16, seed=seed,
+                 title=f"training images: noisy label (clean label) - {ran}")
 display(fig)
 plt.close(fig)
 
@@ -97,7 +101,7 @@ display(history.tail(3).round(4))
 # falls, while its training accuracy against the given labels keeps rising. SLN's does not.
 
 # %%
-fig = training_curves(history, f"{cell['cell_id']} ({profile})")
+fig = training_curves(history, ran)
 save_figure(fig, out / "curves.png")
 display(fig)
 plt.close(fig)
@@ -110,7 +114,7 @@ plt.close(fig)
 # %%
 analysis = sln.train_set_analysis(run, data, use_ema=cfg.analysis_net == "ema")
 net = "EMA" if cfg.analysis_net == "ema" else "live"
-fig = confidence_histogram(analysis["max_prob"], analysis["noisy"], f"max probability, {net} net")
+fig = confidence_histogram(analysis["max_prob"], analysis["noisy"], f"max probability, {net} net - {ran}")
 save_figure(fig, out / "confidence.png")
 display(fig)
 plt.close(fig)
@@ -122,7 +126,7 @@ plt.close(fig)
 
 # %%
 dissection = sln.sample_dissection(analysis, bins=50)
-fig = dissection_plot(dissection, f"sample dissection, {net} net")
+fig = dissection_plot(dissection, f"sample dissection, {net} net - {ran}")
 save_figure(fig, out / "dissection.png")
 display(fig)
 plt.close(fig)
@@ -132,4 +136,4 @@ plt.close(fig)
 
 # %%
 write_results(out, output)
-display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}).round(2).to_frame("value"))
+display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))

@@ -56,6 +56,6 @@ for name in papers:
     if df.empty:
         continue
     display(Markdown(to_markdown(df, name, profile)))
-    fig = plot_reproduced_vs_paper(df, f"{table_meta(name).get('title', name)} [{profile}]")
+    fig = plot_reproduced_vs_paper(df, f"{table_meta(name).get('title', name)}, profile {profile}", paper=name)
     display(fig)
     plt.close(fig)

@@ -68,12 +68,15 @@ from nlkit.encoders import cached, embed
 from nlkit.io import atomic_write_json
 from nlkit.noise.setting import apply_noise_model, restrict, setting_from_params
 from nlkit.pipeline import load_cell
+from nlkit.pipeline.describe import output_dir, run_label
 from nlkit.viz import save_figure, tsne_scatter
 from nlkit.viz.tsne import knn_label_agreement, tsne_2d
 
-noise_seed, label_range = seed, None
+noise_seed, label_range, ran = seed, None, None
 if params_file:
     cell = load_cell(params_file, profile)
+    ran = run_label(cell)  # names the stand-ins when the profile swaps data or encoder
+    print(ran)
     setting = setting_from_params(cell, data_root, noise_root)
     dataset, noise, rate, asym_map = setting["dataset"], setting["noise"], setting["rate"], setting["asym_map"]
     label_file, label_range, noise_seed = setting["label_file"], setting["label_range"], setting["noise_seed"]
@@ -119,8 +122,9 @@ xy = tsne_2d(features, perplexity=perplexity, seed=seed)
 fig = tsne_scatter(xy, result.clean[subset], result.noisy[subset], ds.classes,
                    title=f"t-SNE of {encoder} features, {dataset}, {noise} p={rate:g}\n"
                          f"neighbours' majority = clean label for "
-                         f"{agreement['knn_majority_equals_clean_on_noisy_samples']:.0%} of the mislabelled samples")
-out = Path(out_dir)
+                         f"{agreement['knn_majority_equals_clean_on_noisy_samples']:.0%} of the mislabelled samples"
+                         + (f"\n{ran}" if ran else ""))
+out = output_dir(out_dir)
 save_figure(fig, out / "tsne.png")
 display(fig)
 plt.close(fig)
@@ -128,3 +132,12 @@ atomic_write_json(out / "results.json", {"dataset": dataset, "encoder": encoder,
                                          "n_samples": int(len(subset)), "knn_k": knn_k, "realised_rate": result.realised_rate,
                                          **agreement})
 print(f"figure and results.json saved in {out}")
+
+# %% [markdown]
+# ## Result
+
+# %%
+import pandas as pd  # noqa: E402
+
+display(pd.Series({"realised noise rate": result.realised_rate, **agreement}).round(4)
+        .to_frame(ran or f"{encoder} features, {dataset}, {noise} p={rate:g}"))

@@ -156,8 +156,8 @@ def test_tables_from_fixture_metrics(project):
     paths = build_tables("smoke", "demo")
     md = (project / "outputs/smoke/tables/demo.md").read_text()
     csv = (project / "outputs/smoke/tables/demo.csv").read_text().splitlines()
-    assert csv[0] == ("paper,table,row,column,reproduced_mean,reproduced_std,n_seeds,paper_value,delta,"
-                      "wall_seconds,device")
+    assert csv[0] == ("paper,table,row,column,reproduced_mean_pct,reproduced_std_pct,n_seeds,paper_value_pct,"
+                      "delta_pct,ran_on_stand_in,wall_seconds,device")
     assert "| alpha | acc | 52.00 ± 2.83 | 2 | 52.00 | 0.00 |" in md
     assert "| beta | acc | — | 0 | — | — |" in md
     assert any(p.suffix == ".png" for p in paths)

@@ -27,16 +27,31 @@ def execute_papermill(notebook: Path, out_dir: Path, parameters: dict) -> None:
     """papermill rewrites its output after every cell: it writes a hidden file that replaces notebook.ipynb whole
     once execution ends (also after a failing cell, so the traceback can be read), so a full disk or a killed run
     never leaves a truncated notebook.ipynb. Inside `shared_kernel()` the run reuses that kernel instead of
-    starting its own."""
+    starting its own. Library chatter and kernel notices go to the run's `run.log`, not the terminal."""
     import papermill as pm
 
     executed = out_dir / "notebook.ipynb"
     partial = out_dir / ".notebook.partial.ipynb"
     kernel = _SHARED.get("kernel")
-    options = {"km": kernel.ready()} if kernel is not None else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_log(out_dir / "run.log") as log:
+        own = None
+        if kernel is None:  # a kernel of its own whose start-up notices go to the run's log, not the terminal
+            from jupyter_client.manager import KernelManager
+
+            own = KernelManager(kernel_name="python3")
+            own.start_kernel(cwd=str(repo_root()), stdout=log, stderr=log)
+        try:
+            _execute(pm, notebook, partial, executed, parameters, kernel, kernel.ready() if kernel else own)
+        finally:
+            if own is not None:
+                own.shutdown_kernel(now=True)
+
+
+def _execute(pm, notebook: Path, partial: Path, executed: Path, parameters: dict, kernel, km) -> None:
     try:
         pm.execute_notebook(str(notebook), str(partial), parameters=parameters, kernel_name="python3",
-                            cwd=str(repo_root()), progress_bar=False, **options)
+                            cwd=str(repo_root()), progress_bar=False, km=km)
     except pm.PapermillExecutionError as e:
         if kernel is not None:
             kernel.dirty = True
@@ -50,6 +65,40 @@ def execute_papermill(notebook: Path, out_dir: Path, parameters: dict) -> None:
         _publish_notebook(partial, executed, quiet=True)
         raise
     _publish_notebook(partial, executed)
+
+
+class run_log:  # noqa: N801 - a context manager, like open()
+    """`with run_log(path) as stream:` sends papermill's, nbclient's and the kernel client's log records and Python
+    warnings to the run's log file instead of the terminal, where `make reproduce` shows one progress line."""
+
+    LOGGERS = ("papermill", "nbclient", "traitlets", "jupyter_client", "py.warnings")
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        import logging
+
+        self.stream = open(self.path, "a", buffering=1)  # noqa: SIM115 - closed in __exit__
+        self.handler = logging.StreamHandler(self.stream)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        self.saved = []
+        for name in self.LOGGERS:
+            logger = logging.getLogger(name)
+            self.saved.append((logger, logger.propagate, list(logger.handlers)))
+            logger.handlers = [self.handler]
+            logger.propagate = False
+        logging.captureWarnings(True)
+        return self.stream
+
+    def __exit__(self, *exc):
+        import logging
+
+        logging.captureWarnings(False)
+        for logger, propagate, handlers in self.saved:
+            logger.handlers, logger.propagate = handlers, propagate
+        self.stream.close()
+        return False
 
 
 def _publish_notebook(partial: Path, executed: Path, quiet: bool = False) -> None:

@@ -14,11 +14,14 @@ import yaml
 
 from ..errors import UserError
 from ..io import atomic_write
+from .describe import is_stand_in, run_label
 from .params import find_cells, load_cell, repo_root
 from .runner import current_metrics, outputs_root
 
 COLUMNS = ["paper", "table", "row", "column", "reproduced_mean", "reproduced_std", "n_seeds", "paper_value",
            "delta", "wall_seconds", "device"]
+# Columns holding table values: the .csv writes them in the same unit as the .md (percent; see `csv_frame`).
+VALUE_COLUMNS = ("reproduced_mean", "reproduced_std", "paper_value", "delta")
 
 
 def table_entries(resolved: dict) -> list[dict]:
@@ -37,9 +40,13 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None) ->
     for cell in find_cells(paper):
         try:
             resolved = load_cell(cell, profile)
+            paper_cell = load_cell(cell, "paper")
         except UserError as e:  # one bad params file never hides the other cells' results
             warnings.warn(f"skipping {e}", stacklevel=2)
             continue
+        # a run on other data or features than the paper's cannot be compared with the paper's number
+        stand_in = is_stand_in(resolved, paper_cell)
+        ran = run_label(resolved, paper_cell) if stand_in else ""
         runs = [m for seed in resolved.get("seeds") or [0]
                 if (m := current_metrics(resolved, int(seed), root, warn=True)) is not None]
         walls = [float(m.get("wall_seconds") or 0) for m in runs]
@@ -54,11 +61,12 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None) ->
                 "reproduced_mean": mean,
                 "reproduced_std": float(np.std(values, ddof=1)) if len(values) > 1 else (0.0 if values else math.nan),
                 "n_seeds": len(values), "paper_value": paper_value if paper_value is not None else math.nan,
-                "delta": mean - paper_value if values and paper_value is not None else math.nan,
+                "delta": mean - paper_value if values and paper_value is not None and not stand_in else math.nan,
                 "wall_seconds": float(np.sum(walls)) if walls and values else math.nan,
                 "device": "; ".join(devices) if values else "",
                 "metric": entry["metric"], "cell": resolved["cell_id"],
                 "expected_source": expected.get("source", ""), "expected_tag": expected.get("tag", ""),
+                "stand_in": stand_in, "ran": ran,
             })
     return pd.DataFrame(rows)
 
@@ -81,9 +89,30 @@ def table_meta(paper: str) -> dict:
     return meta
 
 
+def _scale(meta: dict) -> float:
+    return float(meta.get("display_scale", 1.0))
+
+
+def _unit(meta: dict) -> str:
+    return str(meta.get("unit", "%"))
+
+
+def csv_frame(df: pd.DataFrame, paper: str) -> pd.DataFrame:
+    """The .csv: the values in the unit the .md shows (the paper's `display_scale` applied), the unit in the column
+    names, and which stand-in ran where the run's data or encoder was not the paper's."""
+    meta = table_meta(paper)
+    suffix = "_pct" if _unit(meta) == "%" else f"_{_unit(meta)}"
+    out = df[COLUMNS].copy()
+    for col in VALUE_COLUMNS:
+        out[col] = (out[col] * _scale(meta)).round(6)
+    out.insert(out.columns.get_loc("delta") + 1, "ran_on_stand_in", df["ran"].fillna(""))
+    return out.rename(columns={c: c + suffix for c in VALUE_COLUMNS})
+
+
 def to_markdown(df: pd.DataFrame, paper: str, profile: str) -> str:
     meta = table_meta(paper)
-    scale = float(meta.get("display_scale", 1.0))
+    scale = _scale(meta)
+    unit = _unit(meta)
     digits = int(meta.get("digits", 2))
     lines = [f"# {meta.get('title', paper)} — profile `{profile}`", ""]
     if meta.get("description"):
@@ -92,47 +121,111 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str) -> str:
         lines += [f"**Profile `{profile}`:** {meta['profile_notes'][profile].strip()}", ""]
     ran = int((df["n_seeds"] > 0).sum())
     lines += [f"{ran} of {len(df)} cells have results; — marks a cell that was not run (or whose data was "
-              "missing), never a filled-in value.", ""]
+              f"missing), never a filled-in value. Values in {unit}.", ""]
+    stand_ins = int((df["stand_in"].astype(bool) & (df["n_seeds"] > 0)).sum()) if "stand_in" in df else 0
+    if stand_ins:
+        lines += [f"{stand_ins} cells ran on a stand-in (other data or features than the paper's, marked "
+                  "†): their paper value is a reference only, and no Δ is given.", ""]
     for table_id, part in df.groupby("table", sort=True):
         info = (meta.get("tables") or {}).get(table_id, {})
         lines += [f"## {table_id}: {info.get('title', '')}".rstrip(": "), ""]
         if info.get("description"):
             lines += [info["description"].strip(), ""]
-        lines += ["| row | column | reproduced | n seeds | paper | Δ | source of the paper value | wall s | device |",
+        lines += [f"| row | column | reproduced ({unit}) | n seeds | paper ({unit}) | Δ | source of the paper value | "
+                  "wall s | device |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for _, r in part.iterrows():
             rep = _fmt(r.reproduced_mean * scale, digits)
             if r.n_seeds > 1:
                 rep += f" ± {_fmt(r.reproduced_std * scale, digits)}"
+            delta = _fmt(r.delta * scale, digits)
+            if r.get("stand_in") and r.n_seeds > 0:
+                rep += f" † ({r.ran})"
+                delta = "— (stand-in)"
             lines.append(f"| {r.row} | {r.column} | {rep} | {r.n_seeds} | {_fmt(r.paper_value * scale, digits)} | "
-                         f"{_fmt(r.delta * scale, digits)} | {r.expected_source} {('[' + r.expected_tag + ']') if r.expected_tag else ''} | "
+                         f"{delta} | {r.expected_source} {('[' + r.expected_tag + ']') if r.expected_tag else ''} | "
                          f"{_fmt(r.wall_seconds, 1)} | {r.device or '—'} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def plot_reproduced_vs_paper(df: pd.DataFrame, title: str):
+_MARKERS = "osD^vP*Xph<>"
+
+
+def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = None):
+    """One panel per table, titled with the table's name: reproduced against paper value (both in the unit of the
+    .md), the identity line, one marker per column of the table; hollow markers are stand-in runs (not comparable
+    with the paper). Points are labelled with their row, so overlapping series stay readable."""
     import matplotlib.pyplot as plt
 
-    ok = df.dropna(subset=["reproduced_mean", "paper_value"])
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    if len(ok):
-        lo = float(min(ok.reproduced_mean.min(), ok.paper_value.min()))
-        hi = float(max(ok.reproduced_mean.max(), ok.paper_value.max()))
-        pad = 0.05 * (hi - lo or 1)
+    meta = table_meta(paper or (df["paper"].iloc[0] if len(df) else ""))
+    scale, unit = _scale(meta), _unit(meta)
+    tables = sorted(df["table"].unique()) if len(df) else []
+    n = max(len(tables), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 5.2 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, table_id in zip(axes.flat, tables or [None]):
+        part = df[df["table"] == table_id] if table_id is not None else df
+        info = (meta.get("tables") or {}).get(table_id, {})
+        name = f"{table_id}: {info['title']}" if info.get("title") else str(table_id or "")
+        ax.set_title("\n".join(_wrap(name, 48)), fontsize=10)
+        ok = part.dropna(subset=["reproduced_mean", "paper_value"])
+        missing = int(part["paper_value"].isna().sum())
+        if not len(ok):
+            reason = ("no cell of this table has a paper value" if missing == len(part)
+                      else "no cell with both a reproduced\nand a paper value yet")
+            ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([]), ax.set_yticks([])
+            continue
+        x, y = ok.paper_value * scale, ok.reproduced_mean * scale
+        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        pad = 0.08 * (hi - lo or max(abs(hi), 1))
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="gray", ls="--", lw=1, label="reproduced = paper")
-        for table_id, part in ok.groupby("table"):
-            ax.errorbar(part.paper_value, part.reproduced_mean, yerr=part.reproduced_std.fillna(0), fmt="o",
-                        ms=5, capsize=2, label=table_id)
-        ax.legend(fontsize=8)
+        for i, (column, grp) in enumerate(ok.groupby("column", sort=True)):
+            colour = f"C{i % 10}"
+            stand = grp["stand_in"].astype(bool) if "stand_in" in grp else pd.Series(False, index=grp.index)
+            for hollow, sub in ((False, grp[~stand]), (True, grp[stand])):
+                if not len(sub):
+                    continue
+                ax.errorbar(sub.paper_value * scale, sub.reproduced_mean * scale,
+                            yerr=sub.reproduced_std.fillna(0) * scale, fmt=_MARKERS[i % len(_MARKERS)], ms=7,
+                            capsize=2, color=colour, mfc="none" if hollow else colour, alpha=0.85,
+                            label=f"{column}" + (" (stand-in)" if hollow else ""))
+        # coincident points get one stacked label, not labels printed over each other
+        span = (hi - lo) or 1.0
+        spots: dict = {}
+        for _, r in ok.iterrows():
+            key = (round(r.paper_value * scale / span * 40), round(r.reproduced_mean * scale / span * 40))
+            spots.setdefault(key, (r.paper_value * scale, r.reproduced_mean * scale, []))[2].append(str(r.row))
+        for px, py, names in spots.values():
+            ax.annotate("\n".join(dict.fromkeys(names)), (px, py), fontsize=6, xytext=(5, -3),
+                        textcoords="offset points", va="top")
+        ax.set_xlim(lo - pad, hi + pad), ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel(f"paper value ({unit})")
+        ax.set_ylabel(f"reproduced, mean over seeds ({unit})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, title="column", title_fontsize=7, loc="upper left")
+        if missing:
+            ax.text(0.98, 0.02, f"{missing} cells without a paper value not shown", ha="right", va="bottom",
+                    fontsize=7, transform=ax.transAxes, color="gray")
+    fig.suptitle(title, fontsize=12)
+    if "stand_in" in df and bool((df["stand_in"].astype(bool) & (df["n_seeds"] > 0)).any()):
+        fig.text(0.5, 0.005, "hollow markers: runs on a stand-in (other data or features than the paper's cell); "
+                 "their paper value is a reference, not a target", ha="center", va="bottom", fontsize=9, color="dimgray")
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
     else:
-        ax.text(0.5, 0.5, "no cell with both a reproduced\nand a paper value yet", ha="center", va="center",
-                transform=ax.transAxes)
-    ax.set_xlabel("paper value")
-    ax.set_ylabel("reproduced (mean over seeds)")
-    ax.set_title(title)
-    fig.tight_layout()
+        fig.tight_layout()
     return fig
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]
 
 
 def build_tables(profile: str, paper: str | None = None, root: Path | None = None) -> list[Path]:
@@ -151,10 +244,12 @@ def build_tables(profile: str, paper: str | None = None, root: Path | None = Non
             continue
         csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(csv_path, lambda tmp: df[COLUMNS].to_csv(tmp, index=False))
+        table = csv_frame(df, name)
+        atomic_write(csv_path, lambda tmp: table.to_csv(tmp, index=False))
         text = to_markdown(df, name, profile)
         atomic_write(md_path, lambda tmp: Path(tmp).write_text(text))
-        fig = plot_reproduced_vs_paper(df, f"{name} [{profile}]")
+        fig = plot_reproduced_vs_paper(df, f"{table_meta(name).get('title', name)} — reproduced vs paper, "
+                                           f"profile {profile}", paper=name)
         written += [md_path, csv_path, save_figure(fig, out / f"{name}.png")]
         plt.close(fig)
     return written

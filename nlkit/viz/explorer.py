@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 
 import numpy as np
 
@@ -18,8 +18,9 @@ from ..noise.setting import (
 
 
 def noise_figures(dataset, result: NoiseResult, *, class_filter=None, nominal: float | None = None,
-                  n_images: int = 32, seed: int = 0, label: str = "") -> dict:
-    """The explorer's three figures for one setting: 'grid', 'transition', 'per_class'."""
+                  n_images: int = 32, seed: int = 0, label: str = "",
+                  which=("grid", "transition", "per_class")) -> dict:
+    """The explorer's three figures for one setting: 'grid', 'transition', 'per_class' (or those in `which`)."""
     from . import figures as viz
 
     classes = dataset.classes
@@ -31,77 +32,275 @@ def noise_figures(dataset, result: NoiseResult, *, class_filter=None, nominal: f
             raise UserError(f"class filter names unknown classes {unknown}; classes are {classes}")
         pool = np.flatnonzero(np.isin(result.clean, [classes.index(c) for c in class_filter]))
     suffix = f" - {label}" if label else ""
-    return {
-        "grid": viz.image_grid(dataset.train_images, result.noisy, result.clean, classes, indices=pool,
+    draw = {
+        "grid": lambda: viz.image_grid(dataset.train_images, result.noisy, result.clean, classes, indices=pool,
                                n=n_images, seed=seed,
-                               title=f"noisy label (clean label); red = flipped{suffix}"),
-        "transition": viz.transition_heatmap(np.asarray(rep["transition_matrix"]), classes,
-                                             title=f"P(noisy | clean), realised rate {rep['noise_rate']:.1%}{suffix}"),
-        "per_class": viz.per_class_noise_bars(rep["per_class_noise_rate"], classes, overall=rep["noise_rate"],
-                                              nominal=nominal, title=f"noise rate per clean class{suffix}"),
+                                       title=f"noisy label (clean label); red = flipped{suffix}"),
+        "transition": lambda: viz.transition_heatmap(
+            np.asarray(rep["transition_matrix"]), classes,
+            title=f"P(noisy | clean), realised rate {rep['noise_rate']:.1%}{suffix}"),
+        "per_class": lambda: viz.per_class_noise_bars(rep["per_class_noise_rate"], classes, overall=rep["noise_rate"],
+                                                      nominal=nominal, title=f"noise rate per clean class{suffix}"),
     }
+    return {name: draw[name]() for name in which}
 
 
-def explorer_widget(datasets=("digits",), data_root=None, initial: dict | None = None):
-    """Interactive controls (dataset, noise model, rate, seed, map, class filter) that redraw the figures."""
-    import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+def setting_title(dataset: str, noise: str, rate: float | None, seed: int) -> str:
+    """'digits, sym p=0.4, seed 0': what a figure shows (no rate for clean labels and label files)."""
+    return f"{dataset}, {noise}" + (f" p={rate:g}" if rate is not None else "") + f", seed {seed}"
 
+
+def available_datasets(data_root=None, candidates=None, loaded: dict | None = None) -> list[str]:
+    """The datasets that load on this machine without a download (digits always does); `loaded` receives them,
+    so the explorer does not read them twice."""
     from ..data import load_dataset
+    from ..data.registry import DATASETS
+
+    found = []
+    for name in candidates or DATASETS:
+        try:
+            ds = load_dataset(name, data_root=data_root, download=False)
+        except Exception:  # noqa: BLE001 - missing or unreadable data: not offered
+            continue
+        found.append(name)
+        if loaded is not None:
+            loaded[name] = ds
+    return found
+
+
+def figure_svg(fig) -> str:
+    """SVG with real <text> elements: titles stay readable (and searchable) in the rendered notebook."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    with plt.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", dpi=72)  # 72 dpi: images of a few dozen pixels need no more
+    plt.close(fig)
+    return buf.getvalue()
+
+
+class Explorer:
+    """State behind the widget: caches and a single drawing worker.
+
+    Noisy labels are cached per setting, PMD's classifier per dataset, and each figure per the settings it depends
+    on (a class-filter change redraws only the image grid). Redraws are serialised: a change while a redraw is in
+    flight supersedes it, the worker then draws the latest controls, and only a drawing that still matches the
+    controls is shown, so the final figures always match the final controls."""
+
+    def __init__(self, data_root=None, background: bool = True):
+        self.data_root = data_root
+        self.background = background
+        self._datasets: dict = {}
+        self._probs: dict = {}
+        self._noise: dict = {}
+        self._svgs: dict = {}
+        self._lock = threading.Lock()     # one drawing at a time (pyplot is not thread-safe)
+        self._wanted = 0                  # generation of the latest control change
+        self._worker: threading.Thread | None = None
+        self._cv = threading.Condition()
+        self._running = False
+        self.drawn: dict | None = None    # the settings of the figures on screen
+
+    def dataset(self, name):
+        if name not in self._datasets:
+            from ..data import load_dataset
+
+            self._datasets[name] = load_dataset(name, data_root=self.data_root)
+        return self._datasets[name]
+
+    def probs(self, name):
+        if name not in self._probs:
+            ds = self.dataset(name)
+            self._probs[name] = classifier_probabilities(ds.train_images, ds.train_labels)
+        return self._probs[name]
+
+    def noise(self, s: dict) -> NoiseResult:
+        key = (s["dataset"], s["noise"], s["rate"], s["seed"], s["asym_map"], s["label_file"])
+        if key not in self._noise:
+            if len(self._noise) >= 32:
+                self._noise.pop(next(iter(self._noise)))
+            ds = self.dataset(s["dataset"])
+            self._noise[key] = apply_noise_model(ds, s["noise"], s["rate"], s["seed"], asym_map=s["asym_map"],
+                                                 label_file=s["label_file"],
+                                                 probs=self.probs(s["dataset"]) if s["noise"] == "pmd" else None)
+        return self._noise[key]
+
+    def figures(self, s: dict) -> tuple[dict, dict]:
+        """{'grid'|'transition'|'per_class': svg} for a setting and a summary of it; cached figures are reused."""
+        import matplotlib.pyplot as plt
+
+        from . import figures as viz
+
+        ds, res = self.dataset(s["dataset"]), self.noise(s)
+        nominal = None if s["noise"] in ("clean", "file") else s["rate"]
+        label = setting_title(s["dataset"], s["noise"], nominal, s["seed"])
+        rep_key = ("report",) + tuple(sorted((k, v) for k, v in s.items() if k not in ("classes", "n_images")))
+        if rep_key not in self._svgs:
+            rep = noise_report(res.clean, res.noisy, ds.num_classes)
+            figs = noise_figures(ds, res, nominal=nominal, label=label, which=("transition", "per_class"))
+            self._svgs[rep_key] = ({k: figure_svg(figs[k]) for k in ("transition", "per_class")},
+                                   float(rep["noise_rate"]))
+        svgs, realised = self._svgs[rep_key]
+        grid_key = rep_key + (("classes", s["classes"]), ("n", s["n_images"]))
+        if grid_key not in self._svgs:
+            classes = list(s["classes"]) or None
+            pool = None
+            if classes:
+                pool = np.flatnonzero(np.isin(res.clean, [ds.classes.index(c) for c in classes]))
+            fig = viz.image_grid(ds.train_images, res.noisy, res.clean, ds.classes, indices=pool, n=s["n_images"],
+                                 seed=s["seed"], title=f"noisy label (clean label) - {label}"
+                                 + (f", clean classes {', '.join(classes)}" if classes else ""))
+            shown = [a for a in fig.axes[0].patches if (a.get_gid() or "").startswith("flipped-image")]
+            self._svgs[grid_key] = (figure_svg(fig), len(shown))
+            plt.close("all")
+        grid, flipped = self._svgs[grid_key]
+        if len(self._svgs) > 64:
+            self._svgs.pop(next(iter(self._svgs)))
+        return ({"grid": grid, **svgs},
+                {"label": label, "realised_rate": realised, "flipped_shown": flipped})
+
+    def request(self, read_controls, show, show_error):
+        """A control changed: draw the latest controls (now, or on the worker)."""
+        with self._cv:
+            self._wanted += 1
+            if not self.background:
+                pass
+            elif self._running:
+                return  # the running worker picks the new controls up when its drawing ends
+            else:
+                self._running = True
+                self._worker = threading.Thread(target=self._draw_latest, args=(read_controls, show, show_error),
+                                                daemon=True)
+                self._worker.start()
+                return
+        self._draw_latest(read_controls, show, show_error)
+
+    def _draw_latest(self, read_controls, show, show_error):
+        while True:
+            generation = self._wanted
+            settings = read_controls()
+            try:
+                with self._lock:
+                    svgs, summary = self.figures(settings)
+            except UserError as e:
+                outcome = (show_error, (settings, str(e)))
+            except Exception as e:  # noqa: BLE001 - keep the worker alive; say what failed
+                outcome = (show_error, (settings, f"{type(e).__name__}: {e}"))
+            else:
+                outcome = (show, (settings, svgs, summary))
+            with self._cv:
+                if generation == self._wanted:  # superseded drawings are dropped, never shown
+                    outcome[0](*outcome[1])
+                    self.drawn = settings
+                    self._running = False
+                    self._cv.notify_all()
+                    return
+
+    def wait(self, timeout: float = 120.0) -> None:
+        """Block until the latest controls are drawn (tests, scripts)."""
+        with self._cv:
+            self._cv.wait_for(lambda: not self._running, timeout)
+
+
+def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, background: bool = True):
+    """Interactive controls (dataset, noise model, rate, seed, map, class filter) that redraw the figures.
+
+    `datasets=None` offers every dataset that loads on this machine. The returned VBox holds the controls, a line
+    stating the effective setting and what it realised, and the figures; `.explorer` is its `Explorer`."""
+    import ipywidgets as w
+
     from ..noise import ASYM_MAPS
+    from ..noise.maps import default_asym_map
 
     initial = initial or {}
+    state = Explorer(data_root, background=background)
+    names = list(datasets) if datasets else available_datasets(data_root, loaded=state._datasets)
+    first = initial.get("dataset") or names[0]
+    if first not in names:
+        names.insert(0, first)
 
-    @lru_cache(maxsize=4)
-    def dataset(name):
-        return load_dataset(name, data_root=data_root)
-
-    @lru_cache(maxsize=4)
-    def probs(name):
-        ds = dataset(name)
-        return classifier_probabilities(ds.train_images, ds.train_labels)
-
-    ds_box = w.Dropdown(options=list(datasets), value=initial.get("dataset", datasets[0]), description="dataset")
+    ds_box = w.Dropdown(options=names, value=first, description="dataset")
     model_box = w.Dropdown(options=[(f"{m}: {NOISE_MODEL_HELP[m]}", m) for m in NOISE_MODELS],
-                           value=initial.get("noise", "sym"), description="noise", layout=w.Layout(width="640px"))
+                           value=initial.get("noise") or "sym", description="noise", layout=w.Layout(width="640px"))
     rate_box = w.FloatSlider(value=initial.get("rate", 0.4), min=0, max=1, step=0.05, description="rate p",
-                             continuous_update=False)
+                             continuous_update=False, readout_format=".2f")
     seed_box = w.IntText(value=initial.get("seed", 0), description="seed")
-    map_box = w.Dropdown(options=[("default for 10 classes", None)] + [(m, m) for m in sorted(ASYM_MAPS)],
-                         value=initial.get("asym_map"), description="asym map")
+    # "default" is a real option (never a blank dropdown): its label names the map it stands for
+    map_box = w.Dropdown(options=[("default", "default")] + [(m, m) for m in sorted(ASYM_MAPS)],
+                         value=initial.get("asym_map") or "default", description="asym map")
     file_box = w.Text(value=initial.get("label_file") or "", description="label file",
-                      placeholder="PATH[:FIELD]", continuous_update=False)
+                      placeholder="PATH[:FIELD] (noise model file)", continuous_update=False)
     class_box = w.SelectMultiple(options=[], description="classes", rows=6)
+    class_note = w.HTML()
+    status = w.HTML()
+    status.add_class("nlkit-status")
     out = w.Output()
+    out.add_class("nlkit-figures")
 
-    def refresh_classes(*_):
-        class_box.options = dataset(ds_box.value).classes
+    def refresh_dataset(*_):
+        ds = state.dataset(ds_box.value)
+        try:
+            default = f"default ({default_asym_map(ds.num_classes)})"
+        except UserError:
+            default = f"default (none for {ds.num_classes} classes)"
+        value = map_box.value
+        map_box.options = [(default, "default")] + [(m, m) for m in sorted(ASYM_MAPS)]
+        map_box.value = value
+        class_box.options = ds.classes
         class_box.value = ()
 
-    def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
-            try:
-                ds = dataset(ds_box.value)
-                res = apply_noise_model(ds, model_box.value, rate_box.value, seed_box.value, asym_map=map_box.value,
-                                        label_file=file_box.value or None,
-                                        probs=probs(ds_box.value) if model_box.value == "pmd" else None)
-                figs = noise_figures(ds, res, class_filter=list(class_box.value) or None,
-                                     nominal=None if model_box.value in ("clean", "file") else rate_box.value,
-                                     seed=seed_box.value)
-                for fig in figs.values():
-                    display(fig)
-                    plt.close(fig)
-            except UserError as e:
-                print(f"cannot draw this setting: {e}")
+    def refresh_enabled():
+        model = model_box.value
+        rate_box.disabled = model in ("clean", "file")
+        map_box.disabled = model != "asym"
+        file_box.disabled = model != "file"
+        class_note.value = ("shown classes: all (select some to filter the image grid)" if not class_box.value
+                            else f"shown classes: {', '.join(class_box.value)}")
 
-    ds_box.observe(refresh_classes, "value")
+    def read_controls() -> dict:
+        return {"dataset": ds_box.value, "noise": model_box.value, "rate": float(rate_box.value),
+                "seed": int(seed_box.value), "asym_map": None if map_box.value == "default" else map_box.value,
+                "label_file": file_box.value or None, "classes": tuple(class_box.value),
+                "n_images": int(initial.get("n_images", 32))}
+
+    def show(settings, svgs, summary):
+        from html import escape
+
+        shown = f", clean classes {', '.join(settings['classes'])}" if settings["classes"] else ""
+        status.value = (f"<b>{escape(summary['label'] + shown)}</b>: realised rate "
+                        f"<span class='nlkit-realised'>{summary['realised_rate']:.1%}</span>; "
+                        f"<span class='nlkit-flipped'>{summary['flipped_shown']}</span> of the shown images have "
+                        "a flipped label")
+        out.outputs = tuple({"output_type": "display_data", "metadata": {},
+                             "data": {"image/svg+xml": svg, "text/plain": f"<{name} figure>"}}
+                            for name, svg in svgs.items())
+
+    def show_error(settings, message):
+        from html import escape
+
+        status.value = f"cannot draw this setting: {escape(message)}"
+        out.outputs = ()
+
+    def changed(*_):
+        refresh_enabled()
+        if background and "redrawing" not in status.value:
+            status.value += " <i>(redrawing...)</i>"
+        state.request(read_controls, show, show_error)
+
+    refresh_dataset()
+    refresh_enabled()
+    ds_box.observe(refresh_dataset, "value")
     for box in (ds_box, model_box, rate_box, seed_box, map_box, file_box, class_box):
-        box.observe(redraw, "value")
-    refresh_classes()
-    redraw()
-    controls = w.VBox([w.HBox([ds_box, seed_box]), model_box, w.HBox([rate_box, map_box]), file_box, class_box])
-    return w.VBox([controls, out])
-
-
+        box.observe(changed, "value")
+    # The first drawing happens in the cell itself: a worker still drawing when the cell ends would leave a pyplot
+    # figure open for the inline backend to show a second time below the widget.
+    state.background = False
+    state.request(read_controls, show, show_error)
+    state.background = background
+    controls = w.VBox([w.HBox([ds_box, seed_box]), model_box, w.HBox([rate_box, map_box]), file_box, class_box,
+                       class_note])
+    ui = w.VBox([controls, status, out])
+    ui.explorer = state
+    return ui

@@ -1,0 +1,86 @@
+"""What a run actually ran, in words a reader can trust.
+
+A profile may swap the paper's data (smoke: scikit-learn digits) or its encoder (PCA features for CLIP/SimCLR).
+Titles, printouts and tables then must not present the run as the paper's cell: they name the stand-in. Every
+notebook takes its labels from here, and `tables.py` uses the same test to withhold a Δ against the paper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .params import load_cell, repo_root
+
+
+def _encoder(resolved: dict) -> str | None:
+    enc = resolved.get("encoder")
+    if isinstance(enc, dict):
+        enc = enc.get("name")
+    return str(enc) if enc else None
+
+
+def _noise_model(resolved: dict) -> str | None:
+    noise = resolved.get("noise")
+    return noise.get("model") if isinstance(noise, dict) else noise
+
+
+def paper_settings(resolved: dict) -> dict:
+    """The same cell resolved under the paper profile (the settings the paper's number belongs to)."""
+    if resolved.get("profile") == "paper" or not resolved.get("params_file"):
+        return resolved
+    return load_cell(resolved["params_file"], "paper")
+
+
+def substitutions(resolved: dict, paper: dict | None = None) -> dict:
+    """What this resolved cell runs in place of the paper's: {'dataset': (ran, paper), 'encoder': (ran, paper)},
+    only the entries that differ."""
+    paper = paper_settings(resolved) if paper is None else paper
+    swaps = {}
+    for key, get in (("dataset", lambda c: c.get("dataset")), ("encoder", _encoder)):
+        ran, ref = get(resolved), get(paper)
+        if ran != ref:
+            swaps[key] = (ran, ref)
+    return swaps
+
+
+def is_stand_in(resolved: dict, paper: dict | None = None) -> bool:
+    """True when the run used other data or another encoder than the paper's cell: its number is not comparable
+    with the paper's."""
+    return bool(substitutions(resolved, paper))
+
+
+def run_label(resolved: dict, paper: dict | None = None) -> str:
+    """One line naming what ran, for titles and printouts, e.g. 'digits stand-in for cifar10-sym-0.40-paper-sln,
+    smoke' or 'digits stand-in for cifar10-pmd-0.35-clip, pca features instead of clip, smoke'."""
+    swaps = substitutions(resolved, paper)
+    name, profile = resolved.get("cell_id", "?"), resolved.get("profile", "?")
+    parts = []
+    if "dataset" in swaps:
+        parts.append(f"{swaps['dataset'][0]} stand-in for {name}")
+    else:
+        parts.append(name)
+    if "encoder" in swaps:
+        ran, ref = swaps["encoder"]
+        parts.append(f"{ran or 'no'} features instead of {ref or 'none'}")
+    return ", ".join(parts + [profile])
+
+
+def setting_label(dataset: str, noise: str | None, rate: float | None = None, seed: int | None = None) -> str:
+    """'digits, sym p=0.4, seed 0' (rate and seed left out when they do not apply)."""
+    text = f"{dataset}, {noise}"
+    if rate is not None:
+        text += f" p={rate:g}"
+    if seed is not None:
+        text += f", seed {seed}"
+    return text
+
+
+def output_dir(out_dir) -> Path:
+    """Where a notebook writes: a relative `out_dir` lies under the project folder, whatever the working directory
+    (JupyterLab starts kernels in notebooks/, which must stay free of outputs)."""
+    path = Path(out_dir)
+    return path if path.is_absolute() else repo_root() / path
+
+
+def text(value, missing: str = "—") -> str:
+    """A value for user-facing text: never the word None."""
+    return missing if value is None else str(value)

@@ -1,0 +1,252 @@
+"""The kit as a researcher meets it: honest titles and tables, clean notebooks in git, the explorer's redraws, quiet
+runs, install paths. (The explorer in a real browser: browser_tests/, `make test-browser`.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+# ------------------------------------------------------------------------------------------- what actually ran
+
+def test_run_label_names_the_stand_in_and_never_none():
+    from nlkit.pipeline import load_cell
+    from nlkit.pipeline.describe import is_stand_in, run_label
+
+    sln = ROOT / "params/sln/cifar10-sym-0.40-paper-sln.yaml"
+    smoke, paper = load_cell(sln, "smoke"), load_cell(sln, "paper")
+    assert run_label(smoke) == "digits stand-in for cifar10-sym-0.40-paper-sln, smoke"
+    assert run_label(paper) == "cifar10-sym-0.40-paper-sln, paper" and not is_stand_in(paper)
+    lra = load_cell(ROOT / "params/lra_diffusion/cifar10-pmd-0.35-clip.yaml", "smoke")
+    assert run_label(lra) == "digits stand-in for cifar10-pmd-0.35-clip, pca features instead of clip, smoke"
+    for params in sorted((ROOT / "params").glob("*/*.yaml")):
+        if params.name.startswith("_"):
+            continue
+        for profile in ("smoke", "quick"):
+            assert "None" not in run_label(load_cell(params, profile)), params
+
+
+@pytest.fixture
+def stand_in_project(tmp_path, monkeypatch):
+    """A cell on cifar10 whose smoke profile swaps in digits, and one whose smoke run keeps its data."""
+    demo = tmp_path / "params" / "demo"
+    demo.mkdir(parents=True)
+    (tmp_path / "notebooks").mkdir()
+    (demo / "_tables.yaml").write_text(yaml.safe_dump({
+        "title": "Demo", "display_scale": 100, "digits": 1,
+        "tables": {"D1": {"title": "accuracy"}, "D2": {"title": "rates"}}}))
+    cells = {"swapped": ("D1", {"dataset": "cifar10", "profiles": {"smoke": {"dataset": "digits"}}}, 0.80),
+             "same": ("D2", {"dataset": "digits"}, 0.30)}
+    for name, (table, body, paper_value) in cells.items():
+        (demo / f"{name}.yaml").write_text(yaml.safe_dump({
+            "notebook": "fake", "seeds": [0], **body,
+            "tables": [{"table": table, "row": name, "column": "acc", "metric": "acc_last",
+                        "expected": {"value": paper_value, "source": "demo"}}]}))
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    from nlkit.pipeline import load_cell
+    from nlkit.pipeline.params import params_hash
+    from nlkit.pipeline.runner import metrics_path
+
+    for name, value in (("swapped", 0.95), ("same", 0.32)):
+        cell = load_cell(demo / f"{name}.yaml", "smoke")
+        path = metrics_path(cell, 0)
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"acc_last": value, "params_hash": params_hash(cell, 0), "device": "cpu"}))
+    return tmp_path
+
+
+def test_stand_in_cells_get_no_delta_and_units_agree(stand_in_project):
+    import matplotlib.image
+
+    from nlkit.pipeline.tables import build_tables, collect
+
+    df = collect("smoke", "demo").set_index("row")
+    assert df.loc["swapped", "stand_in"] and math.isnan(df.loc["swapped", "delta"])
+    assert df.loc["swapped", "paper_value"] == 0.80  # kept as the reference
+    assert not df.loc["same", "stand_in"] and df.loc["same", "delta"] == pytest.approx(0.02)
+    paths = build_tables("smoke", "demo")
+    out = stand_in_project / "outputs/smoke/tables"
+    md = (out / "demo.md").read_text()
+    assert "| swapped | acc | 95.0 † (digits stand-in for swapped, smoke) | 1 | 80.0 | — (stand-in) |" in md
+    assert "| same | acc | 32.0 | 1 | 30.0 | 2.0 |" in md
+    assert "reproduced (%)" in md
+    import pandas as pd
+
+    csv = pd.read_csv(out / "demo.csv").set_index("row")
+    # the .csv holds what the .md shows (percent), and says so in its column names
+    assert csv.loc["same", "reproduced_mean_pct"] == pytest.approx(32.0)
+    assert csv.loc["same", "delta_pct"] == pytest.approx(2.0)
+    assert math.isnan(csv.loc["swapped", "delta_pct"]) and csv.loc["swapped", "paper_value_pct"] == 80.0
+    assert csv.loc["swapped", "ran_on_stand_in"] == "digits stand-in for swapped, smoke"
+    png = next(p for p in paths if p.suffix == ".png")
+    assert matplotlib.image.imread(png).shape[1] > 1000  # two panels side by side
+
+
+def test_tables_figure_has_one_titled_panel_per_table(stand_in_project):
+    from nlkit.pipeline.tables import collect, plot_reproduced_vs_paper
+
+    fig = plot_reproduced_vs_paper(collect("smoke", "demo"), "Demo", paper="demo")
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert [ax.get_title() for ax in panels] == ["D1: accuracy", "D2: rates"]
+    for ax in panels:
+        assert ax.get_xlabel() == "paper value (%)" and ax.get_ylabel().endswith("(%)")
+        identity = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert identity, "identity line missing"
+    # values drawn in percent, the unit of the axes
+    d2 = panels[1]
+    points = [line for line in d2.get_lines() if line.get_linestyle() != "--"]
+    assert any(np.allclose(line.get_xydata(), [[30.0, 32.0]]) for line in points)
+    stand = [line for line in panels[0].get_lines() if line.get_linestyle() != "--"]
+    assert any(line.get_markerfacecolor() == "none" for line in stand), "stand-in runs are drawn hollow"
+
+
+# ------------------------------------------------------------------------------------------- notebooks in git
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_has_no_outputs_and_matches_its_script(path):
+    import jupytext
+    from jupytext.compare import compare_notebooks
+
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, f"{path.name} holds outputs"
+    assert "widgets" not in nb["metadata"], f"{path.name} holds widget state"
+    script = path.with_suffix(".py")
+    # markdown and code, cell by cell, as jupytext compares pairs
+    compare_notebooks(jupytext.read(script), jupytext.read(path), fmt="py:percent")
+    assert "jupytext_version" not in script.read_text(), f"{script.name}: no version stamp in the header"
+
+
+def test_notebook_tooling_is_configured():
+    toml = tomllib.loads((ROOT / "jupytext.toml").read_text())
+    assert "jupytext_version" in toml["notebook_metadata_filter"] and toml["formats"] == "ipynb,py:percent"
+    hooks = {h["id"] for r in yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())["repos"]
+             for h in r["hooks"]}
+    assert {"nbstripout", "jupytext"} <= hooks
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "/outputs/explore/" in ignored and "/outputs/smoke/" in ignored
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_write_under_the_project_and_end_with_a_table(path):
+    nb = json.loads(path.read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "display(" in code[-1], f"{path.name}: the last cell shows the result table"
+    if any("out_dir" in c for c in code):
+        assert any("output_dir(out_dir)" in c for c in code), f"{path.name}: out_dir resolved against the project"
+    assert not any(".set_title(f\"{cell['cell_id']}" in c for c in code), "titles come from run_label"
+
+
+def test_output_dir_is_relative_to_the_project_not_the_working_directory(tmp_path, monkeypatch):
+    from nlkit.pipeline.describe import output_dir
+
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    monkeypatch.chdir(ROOT / "notebooks")  # where JupyterLab starts a notebook's kernel
+    assert output_dir("outputs/explore/sln") == tmp_path / "outputs/explore/sln"
+    assert output_dir(tmp_path / "x") == tmp_path / "x"
+
+
+# ------------------------------------------------------------------------------------------- explorer
+
+def _controls(ui):
+    c = ui.children[0]
+    return {"dataset": c.children[0].children[0], "seed": c.children[0].children[1], "noise": c.children[1],
+            "rate": c.children[2].children[0], "map": c.children[2].children[1], "classes": c.children[4]}
+
+
+def test_explorer_shows_effective_values_and_names_the_setting():
+    from nlkit.viz.explorer import explorer_widget
+
+    ui = explorer_widget(datasets=("digits",), initial={"noise": "asym", "rate": 0.2, "seed": 3})
+    ui.explorer.wait()
+    box = _controls(ui)
+    assert box["map"].value == "default" and box["map"].label == "default (asym_c10)"
+    status = ui.children[1].value
+    assert "digits, asym p=0.2, seed 3" in status and "realised rate" in status
+    svgs = [o["data"]["image/svg+xml"] for o in ui.children[2].outputs]
+    assert len(svgs) == 3 and all("digits, asym p=0.2, seed 3" in s for s in svgs)
+    assert "realised rate 10." in svgs[1]  # asym_c10 at p = 0.2 flips half the classes
+
+
+def test_explorer_redraws_are_serialised_and_cached(monkeypatch):
+    import nlkit.viz.explorer as explorer
+    from nlkit.viz.explorer import explorer_widget
+
+    calls = []
+    real = explorer.apply_noise_model
+    monkeypatch.setattr(explorer, "apply_noise_model", lambda *a, **k: calls.append(a[1:4]) or real(*a, **k))
+    ui = explorer_widget(datasets=("digits",), initial={"noise": "sym", "rate": 0.4})
+    box, state = _controls(ui), ui.explorer
+    for seed in range(1, 8):  # changes arriving while a drawing is in flight
+        box["seed"].value = seed
+    state.wait()
+    assert state.drawn["seed"] == 7 and "seed 7" in ui.children[1].value
+    assert all("seed 7" in o["data"]["image/svg+xml"] for o in ui.children[2].outputs)
+    assert len(calls) < 8, "superseded settings are skipped, not all drawn"
+    n = len(calls)
+    box["classes"].value = ("3",)  # only the grid depends on the class filter
+    state.wait()
+    assert len(calls) == n and "clean classes 3" in ui.children[1].value
+    box["classes"].value = ()
+    box["seed"].value = 1
+    box["seed"].value = 7
+    state.wait()
+    assert sum(c == ("sym", 0.4, 7) for c in calls) == 1, "noisy labels are cached per setting"
+
+
+def test_explorer_reports_bad_settings_in_the_status_line():
+    from nlkit.viz.explorer import explorer_widget
+
+    ui = explorer_widget(datasets=("digits",), initial={"noise": "file"}, background=False)
+    assert "cannot draw this setting" in ui.children[1].value and ui.children[2].outputs == ()
+
+
+def test_available_datasets_offers_what_loads(tmp_path):
+    from nlkit.viz.explorer import available_datasets
+
+    assert available_datasets(tmp_path) == ["digits"]
+
+
+# ------------------------------------------------------------------------------------------- quiet runs
+
+def test_run_log_takes_library_chatter_off_the_terminal(tmp_path, capsys):
+    import warnings
+
+    from nlkit.pipeline.executors import run_log
+
+    with run_log(tmp_path / "run.log"):
+        logging.getLogger("papermill").warning("Kernel is running over TCP without encryption")
+        logging.getLogger("nbclient").info("executing cell 3")
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
+    captured = capsys.readouterr()
+    assert "encryption" not in captured.err + captured.out
+    log = (tmp_path / "run.log").read_text()
+    assert "encryption" in log and "a library's warning" in log
+    logging.getLogger("papermill").warning("after the run")
+    assert "after the run" not in (tmp_path / "run.log").read_text()
+
+
+# ------------------------------------------------------------------------------------------- install paths
+
+def test_gpu_extra_keeps_the_fallback():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    gpu = project["optional-dependencies"]["gpu"]
+    assert any(req.startswith("faiss-gpu") and "platform_machine" in req for req in gpu)
+    retrieval = (ROOT / "nlkit/methods/lra_diffusion/retrieval.py").read_text()
+    assert "def faiss_available" in retrieval  # torch neighbours where no faiss is installed
+    readme = (ROOT / "README.md").read_text()
+    assert ".venv/bin/jupyter lab" in readme and "--allow-root" in readme and "Colab" in readme
+    assert "pip has only faiss-cpu" not in (ROOT / "environment.yml").read_text()
+    assert os.access(ROOT / ".ci/run", os.X_OK) and "make test-browser" in (ROOT / ".ci/run").read_text()
