@@ -50,7 +50,7 @@ SLN_CELLS = ("sln/cifar10-sym-0.40-paper-ce", "sln/cifar10-sym-0.40-paper-sln")
 LRA_CELLS = ("simclr/cifar10", "lra_diffusion/cifar10-pmd-0.35-simclr")
 
 # seconds: (hard timeout of the step's process, training-loop budget per run). Sum of timeouts <= 8 minutes.
-GPU_BUDGETS = {"doctor": (30, None), "smoke": (100, 40), "engine": (70, None), "sln": (160, 60),
+GPU_BUDGETS = {"doctor": (30, None), "smoke": (90, 40), "engine": (80, None), "sln": (160, 60),
                "lra": (110, 60)}
 DRY_BUDGETS = {"doctor": (60, None), "smoke": (90, 3), "engine": (60, None), "sln": (60, 2), "lra": (60, 2)}
 TOTAL_SECONDS = 470  # the whole check, one H100: leaves a retry inside 15 minutes of GPU time
@@ -215,6 +215,27 @@ def _step_status(rc, timed_out: bool, result: dict) -> str:
     return "ok"
 
 
+def _child(cmd, env, log, timeout: float, result_file: Path, summary: dict, name: str, summary_file: Path):
+    """Run a step's process; every few seconds copy what it has finished into summary.json (a check killed
+    mid-step still reports the cells done so far). Returns (exit code or None, timed out)."""
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return proc.wait(timeout=min(5.0, max(deadline - time.monotonic(), 0.1))), False
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                proc.kill()
+                proc.wait()
+                return None, True
+        try:
+            partial = json.loads(result_file.read_text()) if result_file.is_file() else {}
+        except ValueError:  # being replaced right now
+            continue
+        summary["steps"][name] = {**partial, "status": "running"}
+        _write_json(summary_file, summary)
+
+
 def _in_process(name: str, args, work: Path, env: dict, log) -> int:
     """Run one step in this process with the step's environment, its output going to `log`."""
     import contextlib
@@ -277,11 +298,8 @@ def drive(args) -> int:
             if args.dry_run:  # one process: the dry run checks the steps, not the CUDA isolation
                 rc = _in_process(name, args, work, env, log)
             else:
-                try:
-                    rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                        timeout=timeout).returncode
-                except subprocess.TimeoutExpired:
-                    timed_out = True
+                rc, timed_out = _child(cmd, env, log, timeout, work / "steps" / f"{name}.json", summary, name,
+                                       out / "summary.json")
         result_file = work / "steps" / f"{name}.json"
         result = json.loads(result_file.read_text()) if result_file.is_file() else {}
         status = _step_status(rc, timed_out, result)

@@ -71,3 +71,17 @@ def test_bad_arguments(capsys):
         gpu_check.main(["--out", "x"])  # neither --data-root nor --dry-run
     with pytest.raises(SystemExit):
         gpu_check.main(["--dry-run", "--out", "x", "--only", "nope"])
+
+
+def test_a_hung_step_is_killed_at_its_timeout_and_its_partial_result_reported(tmp_path):
+    import sys
+
+    result_file = tmp_path / "step.json"
+    result_file.write_text(json.dumps({"runs": [{"cell": "a/b", "status": "done"}]}))
+    summary, summary_file = {"steps": {}}, tmp_path / "summary.json"
+    with open(tmp_path / "log", "w") as log:
+        rc, timed_out = gpu_check._child([sys.executable, "-c", "import time; time.sleep(60)"], {}, log, 6.0,
+                                         result_file, summary, "smoke", summary_file)
+    assert (rc, timed_out) == (None, True)
+    written = json.loads(summary_file.read_text())["steps"]["smoke"]
+    assert written["status"] == "running" and written["runs"][0]["cell"] == "a/b"
