@@ -14,7 +14,7 @@ DATA_ROOT  ?=
 NOISE_ROOT ?=
 PYTEST_ARGS ?=
 
-.PHONY: all install hooks test test-browser reproduce tables notebooks clean-venv
+.PHONY: all install hooks test test-browser reproduce tables notebooks clean-venv gpu-check gpu-check-dry
 
 all: test
 
@@ -56,6 +56,18 @@ tables: $(STAMP)
 # Re-create the committed .ipynb files from their paired jupytext scripts (outputs stripped).
 notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --update --to ipynb notebooks/*.py
+
+# The prepared GPU check (benchmarks/README.md): needs only torch and the scientific stack, so it runs with the
+# system Python of a bare GPU image; GPU_DATA holds the CIFAR-10 archive and noise/sln/cifar10/sym0.4.csv.
+GPU_PYTHON ?= python3
+GPU_DATA   ?= .gpu-data
+OUT        ?= gpu-check-out
+
+gpu-check:
+	PYTHONPATH=. $(GPU_PYTHON) benchmarks/gpu_check.py --data-root $(GPU_DATA) --out $(OUT)
+
+gpu-check-dry:
+	PYTHONPATH=. $(GPU_PYTHON) benchmarks/gpu_check.py --dry-run --out $(OUT)
 
 clean-venv:
 	rm -rf $(VENV)

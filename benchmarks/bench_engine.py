@@ -29,12 +29,20 @@ from nlkit.pipeline.runner import device_name, git_commit
 from nlkit.train import Trainer
 
 
-def measure(device: str, steps: int, batch_size: int, n_images: int, compile: bool, arch: str) -> dict:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(n_images, 32, 32, 3), dtype=np.uint8)
-    labels = torch.as_tensor(rng.integers(0, 10, n_images))
+def random_images(n_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n_images, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n_images)
+
+
+def measure(device: str, steps: int, batch_size: int, n_images: int, compile: bool, arch: str,
+            images: np.ndarray | None = None, labels: np.ndarray | None = None) -> dict:
+    """The kit's step. `images` (N x 32 x 32 x 3 uint8) and `labels` default to random ones of `n_images`."""
+    if images is None:
+        images, labels = random_images(n_images)
+    images = images[:n_images]
+    labels = torch.as_tensor(np.asarray(labels[:n_images], dtype=np.int64))
     torch.manual_seed(0)
-    trainer = Trainer(build_model(arch, num_classes=10), lr=0.001, weight_decay=5e-4, ema_decay=0.999,
+    trainer = Trainer(build_model(arch, num_classes=10, in_channels=3), lr=0.001, weight_decay=5e-4, ema_decay=0.999,
                       device=device, compile=compile)
     dev = trainer.device
     mean, std = NORMALISATION["cifar10"]
@@ -71,6 +79,89 @@ def measure(device: str, steps: int, batch_size: int, n_images: int, compile: bo
         result["seconds_per_full_epoch"] = time.perf_counter() - t0
         result["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return result
+
+
+class _ArrayDataset(torch.utils.data.Dataset):
+    """uint8 HWC images through PIL and torchvision transforms, one sample at a time (the papers' pipeline)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i]), i
+
+
+def measure_reference(device: str, steps: int, batch_size: int, arch: str, images: np.ndarray, labels: np.ndarray,
+                      workers: int) -> dict:
+    """The same model, loss and optimiser driven the way the papers' code does it: a torchvision DataLoader with CPU
+    transforms (RandomCrop, flip, ToTensor, Normalize) in worker processes, fp32, NCHW, a per-parameter EMA loop
+    and `loss.item()` every step for logging."""
+    import torchvision.transforms as T
+
+    dev = torch.device(device)
+    mean, std = NORMALISATION["cifar10"]
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
+    loader = torch.utils.data.DataLoader(
+        _ArrayDataset(images, labels, transform), batch_size=batch_size, shuffle=True, num_workers=workers,
+        pin_memory=dev.type == "cuda", drop_last=True, persistent_workers=workers > 0)
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=10, in_channels=3).to(dev)
+    ema = build_model(arch, num_classes=10, in_channels=3).to(dev)
+    ema.load_state_dict(model.state_dict())
+    opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9, weight_decay=5e-4)
+    all_targets = torch.nn.functional.one_hot(torch.as_tensor(np.asarray(labels, dtype=np.int64)), 10).float().to(dev)
+    gen = torch.Generator(device=dev).manual_seed(1)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def run(n_steps: int) -> int:
+        done = 0
+        while done < n_steps:
+            for x, _, idx in loader:
+                x, idx = x.to(dev, non_blocking=True), idx.to(dev, non_blocking=True)
+                loss = soft_cross_entropy(model(x), sln_targets(all_targets.index_select(0, idx), 1.0, gen)).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    for pe, p in zip(ema.parameters(), model.parameters()):
+                        pe.mul_(0.999).add_(p, alpha=0.001)
+                loss.item()
+                done += 1
+                if done == n_steps:
+                    break
+        return done
+
+    model.train()
+    run(min(steps, 5))  # warm-up: worker start, cudnn autotuning
+    sync()
+    t0 = time.perf_counter()
+    run(steps)
+    sync()
+    per_step = (time.perf_counter() - t0) / steps
+    return {"images_per_second": batch_size / per_step, "seconds_per_step": per_step,
+            "seconds_per_epoch_50k": per_step * int(np.ceil(50_000 / batch_size)), "workers": workers}
+
+
+def compare(device: str, steps: int, batch_size: int, arch: str, images: np.ndarray | None = None,
+            labels: np.ndarray | None = None, workers: int | None = None) -> dict:
+    """Kit step vs reference-style loop on the same model and data: images/s of both and their ratio."""
+    import os
+
+    if images is None:
+        images, labels = random_images(max(steps, 5) * batch_size * 2)
+    workers = min(8, os.cpu_count() or 1) if workers is None else workers
+    kit = measure(device, steps, batch_size, len(images), False, arch, images=images, labels=labels)
+    ref = measure_reference(device, steps, batch_size, arch, images, labels, workers)
+    return {"arch": arch, "batch_size": batch_size, "steps": steps, "n_images": int(len(images)), "kit": kit,
+            "reference": ref, "speedup": kit["images_per_second"] / ref["images_per_second"]}
 
 
 def main() -> None:

@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=_cmd_noise_report)
 
     add_pipeline_commands(sub)
+    from .doctor import add_command as add_doctor_command
+
+    add_doctor_command(sub)
     return p
 
 

@@ -101,7 +101,9 @@ display(pd.Series({
 # the best clean-val epoch hides this.
 
 # %%
-h = run.history.dropna(subset=["val_acc"]) if "val_acc" in run.history else run.history.iloc[0:0]
+# a run stopped (time budget) before its first validation, after the warm-up, has no validation rows yet
+h = (run.history.dropna(subset=["val_acc"]) if "val_acc" in run.history
+     else run.history.iloc[0:0].assign(val_acc=[], test_acc=[]))
 fig, ax = plt.subplots(figsize=(7, 4))
 ax.plot(h["epoch"], h["val_acc"], "o-", label="clean validation")
 ax.plot(h["epoch"], h["test_acc"], "s--", label="test")

@@ -6,7 +6,7 @@ from .dataset import ImageDataset
 from .realworld import ANIMAL10N_CLASSES, CLOTHING1M_CLASSES
 from .registry import DATASETS, default_data_root, load_dataset
 from .sources import CIFAR10_CLASSES, CIFAR100_CLASSES
-from .splits import holdout_tail, validation_split
+from .splits import holdout_tail, stratified_subset, validation_split
 
 __all__ = [
     "ANIMAL10N_CLASSES",
@@ -22,5 +22,6 @@ __all__ = [
     "epoch_seed",
     "holdout_tail",
     "load_dataset",
+    "stratified_subset",
     "validation_split",
 ]

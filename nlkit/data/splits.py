@@ -46,3 +46,18 @@ def holdout_tail(n: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"n_val must be an integer in 0..{n - 1}, got {n_val!r}")
     n, n_val = int(n), int(n_val)
     return np.arange(n - n_val, dtype=np.int64), np.arange(n - n_val, n, dtype=np.int64)
+
+
+def stratified_subset(labels, n: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted int64 indices of a seeded, class-stratified subset of `n` samples (all of them when n is None or
+    covers the set). The reduced-budget profiles train on such a subset (the `train_subset` / `test_subset` keys of a
+    cell); index every per-sample array (images, clean and noisy labels) with it, so a published noisy-label file
+    keeps its meaning."""
+    labels = np.asarray(labels)
+    total = len(labels)
+    if n is None or n == total:
+        return np.arange(total, dtype=np.int64)
+    if int(n) != n or not 1 <= n <= total:
+        raise UserError(f"a subset must hold an integer number of samples in 1..{total}, got {n!r}")
+    keep, _ = validation_split(labels, val_size=total - int(n), seed=seed)
+    return keep

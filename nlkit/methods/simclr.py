@@ -3,13 +3,13 @@ distributed). The run leaves its weights as the artefact `encoder`, which LRA ce
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..data import load_dataset
+from ..data import load_dataset, stratified_subset
 from ..encoders.simclr import save_simclr, simclr_features, train_simclr
 from .contract import (
     PROTOCOL_METRICS,
@@ -57,6 +57,11 @@ class SimCLRData:
 def prepare(cell: dict, seed: int, roots: Roots | None = None) -> SimCLRData:
     roots = roots or Roots()
     ds = load_dataset(cell["dataset"], data_root=roots.data_root)
+    if cell.get("train_subset") or cell.get("test_subset"):  # reduced budgets (the cpu profile)
+        keep = stratified_subset(ds.train_labels, cell.get("train_subset"))
+        held = stratified_subset(ds.test_labels, cell.get("test_subset"))
+        ds = replace(ds, train_images=ds.train_images[keep], train_labels=ds.train_labels[keep],
+                     test_images=ds.test_images[held], test_labels=ds.test_labels[held], train_paths=None, extra={})
     mean, std = CIFAR_STATS if ds.train_images.shape[-1] == 3 else ((0.5,), (0.5,))
     return SimCLRData(ds, mean, std)
 

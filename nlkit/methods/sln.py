@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import DeviceBatcher, load_dataset, validation_split
+from ..data import DeviceBatcher, load_dataset, stratified_subset, validation_split
 from ..errors import UserError, check_choice
 from ..models import build_model
 from ..noise import noise_report, openset
@@ -150,8 +150,13 @@ def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLND
                                    asym_map=setting["asym_map"], label_file=setting["label_file"])
         noisy, mask, meta = result.noisy, result.noisy != result.clean, result.meta
     mean, std = NORMALISATION.get(ds.name) or _channel_stats(ds.train_images)
-    data = SLNData(images, noisy, clean, mask, ds.test_images, ds.test_labels, ds.classes, mean, std, ds.pixels,
-                   meta)
+    # reduced budgets (the cpu profile): a stratified subset by clean label, drawn after the noise so a published
+    # label file still indexes the full set; the same subset for every method and seed
+    keep = stratified_subset(clean, cell.get("train_subset"))
+    held = stratified_subset(ds.test_labels, cell.get("test_subset"))
+    data = SLNData(images[keep], noisy[keep], clean[keep], mask[keep], ds.test_images[held], ds.test_labels[held],
+                   ds.classes, mean, std, ds.pixels, meta)
+    images, noisy, clean, mask = data.train_images, data.noisy, data.clean, data.noisy_mask
     if cell.get("val_fraction"):
         # sigma search: a stratified split of the *noisy* training set, labels noisy (docs/sln.md §7.1)
         train_idx, val_idx = validation_split(noisy, val_fraction=cell["val_fraction"], seed=seed)

@@ -122,6 +122,9 @@ class Cell(_Block):
     notebook: Name
     seeds: Annotated[list[Seed], Field(min_length=1)] | None = None
     dataset: Name | None = None
+    # a seeded stratified subset of the training / test images (reduced-scale profiles; nlkit.data.stratified_subset)
+    train_subset: Annotated[StrictInt, Field(gt=0)] | None = None
+    test_subset: Annotated[StrictInt, Field(gt=0)] | None = None
     table: Label | None = None
     row: Label | None = None
     column: Label | None = None

@@ -37,7 +37,7 @@ class LRAData:
 def prepare_data(cell: dict, data_root=None, noise_root=None) -> LRAData:
     """Train = the first images with the noisy labels of the cell, val = the held-out tail with clean labels
     (CIFAR: 0..44999 and 45000..49999, PLC's protocol), test = the test set."""
-    from ...data import holdout_tail, load_dataset
+    from ...data import holdout_tail, load_dataset, stratified_subset
     from ...noise.setting import apply_noise_model, restrict, setting_from_params
 
     ds = load_dataset(cell["dataset"], data_root=data_root)
@@ -50,9 +50,13 @@ def prepare_data(cell: dict, data_root=None, noise_root=None) -> LRAData:
     result = apply_noise_model(train, setting["noise"], setting["rate"], setting["noise_seed"],
                                asym_map=setting["asym_map"], label_file=setting["label_file"])
     mean, std = (CIFAR_MEAN, CIFAR_STD) if ds.train_images.shape[-1] == 3 else ((0.5,), (0.5,))
-    return LRAData(train.train_images, result.noisy, result.clean, ds.train_images[val_idx],
-                   ds.train_labels[val_idx], ds.test_images, ds.test_labels, ds.classes, mean, std, ds.pixels,
-                   result.meta)
+    # reduced budgets (the cpu profile): stratified subsets by clean label, drawn after the noise so the published
+    # file still indexes the full training part; the held-out validation tail is kept whole
+    keep = stratified_subset(result.clean, cell.get("train_subset"))
+    held = stratified_subset(ds.test_labels, cell.get("test_subset"))
+    return LRAData(train.train_images[keep], result.noisy[keep], result.clean[keep], ds.train_images[val_idx],
+                   ds.train_labels[val_idx], ds.test_images[held], ds.test_labels[held], ds.classes, mean, std,
+                   ds.pixels, result.meta)
 
 
 def encoder_features(data: LRAData, encoder: dict, *, train_feat: str = "augmented", seed: int = 0,
