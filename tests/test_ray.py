@@ -83,7 +83,7 @@ def _tables(root: Path) -> dict:
     """Every table, without its wall-time column."""
     import pandas as pd
 
-    return {p.name: pd.read_csv(p).drop(columns="wall_seconds").to_dict("records")
+    return {p.name: pd.read_csv(p, keep_default_na=False).drop(columns="wall_seconds").to_dict("records")
             for p in sorted((root / "smoke" / "tables").glob("*.csv"))}
 
 
