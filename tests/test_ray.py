@@ -155,3 +155,27 @@ def test_resources_are_checked():
         resources_of({"resources": {"gpus": 1}})
     with pytest.raises(UserError, match="non-negative"):
         resources_of({"resources": {"num_cpus": "two"}})
+
+
+def test_ctrl_c_cancels_the_runs_not_started_and_lets_the_others_finish(ray_cluster, project):
+    for name in ("alpha", "beta"):  # four runs of 3 s, two at a time
+        path = project / f"params/demo/{name}.yaml"
+        body = yaml.safe_load(path.read_text())
+        body.update(sleep=3, value=5 if name == "alpha" else 6)
+        path.write_text(yaml.safe_dump(body))
+    runs = [metrics_path(load_cell(project / f"params/demo/{n}.yaml", "smoke"), s, project / "out").parent
+            for n in ("alpha", "beta") for s in (0, 1)]
+
+    def interrupt_once_two_started():
+        deadline = time.time() + 60
+        while time.time() < deadline and sum((r / "attempt-0").exists() for r in runs) < 2:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_two_started, daemon=True).start()
+    code = reproduce("smoke", paper="demo", only="[ab]*", executor="direct", root=project / "out", backend="ray")
+    done = [(r / "metrics.json").exists() for r in runs]
+    started = [(r / "attempt-0").exists() for r in runs]
+    assert code == 130 and sum(done) == 2 and done == started  # the two under way finished, no other started
+    assert reproduce("smoke", paper="demo", only="[ab]*", executor="direct", root=project / "out",
+                     backend="ray") == 0  # and a second reproduce completes the rest

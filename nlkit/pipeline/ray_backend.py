@@ -50,9 +50,16 @@ def _board_class(ray):
 
         def __init__(self):
             self.started = set()
+            self.stopped = False
 
-        def start(self, key):
-            self.started.add(key)
+        def start(self, key) -> bool:
+            """False once Ctrl-C asked to start no new run."""
+            if not self.stopped:
+                self.started.add(key)
+            return not self.stopped
+
+        def stop(self):
+            self.stopped = True
 
         def snapshot(self):
             return set(self.started)
@@ -61,7 +68,10 @@ def _board_class(ray):
 
 
 def _task(board, key, *args):
-    board.start.remote(key)
+    import ray
+
+    if not ray.get(board.start.remote(key)):  # Ctrl-C came before this run started: it does not start
+        return {"status": "cancelled"}
     return execute_run(*args)
 
 
@@ -80,7 +90,8 @@ def run_on_ray(todo, stop, results: list, bar, stream, *, address=None, data_roo
     probe = make_probe(out_root)
     project = str(repo_root())
     options = dict(data_root=str(Path(data_root).resolve()) if data_root else None,
-                   noise_root=str(Path(noise_root).resolve()) if noise_root else None, executor=executor)
+                   noise_root=str(Path(noise_root).resolve()) if noise_root else None, executor=executor,
+                   threads=os.environ.get("OMP_NUM_THREADS"))
     task = ray.remote(_task)
     board = _board_class(ray).remote()
     t0 = time.perf_counter()
@@ -135,11 +146,12 @@ def _collect(ray, items, twins, board, stop, results, bar, stream, out_root, roo
             result = _result(ray, ref, resolved, seed, deps, failed, out_root, root)
             if result is None:  # cancelled by Ctrl-C before it started: not counted, like the local backend
                 continue
-            if result.status != "done":
+            if result.status not in ("done", "skipped"):
                 failed.add(ref)
             _record(result, results, bar, stream)
             for twin, twin_seed in twins.pop(index, []):
-                adopted = adopt_twin(twin, twin_seed, resolved, seed, root=root) if result.status == "done" else None
+                adopted = adopt_twin(twin, twin_seed, resolved, seed, root=root) if result.status in ("done", "skipped") \
+                    else None
                 _record(adopted or RunResult(label_of(twin, twin_seed), twin_seed, result.status,
                                              run_dir(twin, twin_seed, root), 0.0,
                                              f"same settings as {result.cell}: {result.message}"),
@@ -149,9 +161,7 @@ def _collect(ray, items, twins, board, stop, results, bar, stream, out_root, roo
         bar.set_postfix_str(f"running {running}, left {len(pending) - running}, {time.perf_counter() - t0:.0f} s")
         if stop.requested and not cancelled:  # no new run starts; the ones under way finish
             cancelled = True
-            for ref, item in pending.items():
-                if item[0] not in started:
-                    ray.cancel(ref)
+            ray.get(board.stop.remote())
 
 
 def _result(ray, ref, resolved, seed, deps, failed, out_root, root) -> RunResult | None:
@@ -167,4 +177,6 @@ def _result(ray, ref, resolved, seed, deps, failed, out_root, root) -> RunResult
         else:
             status, message = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
         return RunResult(label_of(resolved, seed), seed, status, run_dir(resolved, seed, root), 0.0, message)
+    if payload.get("status") == "cancelled":
+        return None
     return result_of(payload, out_root)

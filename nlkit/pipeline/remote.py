@@ -9,6 +9,7 @@ writes with `metrics.json` last and atomically; the files of the runs it needs c
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import shutil
 import tempfile
@@ -86,7 +87,9 @@ def execute_run(project: str, out_root: str, probe: str | None, resolved: dict, 
     rel = run_relpath(resolved, seed)
     payload = {"label": label, "seed": seed, "dir": rel, "status": "not_run", "seconds": 0.0, "files": None,
                "message": "a cell it needs did not finish"}
-    if any(d.get("status") != "done" for d in deps):
+    if any(d.get("status") == "cancelled" for d in deps):
+        return {"status": "cancelled"}
+    if any(d.get("status") not in ("done", "skipped") for d in deps):
         return payload
     if Path(project, "params").is_dir():  # the driver's project is visible here: same params and notebooks
         os.environ["NLKIT_ROOT"] = project
@@ -94,9 +97,14 @@ def execute_run(project: str, out_root: str, probe: str | None, resolved: dict, 
     if shared:
         root = Path(out_root)
     else:  # a folder of this machine, stable across retries so that a retried run resumes its checkpoints here
-        root = Path(tempfile.gettempdir()) / f"nlkit-runs-{os.getuid()}"
+        tag = hashlib.sha256(out_root.encode()).hexdigest()[:12]
+        root = Path(tempfile.gettempdir()) / f"nlkit-runs-{os.getuid()}" / tag
         for dep in deps:
             _materialise(root, dep)
+        # the driver found this run not done: a metrics.json left here (an earlier, lost driver) is no answer
+        (root / rel / "metrics.json").unlink(missing_ok=True)
+    if "threads" in options:
+        _threads_as_driver(options["threads"])
     if options.get("executor") in ("papermill", "auto"):
         from .executors import papermill_available
 
@@ -111,6 +119,19 @@ def execute_run(project: str, out_root: str, probe: str | None, resolved: dict, 
         if result.status == "done":
             shutil.rmtree(root / rel, ignore_errors=True)
     return payload
+
+
+def _threads_as_driver(threads: str | None) -> None:
+    """Ray sets OMP_NUM_THREADS to a task's CPUs; a CPU run's numbers depend on its thread count, so a run uses
+    the driver's setting (unset: every core, as a local run) and computes what the local backend computes."""
+    import sys
+
+    if threads is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = threads
+    if "torch" in sys.modules:  # direct execution runs in this process, whose torch read the variable at import
+        sys.modules["torch"].set_num_threads(int(threads) if threads else len(os.sched_getaffinity(0)))
 
 
 def collect_files(folder: Path) -> dict[str, bytes]:
