@@ -10,6 +10,10 @@ PROFILE ?= smoke
 PAPER   ?=
 ONLY    ?=
 JOBS    ?= 1
+# where the runs go: local (this machine), ray (a local Ray, or the cluster at RAY_ADDRESS), slurm (submitit)
+EXECUTOR ?=
+BACKEND ?= $(if $(filter ray slurm,$(EXECUTOR)),$(EXECUTOR),local)
+RAY_ADDRESS ?=
 DATA_ROOT  ?=
 NOISE_ROOT ?=
 PYTEST_ARGS ?=
@@ -48,7 +52,8 @@ test-browser: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m nlkit reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(PAPER),--paper $(PAPER)) $(if $(ONLY),--only '$(ONLY)') \
-		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(NOISE_ROOT),--noise-root $(NOISE_ROOT))
+		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(NOISE_ROOT),--noise-root $(NOISE_ROOT)) \
+		--backend $(BACKEND) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
 
 tables: $(STAMP)
 	$(PY) -m nlkit tables --profile $(PROFILE)

@@ -24,7 +24,9 @@ def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
     return reproduce(args.profile, args.paper, args.only, data_root=args.data_root, noise_root=args.noise_root,
-                     executor=args.executor, jobs=args.jobs)
+                     executor=args.executor, jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
+                     slurm={k: v for k, v in (("partition", args.slurm_partition), ("time_min", args.slurm_time),
+                                              ("folder", args.slurm_folder)) if v is not None})
 
 
 def _cmd_tables(args) -> int:
@@ -59,7 +61,16 @@ def add_commands(sub) -> None:
     rep = sub.add_parser("reproduce", help="run every matching cell and seed, then rebuild the tables")
     rep.add_argument("--paper", help="one paper (a folder of params/)")
     rep.add_argument("--only", help="glob over cell names, e.g. 'cifar10-*'")
-    rep.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
+    rep.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1; "
+                     "with --backend slurm: jobs in the queue at a time, default 64)")
+    rep.add_argument("--backend", default="local", choices=("local", "ray", "slurm"),
+                     help="where the runs go: this machine (default), a Ray cluster (a local one unless "
+                          "--ray-address or $RAY_ADDRESS names one), or SLURM jobs through submitit")
+    rep.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else start a local Ray)")
+    rep.add_argument("--slurm-partition", help="SLURM partition (default: the profile's resources.partition)")
+    rep.add_argument("--slurm-time", type=int, help="SLURM time limit per run, minutes (default: the profile's "
+                     "resources.time_min, else 60)")
+    rep.add_argument("--slurm-folder", help="where submitit keeps job scripts and logs (default: outputs/.slurm)")
     _common(rep)
     rep.set_defaults(func=_cmd_reproduce)
 

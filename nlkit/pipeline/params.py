@@ -109,12 +109,14 @@ def _display_path(path: Path) -> str:
 
 # How a result is presented and cited, not what it depends on: editing these never invalidates a finished run.
 PRESENTATION_KEYS = ("tables", "table", "row", "column", "metric", "expected", "sources", "params_file")
+# Where and with what a run is scheduled (CPUs, GPU share, SLURM partition): never what it computes.
+SCHEDULING_KEYS = ("resources",)
 
 
 def params_hash(resolved: dict, seed: int) -> str:
     """What a run's result depends on: the resolved settings and the seed (not where outputs go, nor the table
     rows and paper values it is shown beside)."""
-    settings = {k: v for k, v in resolved.items() if k not in PRESENTATION_KEYS}
+    settings = {k: v for k, v in resolved.items() if k not in PRESENTATION_KEYS + SCHEDULING_KEYS}
     settings["noise"] = {k: v for k, v in (resolved.get("noise") or {}).items() if k != "source"} \
         if isinstance(resolved.get("noise"), dict) else resolved.get("noise")
     blob = json.dumps({"params": settings, "seed": seed}, sort_keys=True, default=str)

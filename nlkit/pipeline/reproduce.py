@@ -11,12 +11,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import UserError, describe_os_error
+from ..errors import UserError, check_choice, describe_os_error
 from .deps import dependency_cell, needs_of
 from .executors import papermill_available, shared_kernel
 from .params import find_cells, load_cell, repo_root, settings_hash
 from .runner import RunResult, adopt_twin, check_outputs_writable, is_current, run_dir, run_one
 from .tables import build_tables
+
+BACKENDS = ("local", "ray", "slurm")
 
 
 def plan_runs(profile: str, paper: str | None = None, only: str | None = None, stream=None):
@@ -51,10 +53,13 @@ def plan_runs(profile: str, paper: str | None = None, only: str | None = None, s
 
 
 def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None = None, *, data_root=None,
-              noise_root=None, executor: str = "auto", root: Path | None = None, stream=None, jobs: int = 1) -> int:
+              noise_root=None, executor: str = "auto", root: Path | None = None, stream=None, jobs: int = 1,
+              backend: str = "local", ray_address: str | None = None, slurm: dict | None = None) -> int:
     """Returns 0 when every run finished (or was current), 1 when any failed. Cells whose data is missing are
     reported as not run and do not fail the whole (they are not errors of the kit). A cell another needs runs
-    first, and with `jobs > 1` a dependent run starts only once what it needs has finished."""
+    first, and with `jobs > 1` a dependent run starts only once what it needs has finished. `backend` ray or slurm
+    fans the runs out on a Ray cluster (ray_backend.py) or SLURM jobs (slurm_backend.py) with the same semantics."""
+    check_choice(backend, BACKENDS, "backend")
     stream = stream or sys.stderr
     if not find_cells(paper, only):
         print(f"no params files match paper={paper!r} only={only!r}", file=stream)
@@ -71,7 +76,15 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     options = dict(data_root=data_root, noise_root=noise_root, executor=executor, root=root)
     with _stop_after_current_run(stream) as stop, tqdm(total=len(todo), desc="runs", unit="run", file=stream,
                                                          disable=not todo) as bar:
-        if jobs > 1:
+        if todo and backend == "ray":
+            from .ray_backend import run_on_ray
+
+            run_on_ray(todo, stop, results, bar, stream, address=ray_address, **options)
+        elif todo and backend == "slurm":
+            from .slurm_backend import run_on_slurm
+
+            run_on_slurm(todo, stop, results, bar, stream, jobs=jobs, **(slurm or {}), **options)
+        elif jobs > 1:
             _run_concurrently(todo, jobs, stop, results, bar, stream, **options)
         else:
             _run_in_turn(todo, stop, results, bar, stream, **options)
@@ -150,10 +163,11 @@ def _record(result: RunResult, results: list, bar, stream) -> None:
     bar.update(1)
 
 
-def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, **options) -> None:
+def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, launch=None, **options) -> None:
     """Each run in its own `nlkit run` process, `jobs` at a time: isolated kernels and memory, and on a GPU
     several small runs share the device. A run starts only when every run of the cells it needs has finished
-    (a failed dependency makes it 'not run'). Ctrl-C lets the runs under way finish and starts no new one."""
+    (a failed dependency makes it 'not run'). Ctrl-C lets the runs under way finish and starts no new one.
+    `launch(resolved, seed) -> RunResult` runs one elsewhere instead (the SLURM backend submits a job)."""
     import subprocess
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -167,6 +181,8 @@ def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, **optio
 
     def one(item):
         resolved, seed = item
+        if launch is not None:
+            return launch(resolved, seed)
         cmd = [sys.executable, "-m", "nlkit", "run", str(Path(resolved["params_file"])), "--seed", str(seed),
                "--profile", resolved["profile"], "--executor", options["executor"]]
         for flag, key in (("--data-root", "data_root"), ("--noise-root", "noise_root")):

@@ -136,6 +136,8 @@ class Cell(_Block):
     train: dict[str, Any] | None = None
     needs: dict[Name, NeedRef | None] | None = None
     skip: StrictStr | None = None   # a profile leaves the cell out, saying why (reported as not run)
+    # scheduling only (--backend ray|slurm: CPUs, GPU share, minutes, partition); not part of the params hash
+    resources: dict[StrictStr, StrictInt | float | StrictStr] | None = None
 
     @model_validator(mode="after")
     def _whole_cell(self):
