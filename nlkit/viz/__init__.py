@@ -1,6 +1,7 @@
 """Presentation: figures (`nlkit.viz.figures`, re-exported here), the noise explorer widget
 (`nlkit.viz.explorer`) and t-SNE maps (`nlkit.viz.tsne`). Nothing below the notebooks depends on it."""
 
+from .dividemix import accuracy_curves, division_curves, division_histograms, image_rows
 from .figures import (
     confidence_histogram,
     dissection_plot,
@@ -12,5 +13,6 @@ from .figures import (
     tsne_scatter,
 )
 
-__all__ = ["confidence_histogram", "dissection_plot", "image_grid", "per_class_noise_bars", "save_figure",
-           "training_curves", "transition_heatmap", "tsne_scatter"]
+__all__ = ["accuracy_curves", "confidence_histogram", "dissection_plot", "division_curves", "division_histograms",
+           "image_grid", "image_rows", "per_class_noise_bars", "save_figure", "training_curves", "transition_heatmap",
+           "tsne_scatter"]
