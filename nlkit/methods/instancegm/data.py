@@ -1,7 +1,8 @@
 """The images and noisy labels of one InstanceGM cell: a dataset, its noise (PTD instance-dependent noise for
 CIFAR, the published web noise of Red Mini-ImageNet, Animal-10N's own labels), and optional subsets for reduced
 profiles. The noise is always generated on the full training set first and subset afterwards, so a subset carries
-exactly the labels the full run would see."""
+exactly the labels the full run would see; likewise a reduced profile may average-pool the images (`downsample`)
+after the noise was drawn from the full-resolution pixels."""
 
 from __future__ import annotations
 
@@ -53,6 +54,17 @@ def subset_indices(n: int, k: int | None, how: str) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n, size=k, replace=False))
 
 
+def downsample(images: np.ndarray, factor: int) -> np.ndarray:
+    """Average-pool uint8 N x H x W x C images by an integer factor (a reduced CPU profile's cheaper pixels)."""
+    if factor == 1:
+        return images
+    n, h, w, c = images.shape
+    if factor < 1 or h % factor or w % factor:
+        raise UserError(f"downsample factor {factor} must divide the image size {h}x{w}")
+    pooled = images.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+    return np.rint(pooled).astype(np.uint8)
+
+
 def prepare_data(cell: dict, data_root=None, noise_root=None) -> IGMData:
     options = dict(cell.get("dataset_options") or {})
     if cell.get("image_size"):
@@ -76,8 +88,11 @@ def prepare_data(cell: dict, data_root=None, noise_root=None) -> IGMData:
     meta = dict(result.meta)
     if not full:
         meta["subset"] = {"train": int(len(train_idx)), "of": int(len(noisy)), "test": int(len(test_idx))}
+    factor = int(cell.get("downsample") or 1)   # after the noise: the labels stay those of the full pixels
+    if factor > 1:
+        meta["downsample"] = factor
     return IGMData(
-        train_images=ds.train_images[train_idx], noisy=noisy[train_idx],
+        train_images=downsample(ds.train_images[train_idx], factor), noisy=noisy[train_idx],
         clean=None if clean is None else clean[train_idx],
-        test_images=ds.test_images[test_idx], test_labels=np.asarray(ds.test_labels, np.int64)[test_idx],
+        test_images=downsample(ds.test_images[test_idx], factor), test_labels=np.asarray(ds.test_labels, np.int64)[test_idx],
         classes=list(ds.classes), pixels=ds.pixels, noise_meta=meta, train_index=None if full else train_idx)
