@@ -1,5 +1,5 @@
 """Seconds per epoch of DivideMix and InstanceGM (and of a warm-up / CE epoch) with the kit's device-resident
-pipeline, for a profile's sizes: `cpu` (10,000 images, PreAct ResNet-18 at 1/8 width; the default on a CPU) or
+pipeline, for a profile's sizes: `cpu` (10,000 16x16 images, PreAct ResNet-18 at 1/4 width; the default on a CPU) or
 `paper` (50,000 images, full width; the default on a GPU).
 
 Random uint8 images stand in for CIFAR-10 (speed does not depend on the pixels) with a 50/50 clean/noisy division,
@@ -50,11 +50,11 @@ REFERENCE = {
 
 def measure(device: str, n_images: int, n_test: int, iterations: int, width_mult: float, batch_size: int = 64,
             vae_batch_size: int = 128, warmup_batch_size: int = 128, eval_batch_size: int = 512,
-            bf16: bool = True) -> dict:
+            side: int = 32, crop_padding: int = 4, bf16: bool = True) -> dict:
     dev = torch.device(device)
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(n_images, 32, 32, 3), dtype=np.uint8)
-    test_images = rng.integers(0, 256, size=(n_test, 32, 32, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, size=(n_images, side, side, 3), dtype=np.uint8)
+    test_images = rng.integers(0, 256, size=(n_test, side, side, 3), dtype=np.uint8)
     noisy = torch.as_tensor(rng.integers(0, 10, n_images), device=dev)
     test_labels = torch.as_tensor(rng.integers(0, 10, n_test), device=dev)
     cfg = igm.InstanceGMConfig(width_mult=width_mult, batch_size=batch_size, vae_batch_size=vae_batch_size,
@@ -78,14 +78,14 @@ def measure(device: str, n_images: int, n_test: int, iterations: int, width_mult
         nets = [build_classifier(cfg.arch, 10, 3, width_mult).to(dev) for _ in range(2)]
         if last:
             nets = [n.to(memory_format=torch.channels_last) for n in nets]
-        train_b = DeviceBatcher(images, batch_size=warmup_batch_size, crop_padding=4, flip=True, device=dev,
-                                channels_last=last)
+        train_b = DeviceBatcher(images, batch_size=warmup_batch_size, crop_padding=crop_padding, flip=True,
+                                device=dev, channels_last=last)
         eval_b = DeviceBatcher(images, batch_size=eval_batch_size, shuffle=False, device=dev, channels_last=last)
         test_b = DeviceBatcher(test_images, batch_size=eval_batch_size, shuffle=False, device=dev,
                                channels_last=last)
         extra = None
         if method == "instancegm":
-            gms = [GenerativeModule(3, 32, 10, cfg.z_dim).to(dev) for _ in range(2)]
+            gms = [GenerativeModule(3, side, 10, cfg.z_dim).to(dev) for _ in range(2)]
             extra = vae_extra_loss(gms, train_b, noisy, replace(cfg, method=method))
         trainer = DivideMix(nets, replace(cfg, method=method), train_b, eval_b, noisy, 10, 0, extra)
         # `iterations` labelled batches timed (after one untimed iteration), the rest of the set unlabelled
@@ -105,7 +105,7 @@ def measure(device: str, n_images: int, n_test: int, iterations: int, width_mult
             out["seconds_per_test_pass"] = test_s
             steps = max(1, min(math.ceil(n_images / warmup_batch_size), iterations * 2))
             subset = DeviceBatcher(images[: steps * warmup_batch_size], batch_size=warmup_batch_size,
-                                   crop_padding=4, flip=True, device=dev, channels_last=last)
+                                   crop_padding=crop_padding, flip=True, device=dev, channels_last=last)
             trainer.train_batcher = subset
             t, _ = timed(lambda: trainer.warmup_epoch(0, 0))
             out["seconds_per_warmup_network_epoch"] = t / steps * math.ceil(n_images / warmup_batch_size)
@@ -132,8 +132,9 @@ def main() -> None:
     n_images = cell.get("train_subset") or 50_000
     n_test = cell.get("test_subset") or 10_000
     iterations = args.iterations or (50 if gpu else 3)
+    side = 32 // int(cell.get("downsample") or 1)
     result = measure(args.device, n_images, n_test, iterations, cfg.width_mult, cfg.batch_size, cfg.vae_batch_size,
-                     cfg.warmup_batch_size, cfg.eval_batch_size)
+                     cfg.warmup_batch_size, cfg.eval_batch_size, side, cfg.crop_padding)
     ssl_epochs = cfg.epochs - cfg.warmup_epochs
     warm = 2 * result["seconds_per_warmup_network_epoch"] + result["seconds_per_test_pass"]
     result["seconds_per_run"] = {
@@ -144,6 +145,7 @@ def main() -> None:
     device = device_name() if gpu else \
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     record = {"benchmark": "instancegm_epoch", "profile": profile, "n_images": n_images, "n_test": n_test,
+              "image_side": side,
               "arch": cfg.arch, "width_mult": cfg.width_mult, "batch_size": cfg.batch_size,
               "vae_batch_size": cfg.vae_batch_size, "epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs,
               "iterations_timed": iterations, "bf16": gpu, "device": device, "torch": torch.__version__,

@@ -27,10 +27,10 @@
 # and each network trains on the **other** network's division (*co-divide*), so that the two do not confirm their
 # own mistakes. For a labelled sample the target mixes the given label with the network's own prediction,
 # *co-refinement* $\bar y = w\,y + (1-w)\,\tfrac12(p(x_1) + p(x_2))$; for an unlabelled one both networks guess,
-# *co-guessing* $\bar q = \tfrac14\sum_{\text{nets, views}} p(u)$; both are sharpened, $\bar y^{1/T} / \sum_c \bar y_c^{1/T}$
-# with $T = 0.5$. MixMatch then mixes all labelled and unlabelled rows with one permutation,
-# $x' = \lambda' x_a + (1-\lambda') x_b$, $\lambda' = \max(\lambda, 1-\lambda)$, $\lambda \sim \mathrm{Beta}(4, 4)$,
-# and the network minimises
+# *co-guessing* $\bar q = \tfrac14\sum_{\text{nets, views}} p(u)$; both are sharpened,
+# $\bar y^{1/T} / \sum_c \bar y_c^{1/T}$ with $T = 0.5$. MixMatch then mixes all labelled and unlabelled rows with
+# one permutation, $x' = \lambda' x_a + (1-\lambda') x_b$ with $\lambda' = \max(\lambda, 1-\lambda)$ and
+# $\lambda \sim \mathrm{Beta}(4, 4)$, and the network minimises
 #
 # $$L_{DM} = \underbrace{-\tfrac{1}{|X'|}\textstyle\sum_{X'} \sum_c \bar y_c \log p_c}_{L_x}
 #   + \lambda_u \underbrace{\operatorname{mean}\,(p - \bar q)^2}_{L_u}
@@ -85,7 +85,6 @@ noise_root = None
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display

@@ -86,10 +86,10 @@ class WideResNet(nn.Module):
 
 
 class _PreActBlock(nn.Module):
-    """He et al.'s pre-activation block; `shortcut_from="activated"` is DivideMix's variant, whose identity
-    shortcut carries ReLU(BN(x)) instead of x (its `nn.Sequential()` shortcut is applied to the activation)."""
+    """He et al.'s pre-activation block; `activated_identity` is DivideMix's variant, whose identity shortcut
+    carries ReLU(BN(x)) instead of x (its `nn.Sequential()` shortcut is applied to the activation)."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, shortcut_from: str = "input"):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, activated_identity: bool = False):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
@@ -97,14 +97,14 @@ class _PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
         self.shortcut = (nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
                          if stride != 1 or in_ch != out_ch else None)
-        self.identity_from_activation = shortcut_from == "activated"
+        self.activated_identity = activated_identity
 
     def forward(self, x):
         out = torch.relu(self.bn1(x))
         if self.shortcut is not None:
             shortcut = self.shortcut(out)
         else:
-            shortcut = out if self.identity_from_activation else x
+            shortcut = out if self.activated_identity else x
         out = self.conv1(out)
         out = self.conv2(torch.relu(self.bn2(out)))
         return out + shortcut
@@ -135,8 +135,7 @@ class PreActResNet(nn.Module):
         layers, in_ch = [], widths[0]
         for out_ch, stride, count in zip(widths, (1, 2, 2, 2), self.LAYOUTS[depth]):
             for i in range(count):
-                layers.append(_PreActBlock(in_ch, out_ch, stride if i == 0 else 1,
-                                           "activated" if dividemix else "input"))
+                layers.append(_PreActBlock(in_ch, out_ch, stride if i == 0 else 1, activated_identity=dividemix))
                 in_ch = out_ch
         self.layers = nn.Sequential(*layers)
         self.bn = None if dividemix else nn.BatchNorm2d(in_ch)

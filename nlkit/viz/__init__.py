@@ -1,5 +1,6 @@
-"""Presentation: figures (`nlkit.viz.figures`, re-exported here), the noise explorer widget
-(`nlkit.viz.explorer`) and t-SNE maps (`nlkit.viz.tsne`). Nothing below the notebooks depends on it."""
+"""Presentation: figures (`nlkit.viz.figures` and the DivideMix/InstanceGM figures of `nlkit.viz.dividemix`,
+re-exported here), the noise explorer widget (`nlkit.viz.explorer`) and t-SNE maps (`nlkit.viz.tsne`). Nothing
+below the notebooks depends on it."""
 
 from .dividemix import accuracy_curves, division_curves, division_histograms, image_rows
 from .figures import (

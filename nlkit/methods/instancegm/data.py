@@ -94,5 +94,6 @@ def prepare_data(cell: dict, data_root=None, noise_root=None) -> IGMData:
     return IGMData(
         train_images=downsample(ds.train_images[train_idx], factor), noisy=noisy[train_idx],
         clean=None if clean is None else clean[train_idx],
-        test_images=downsample(ds.test_images[test_idx], factor), test_labels=np.asarray(ds.test_labels, np.int64)[test_idx],
+        test_images=downsample(ds.test_images[test_idx], factor),
+        test_labels=np.asarray(ds.test_labels, np.int64)[test_idx],
         classes=list(ds.classes), pixels=ds.pixels, noise_meta=meta, train_index=None if full else train_idx)

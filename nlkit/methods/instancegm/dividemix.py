@@ -31,7 +31,6 @@ from torch import nn
 from ...data import DeviceBatcher
 from ...train import autocast_for
 
-
 # ---------------------------------------------------------------------------------------------- settings
 
 @dataclass

@@ -220,7 +220,8 @@ def summarise(history: pd.DataFrame, divisions: list[dict]) -> dict:
             out[f"seconds_per_{phase}_epoch"] = float(part.median())
     out["train_seconds"] = float(history["seconds"].sum())
     if divisions:
-        for which, epoch in (("first", min(d["epoch"] for d in divisions)), ("last", max(d["epoch"] for d in divisions))):
+        epochs = [d["epoch"] for d in divisions]
+        for which, epoch in (("first", min(epochs)), ("last", max(epochs))):
             rows = [d for d in divisions if d["epoch"] == epoch]
             for key in ("auc", "precision", "recall", "n_labelled"):
                 values = [d[key] for d in rows if d[key] is not None]
