@@ -322,6 +322,14 @@ def test_runs_exactly_the_epochs_and_ce_has_one_network(smoke_data):
     assert ce.metrics["acc_last"] == pytest.approx(ce.metrics["acc_last_net1"])
 
 
+def test_unknown_true_labels_give_no_division_scores(smoke_data):
+    """Real-world noise (Red Mini-ImageNet, Animal-10N): the division is made, but not scored."""
+    _, cfg = smoke_config(epochs=2)
+    run = igm.run(replace(smoke_data, clean=None), replace(cfg, method="dividemix"), 0, progress=False)
+    assert run.metrics["noise_rate"] is None and run.metrics["auc_last"] is None
+    assert run.state.divisions[0]["hist_all"] and run.state.divisions[0]["n_labelled"] >= 0
+
+
 def test_resume_mid_run_gives_the_uninterrupted_result(smoke_data, tmp_path):
     _, cfg = smoke_config(checkpoint_every_seconds=0)
     full = igm.train_instancegm(smoke_data, cfg, 5, progress=False)

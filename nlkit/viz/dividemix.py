@@ -23,7 +23,7 @@ def accuracy_curves(history, title: str = "test accuracy", ax=None):
     fig, ax = _figure_and_axes(ax, (8, 4.2))
     _shade_warmup(ax, history)
     two = "test_acc_net2" in history and history["test_acc_net2"].notna().any()
-    styles = [("test_acc_net1", "network 1" if two else "network", ":", "#9467bd"),
+    styles = [("test_acc_net1", "network 1", ":", "#9467bd") if two else ("test_acc_net1", "network", "-", "#2f2f2f"),
               ("test_acc_net2", "network 2", ":", "#ff7f0e"),
               ("test_acc", "ensemble (sum of logits)" if two else None, "-", "#2f2f2f")]
     for col, label, ls, color in styles:
