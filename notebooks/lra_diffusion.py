@@ -47,7 +47,6 @@ noise_root = None       # folder holding the published label files (lra-pmd/*.np
 needs = {}              # artefacts of the cells this one needs, e.g. {"encoder": "<simclr run>/simclr.pt"}
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -45,7 +45,6 @@ data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for qu
 noise_root = None       # folder holding the published label files (sln/<dataset>/*.csv)
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd

@@ -57,7 +57,6 @@ profile = "smoke"
 noise_root = None
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np

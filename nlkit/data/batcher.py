@@ -177,18 +177,33 @@ class DeviceBatcher:
         for b in range(len(self)):
             part = slice(b * self.batch_size, min((b + 1) * self.batch_size, n))
             idx = order[part]
-            x = self._images.index_select(0, idx)
-            if offsets is not None or flips is not None:
-                x = self._crop_and_flip(
-                    x, None if offsets is None else offsets[part], None if flips is None else flips[part]
-                )
-            x = torch.addcmul(self._shift, x.to(torch.float32), self._scale)
-            if self.dtype != torch.float32:
-                x = x.to(self.dtype)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = self._cut(idx, None if offsets is None else offsets[part], None if flips is None else flips[part])
             y = None if self._labels is None else self._labels.index_select(0, idx)
             yield Batch(x=x, y=y, idx=idx)
+
+    def gather(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The images at `idx` (int64 on the device) as a float batch, with a fresh crop offset and flip bit per
+        row drawn from `generator` when the batcher augments: one call per augmented view. For samplers that
+        choose their own indices (subsets, several views of one sample); `epoch` remains the way to walk a
+        whole dataset."""
+        b, device = idx.shape[0], self.device
+        offsets = flips = None
+        if self.crop_padding:
+            offsets = torch.randint(0, 2 * self.crop_padding + 1, (b, 2), generator=generator, device=device)
+        if self.flip:
+            flips = torch.rand(b, generator=generator, device=device) < 0.5
+        return self._cut(idx, offsets, flips)
+
+    def _cut(self, idx: torch.Tensor, offsets, flips) -> torch.Tensor:
+        x = self._images.index_select(0, idx)
+        if offsets is not None or flips is not None:
+            x = self._crop_and_flip(x, offsets, flips)
+        x = torch.addcmul(self._shift, x.to(torch.float32), self._scale)
+        if self.dtype != torch.float32:
+            x = x.to(self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def _crop_and_flip(self, x: torch.Tensor, offsets, flips) -> torch.Tensor:
         """Per-sample crop window and mirror, as index gathers (no branching on tensor values)."""

@@ -17,6 +17,7 @@ from .contract import (
 # params/<paper>/ folder -> the module that implements it
 PAPER_MODULES = {
     "sln": "nlkit.methods.sln",
+    "instancegm": "nlkit.methods.instancegm",
     "lra_diffusion": "nlkit.methods.lra_diffusion",
     "simclr": "nlkit.methods.simclr",
     "tdsm": "nlkit.methods.tdsm",

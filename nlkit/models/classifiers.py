@@ -86,7 +86,10 @@ class WideResNet(nn.Module):
 
 
 class _PreActBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, stride: int):
+    """He et al.'s pre-activation block; `activated_identity` is DivideMix's variant, whose identity shortcut
+    carries ReLU(BN(x)) instead of x (its `nn.Sequential()` shortcut is applied to the activation)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, activated_identity: bool = False):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
@@ -94,36 +97,55 @@ class _PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
         self.shortcut = (nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
                          if stride != 1 or in_ch != out_ch else None)
+        self.activated_identity = activated_identity
 
     def forward(self, x):
         out = torch.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        if self.shortcut is not None:
+            shortcut = self.shortcut(out)
+        else:
+            shortcut = out if self.activated_identity else x
         out = self.conv1(out)
         out = self.conv2(torch.relu(self.bn2(out)))
         return out + shortcut
 
 
 class PreActResNet(nn.Module):
-    """Pre-activation ResNet (He et al. 2016) for 32x32 inputs: 18 = [2,2,2,2], 34 = [3,4,6,3] blocks."""
+    """Pre-activation ResNet (He et al. 2016) for 32x32 inputs: 18 = [2,2,2,2], 34 = [3,4,6,3] blocks.
+
+    The defaults are He et al.'s layout (plain conv stem, final BN + ReLU). `dividemix=True` builds the network of
+    the DivideMix code (PreResNet.py, reused by InstanceGM): conv + BN + ReLU stem, identity shortcuts taken from
+    the block's activation, and no final BN/ReLU before the pooling. `width_mult` scales every width (64, 128, 256,
+    512) for cheap CPU runs.
+    """
 
     LAYOUTS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
-    def __init__(self, num_classes: int = 10, depth: int = 18, in_channels: int = 3):
+    def __init__(self, num_classes: int = 10, depth: int = 18, in_channels: int = 3, dividemix: bool = False,
+                 width_mult: float = 1.0):
         super().__init__()
         check_choice(depth, self.LAYOUTS, "PreAct ResNet depth")
-        self.stem = nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)
-        layers, in_ch = [], 64
-        for out_ch, stride, count in zip((64, 128, 256, 512), (1, 2, 2, 2), self.LAYOUTS[depth]):
+        if not width_mult > 0:
+            raise UserError(f"width_mult must be positive, got {width_mult}")
+        widths = [max(1, int(round(w * width_mult))) for w in (64, 128, 256, 512)]
+        stem = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False)]
+        if dividemix:
+            stem += [nn.BatchNorm2d(widths[0]), nn.ReLU()]
+        self.stem = stem[0] if len(stem) == 1 else nn.Sequential(*stem)
+        layers, in_ch = [], widths[0]
+        for out_ch, stride, count in zip(widths, (1, 2, 2, 2), self.LAYOUTS[depth]):
             for i in range(count):
-                layers.append(_PreActBlock(in_ch, out_ch, stride if i == 0 else 1))
+                layers.append(_PreActBlock(in_ch, out_ch, stride if i == 0 else 1, activated_identity=dividemix))
                 in_ch = out_ch
         self.layers = nn.Sequential(*layers)
-        self.bn = nn.BatchNorm2d(512)
-        self.feature_dim = 512
-        self.head = nn.Linear(512, num_classes)
+        self.bn = None if dividemix else nn.BatchNorm2d(in_ch)
+        self.feature_dim = in_ch
+        self.head = nn.Linear(in_ch, num_classes)
 
     def features(self, x):
-        out = torch.relu(self.bn(self.layers(self.stem(x))))
+        out = self.layers(self.stem(x))
+        if self.bn is not None:
+            out = torch.relu(self.bn(out))
         return torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
 
     def forward(self, x):
@@ -138,12 +160,16 @@ def _preact34(**kw):
     return PreActResNet(depth=34, **kw)
 
 
+def _preact18_dividemix(**kw):
+    return PreActResNet(depth=18, dividemix=True, **kw)
+
+
 def _wrn28_2(**kw):
     return WideResNet(depth=28, widen=2, **kw)
 
 
 ARCHITECTURES = {"small_cnn": SmallCNN, "wrn28_2": _wrn28_2, "preact_resnet18": _preact18,
-                 "preact_resnet34": _preact34}
+                 "preact_resnet34": _preact34, "preact_resnet18_dividemix": _preact18_dividemix}
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:

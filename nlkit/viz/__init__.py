@@ -1,7 +1,9 @@
-"""Presentation: figures (`nlkit.viz.figures`, re-exported here), the noise explorer widget
-(`nlkit.viz.explorer`) and t-SNE maps (`nlkit.viz.tsne`). Nothing below the notebooks depends on it."""
+"""Presentation: figures (`nlkit.viz.figures` and the DivideMix/InstanceGM figures of `nlkit.viz.dividemix`,
+re-exported here), the noise explorer widget (`nlkit.viz.explorer`) and t-SNE maps (`nlkit.viz.tsne`). Nothing
+below the notebooks depends on it."""
 
 from .diffusion import per_class_bars, sample_grids, sigma_curves, toy_scatter
+from .dividemix import accuracy_curves, division_curves, division_histograms, image_rows
 from .figures import (
     confidence_histogram,
     dissection_plot,
@@ -13,6 +15,7 @@ from .figures import (
     tsne_scatter,
 )
 
-__all__ = ["confidence_histogram", "dissection_plot", "image_grid", "per_class_bars", "per_class_noise_bars",
-           "sample_grids", "save_figure", "sigma_curves", "toy_scatter", "training_curves", "transition_heatmap",
+__all__ = ["accuracy_curves", "confidence_histogram", "dissection_plot", "division_curves", "division_histograms",
+           "image_grid", "image_rows", "per_class_bars", "per_class_noise_bars", "sample_grids", "save_figure",
+           "sigma_curves", "toy_scatter", "training_curves", "transition_heatmap",
            "tsne_scatter"]
