@@ -79,7 +79,12 @@ class run_log:  # noqa: N801 - a context manager, like open()
     def __enter__(self):
         import logging
 
-        self.stream = open(self.path, "a", buffering=1)  # noqa: SIM115 - closed in __exit__
+        import os
+
+        try:
+            self.stream = open(self.path, "a", buffering=1)  # noqa: SIM115 - closed in __exit__
+        except OSError:  # a full disk or read-only folder: the run itself reports that; its chatter goes nowhere
+            self.stream = open(os.devnull, "w")  # noqa: SIM115 - closed in __exit__
         self.handler = logging.StreamHandler(self.stream)
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         self.saved = []

@@ -218,7 +218,10 @@ def adopt_twin(resolved: dict, seed: int, twin: dict, twin_seed: int, root: Path
     metrics = {**source, "cell": resolved["cell_id"], "params": resolved, "params_hash": run_key(resolved, seed, root),
                "same_run_as": f"{twin['paper']}/{twin['cell_id']} seed {twin_seed}",
                "outputs_in": portable(run_dir(twin, twin_seed, root))}
-    atomic_write_json(out_dir / "metrics.json", metrics)
+    try:
+        atomic_write_json(out_dir / "metrics.json", metrics)
+    except OSError as e:  # a full disk or unwritable folder fails this run only, in one line
+        return RunResult(label, seed, "failed", out_dir, 0.0, describe_os_error(e))
     return RunResult(label, seed, "done", out_dir, 0.0, f"same settings as {metrics['same_run_as']}")
 
 
