@@ -71,6 +71,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from IPython.display import display
 
 from nlkit.methods import Roots, tdsm, write_results
@@ -87,6 +88,8 @@ from nlkit.viz import (
     transition_heatmap,
 )
 
+if default_device() == "cpu":  # these small networks gain nothing from a second thread and lose much on shared cores
+    torch.set_num_threads(1)
 cell = load_cell(params_file, profile)
 cfg = tdsm.Config.from_cell(cell)
 out = Path(out_dir)
@@ -156,7 +159,7 @@ if method == "classifier":
     diag, diag_test = state["diag_train"], state["diag_test"]
 elif method == "tdsm" and data.classifier is not None:
     rng = np.random.default_rng(seed)
-    sub = np.sort(rng.permutation(len(data.train_images))[:1000])
+    sub = np.sort(rng.permutation(len(data.train_images))[:cfg.diag_samples])
     diag = classifier_diagnostic(data.classifier, data.train_images[sub], data.clean[sub], data.noisy[sub], data.S,
                                  seed=seed)
     diag_test = None

@@ -297,7 +297,7 @@ def _run_toy(data: TDSMData, cfg: TDSMConfig, seed: int) -> RunOutput:
 
     toy, t = data.toy, data.toy_settings
     metrics, rows, samples = _base_metrics(data), [], {}
-    for method in ("dsm", "sdsm", "tdsm"):
+    for method in t.get("methods", ("dsm", "sdsm", "tdsm")):
         net, extra, seconds = train_toy(toy, method, steps=int(t.get("steps", 800)), batch=int(t.get("batch", 512)),
                                         lr=float(t.get("lr", 2e-3)), seed=seed, tau=cfg.tau)
         x, y = sample_toy(net, toy.num_classes, int(t.get("per_class", 300)), seed)
