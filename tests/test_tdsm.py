@@ -44,7 +44,7 @@ from nlkit.methods.tdsm.weights import (
     volmin_transition,
 )
 from nlkit.metrics import density_coverage, frechet_distance, inception_score
-from nlkit.noise import ASYM_MAPS, make_noise, successor
+from nlkit.noise import make_noise, successor
 
 K = 10
 

@@ -34,7 +34,7 @@ from ...errors import UserError
 from ...io import atomic_write
 from ...train import EMA, TrainLoop, autocast_for, default_device
 from .objective import forward_corrected_ce, tdsm_loss, volmin_loss
-from .weights import constant_weights, reverse_matrix, tdsm_weights, volmin_transition, weight_entropy
+from .weights import reverse_matrix, tdsm_weights, volmin_transition, weight_entropy
 
 CLASSIFIER_FORMAT = "nlkit-tdsm-classifier-1"
 DIFFUSION_FORMAT = "nlkit-tdsm-diffusion-1"
