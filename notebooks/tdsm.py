@@ -209,18 +209,19 @@ if method in ("dsm", "sdsm", "tdsm") and output.completed:
     stem = cell["cell_id"].rsplit("-", 1)[0] if not cell["cell_id"].endswith("identity") else \
         cell["cell_id"].rsplit("-", 2)[0]
     grids, per_class_lc = {}, {}
+    names = {"dsm": "DSM", "sdsm": "S-DSM", "tdsm": "TDSM"}
     for other in ("dsm", "sdsm", "tdsm"):
         if other == method and not cell["cell_id"].endswith("identity"):
-            grids[other.upper()] = state["grid"]
-            per_class_lc[other.upper()] = m["label_consistency_per_class"]
+            grids[names[other]] = state["grid"]
+            per_class_lc[names[other]] = m["label_consistency_per_class"]
             continue
         run_dir = out.parent.parent / f"{stem}-{other}" / out.name
         if (run_dir / "samples.npz").is_file() and (run_dir / "results.json").is_file():
             with np.load(run_dir / "samples.npz") as z:
-                grids[other.upper()] = (z["images"], z["labels"])
+                grids[names[other]] = (z["images"], z["labels"])
             import json
 
-            per_class_lc[other.upper()] = json.loads((run_dir / "results.json").read_text()).get(
+            per_class_lc[names[other]] = json.loads((run_dir / "results.json").read_text()).get(
                 "label_consistency_per_class")
     if cell["cell_id"].endswith("identity"):
         grids["TDSM, S = I"] = state["grid"]
