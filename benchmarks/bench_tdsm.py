@@ -1,10 +1,10 @@
 """TDSM training speed: kimg/s of DSM and TDSM on the same loop, and TDSM's extra no-grad passes per sample.
 
-Runs `nlkit.methods.tdsm.train.train_diffusion` on MNIST-shaped random uint8 images (no dataset needed) with sym 40%
-noise. The TDSM weights come from a noise-level-conditioned classifier: by default one trained for a few seconds on
-scikit-learn's digits resized to the benchmark's size (so its confidence falls with sigma as a real one does), or
-`--untrained` for an untrained one (its spread weights give about the most extra passes). Writes one JSON per run to
-benchmarks/results/:
+Runs `nlkit.methods.tdsm.train.train_diffusion` on scikit-learn's bundled digits resized to the benchmark's size and
+tiled to the number of images needed (no download), with sym 40% noise. The TDSM weights come from a
+noise-level-conditioned classifier trained for a few seconds on the same images (its confidence falls with sigma as a
+real one's does), or with `--untrained` an untrained one (spread weights: about the most extra passes). Writes one
+JSON per run to benchmarks/results/:
 
     python benchmarks/bench_tdsm.py                          # GPU when present: ddpmpp_mnist at 32x32, batch 512
     python benchmarks/bench_tdsm.py --device cpu             # a shrunk UNet at 8x8, batch 64 (the cpu profile)
@@ -37,15 +37,19 @@ PRESETS = {  # device -> (UNet settings, image size, batch)
 }
 
 
-def classifier_for(size: int, S: np.ndarray, cfg: TDSMConfig, device, untrained: bool):
-    """A sigma-conditioned classifier on digits at the benchmark's size (forward-corrected CE, a few kimg)."""
+def digits_at(size: int):
+    """scikit-learn's digits (train split) at `size` x `size`, with sym 40% noisy labels."""
     ds = load_dataset("digits")
     images = ds.train_images
     if size != 8:
         x = torch.as_tensor(images).permute(0, 3, 1, 2).float()
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear")
         images = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    noisy = make_noise(ds.train_labels, "sym", 0.4, 10, 0).noisy
+    return images, make_noise(ds.train_labels, "sym", 0.4, 10, 0).noisy
+
+
+def classifier_for(images, noisy, S: np.ndarray, cfg: TDSMConfig, device, untrained: bool):
+    """A sigma-conditioned classifier (forward-corrected CE, 20 kimg; or untrained)."""
     c = replace(cfg, cls_batch_size=128, cls_warmup_kimg=1, cls_duration_kimg=0.128 if untrained else 20,
                 kimg_per_tick=0.128 if untrained else 5, augment_p=0.0)
     return train_classifier(images, noisy, S, c, 0, device=device, progress=False).model
@@ -54,15 +58,14 @@ def classifier_for(size: int, S: np.ndarray, cfg: TDSMConfig, device, untrained:
 def measure(device: str, kimg: float, untrained: bool) -> dict:
     kind = "cuda" if device.startswith("cuda") else "cpu"
     net_settings, size, batch = PRESETS[kind]
-    rng = np.random.default_rng(0)
+    digits, digit_labels = digits_at(size)
     n = max(4 * batch, int(kimg * 1000))
-    images = rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8)
-    labels = rng.integers(0, 10, n)
+    reps = -(-n // len(digits))
+    images, noisy = np.tile(digits, (reps, 1, 1, 1))[:n], np.tile(digit_labels, reps)[:n]
     S = build_transition("sym", 0.4, 10)
-    noisy = make_noise(labels, "sym", 0.4, 10, 0).noisy
     cfg = TDSMConfig(**net_settings, batch_size=batch, warmup_kimg=1, duration_kimg=kimg, kimg_per_tick=kimg / 2,
                      augment_p=0.12, checkpoint_every_seconds=1e9)
-    classifier = classifier_for(size, S, cfg, device, untrained)
+    classifier = classifier_for(digits, digit_labels, S, cfg, device, untrained)
     out = {"image_size": size, "batch_size": batch, **net_settings}
     for method in ("dsm", "tdsm"):
         t0 = time.perf_counter()
@@ -93,8 +96,8 @@ def main() -> None:
     commit = git_commit() or "unknown"
     device = device_name() if args.device.startswith("cuda") else \
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    record = {"benchmark": "tdsm_train", "kimg": kimg, "classifier": "untrained" if args.untrained else
-              "trained on digits (forward-corrected CE, 20 kimg)", "noise": "sym 0.4, K = 10", "device": device,
+    record = {"benchmark": "tdsm_train", "kimg": kimg, "data": "scikit-learn digits, tiled", "classifier": "untrained" if args.untrained
+              else "forward-corrected CE, 20 kimg", "noise": "sym 0.4, K = 10", "device": device,
               "torch": torch.__version__, "nlkit_version": __version__, "git_commit": commit,
               "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **result}
     out = Path(args.out)

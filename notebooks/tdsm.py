@@ -70,6 +70,7 @@ needs = {}              # artefacts of the cells this one needs, e.g. {"classifi
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from IPython.display import display
 
 from nlkit.methods import Roots, tdsm, write_results
@@ -87,6 +88,8 @@ from nlkit.viz import (
     transition_heatmap,
 )
 
+if default_device() == "cpu":  # these small networks gain nothing from a second thread and lose much on shared cores
+    torch.set_num_threads(1)
 cell = load_cell(params_file, profile)
 cfg = tdsm.Config.from_cell(cell)
 out = output_dir(out_dir)
@@ -157,7 +160,7 @@ if method == "classifier":
     diag, diag_test = state["diag_train"], state["diag_test"]
 elif method == "tdsm" and data.classifier is not None:
     rng = np.random.default_rng(seed)
-    sub = np.sort(rng.permutation(len(data.train_images))[:1000])
+    sub = np.sort(rng.permutation(len(data.train_images))[:cfg.diag_samples])
     diag = classifier_diagnostic(data.classifier, data.train_images[sub], data.clean[sub], data.noisy[sub], data.S,
                                  seed=seed)
     diag_test = None
@@ -207,18 +210,19 @@ if method in ("dsm", "sdsm", "tdsm") and output.completed:
     stem = cell["cell_id"].rsplit("-", 1)[0] if not cell["cell_id"].endswith("identity") else \
         cell["cell_id"].rsplit("-", 2)[0]
     grids, per_class_lc = {}, {}
+    names = {"dsm": "DSM", "sdsm": "S-DSM", "tdsm": "TDSM"}
     for other in ("dsm", "sdsm", "tdsm"):
         if other == method and not cell["cell_id"].endswith("identity"):
-            grids[other.upper()] = state["grid"]
-            per_class_lc[other.upper()] = m["label_consistency_per_class"]
+            grids[names[other]] = state["grid"]
+            per_class_lc[names[other]] = m["label_consistency_per_class"]
             continue
         run_dir = out.parent.parent / f"{stem}-{other}" / out.name
         if (run_dir / "samples.npz").is_file() and (run_dir / "results.json").is_file():
             with np.load(run_dir / "samples.npz") as z:
-                grids[other.upper()] = (z["images"], z["labels"])
+                grids[names[other]] = (z["images"], z["labels"])
             import json
 
-            per_class_lc[other.upper()] = json.loads((run_dir / "results.json").read_text()).get(
+            per_class_lc[names[other]] = json.loads((run_dir / "results.json").read_text()).get(
                 "label_consistency_per_class")
     if cell["cell_id"].endswith("identity"):
         grids["TDSM, S = I"] = state["grid"]

@@ -44,7 +44,7 @@ from nlkit.methods.tdsm.weights import (
     volmin_transition,
 )
 from nlkit.metrics import density_coverage, frechet_distance, inception_score
-from nlkit.noise import ASYM_MAPS, make_noise, successor
+from nlkit.noise import make_noise, successor
 
 K = 10
 
@@ -472,3 +472,31 @@ def test_inception_metrics_plumbing_with_a_stub_extractor():
     assert out["fid"] < 0.05 and out["cw_fid"] < 0.5
     assert out["coverage"] > 80 and 50 < out["density"] < 150 and out["is"] >= 1
     assert {"cw_density", "cw_coverage"} <= set(out)
+
+
+def test_volminnet_classifier_and_the_affine_score(tmp_path):
+    torch.set_num_threads(1)
+    cell = _tiny_cell("classifier")
+    cell["transition"] = {"kind": "learn"}
+    data = tdsm.prepare(cell, 0)
+    assert data.transition == "learned by VolMinNet"
+    out = tdsm.run(data, tdsm.Config.from_cell(cell), 0, tmp_path / "vol", progress=False)
+    T = np.asarray(out.metrics["learned_transition"])
+    np.testing.assert_allclose(T.sum(1), 1.0, atol=1e-3)
+    tcell = {**_tiny_cell("tdsm"), "transition": {"kind": "learn"}}
+    tdata = tdsm.prepare(tcell, 0, Roots(needs={"classifier": str(tmp_path / "vol" / "classifier.pt")}))
+    np.testing.assert_allclose(tdata.S, T, atol=1e-4)  # TDSM uses the classifier's learned T, not the true S
+    payload = torch.load(tmp_path / "vol" / "classifier.pt", weights_only=True)
+    payload["transition_kind"] = "given"
+    torch.save(payload, tmp_path / "given.pt")
+    with pytest.raises(UserError, match="VolMinNet"):  # `learn` needs a classifier that learned its T
+        tdsm.prepare(tcell, 0, Roots(needs={"classifier": str(tmp_path / "given.pt")}))
+    # the affine score: D = (1 + a) D_tdsm - a D_dsm at every evaluation
+    from nlkit.methods.tdsm.train import generate
+
+    def const(v):
+        return lambda x, sigma, y: torch.full_like(x, v)
+
+    a, _ = generate(const(0.5), 2, 1, (1, 2, 2), 0, device="cpu", other=const(0.0), affine_weight=1.0)
+    b, _ = generate(const(1.0), 2, 1, (1, 2, 2), 0, device="cpu")
+    assert np.array_equal(a, b)

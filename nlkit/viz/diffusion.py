@@ -43,7 +43,7 @@ def per_class_bars(values: dict, classes: list[str], *, ideal=None, ideal_label:
                    ylabel: str = "label consistency", title: str = "", ax=None):
     """Grouped bars, one group per class and one bar per model; `ideal` (per class) as black ticks."""
     if ax is None:
-        fig, ax = plt.subplots(figsize=(max(6.5, 0.6 * len(classes) * max(1, len(values)) + 2), 3.8))
+        fig, ax = plt.subplots(figsize=(min(16, max(6.5, 0.35 * len(classes) * max(1, len(values)) + 3)), 3.8))
     else:
         fig = ax.figure
     n = max(1, len(values))

@@ -76,6 +76,7 @@ class TDSMData:
     description: str = ""
     toy: object = None
     toy_settings: dict = field(default_factory=dict)
+    noisy_model: object = None     # the DSM model of the same setting, for the affine score (`affine_weight`)
 
     @property
     def num_classes(self) -> int:
@@ -167,9 +168,12 @@ def prepare(cell: dict, seed: int, roots: Roots | None = None) -> TDSMData:
     elif method == "classifier" and (cell.get("transition") or {}).get("kind") == "learn":
         how = "learned by VolMinNet"
     check_transition(S)
+    noisy_model = None
+    if float((cell.get("train") or {}).get("affine_weight") or 0) and method in ("tdsm", "sdsm"):
+        noisy_model = load_diffusion(roots.artefact("noisy_model"))  # `needs: {noisy_model: tdsm/<setting>-dsm}`
     desc = describe(cell, ds.name, train.shape[1])
     return TDSMData(ds.name, train, result.noisy, result.clean, test, ds.test_labels, list(ds.classes), S_noise, S,
-                    how, {**result.meta, "transition_used": how}, classifier, desc)
+                    how, {**result.meta, "transition_used": how}, classifier, desc, noisy_model=noisy_model)
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -252,14 +256,16 @@ def _run_diffusion(data: TDSMData, cfg: TDSMConfig, seed: int, workdir, dev, pro
     metrics["evaluator_test_acc"] = ref.evaluator_test_acc
     other = None
     if cfg.affine_weight:
-        raise UserError("affine_weight needs the noisy-label (DSM) model of the same setting; it is not wired to a "
-                        "dependency yet: set affine_weight: 0")
+        if data.noisy_model is None:
+            raise UserError("affine_weight needs the DSM model of the same setting: declare "
+                            "`needs: {noisy_model: tdsm/<setting>-dsm}`")
+        other = data.noisy_model.to(dev).eval()
     per_seed, samples = [], None
     shape = (ch, h, h)
     for s in cfg.sampling_seeds:
         images, labels = generate(run.ema, k, cfg.samples_per_class, shape, seed * 1000 + int(s), device=dev,
                                   num_steps=cfg.num_steps, batch=cfg.sample_batch, other=other,
-                                  bf16=cfg.precision == "bf16")
+                                  affine_weight=cfg.affine_weight, bf16=cfg.precision == "bf16")
         scores = tdsm_metrics.score_samples(ref, images, labels, cas_arch=cfg.eval_arch, cas_epochs=cfg.cas_epochs,
                                             seed=seed, device=dev)
         per_seed.append(scores)
@@ -297,7 +303,7 @@ def _run_toy(data: TDSMData, cfg: TDSMConfig, seed: int) -> RunOutput:
 
     toy, t = data.toy, data.toy_settings
     metrics, rows, samples = _base_metrics(data), [], {}
-    for method in ("dsm", "sdsm", "tdsm"):
+    for method in t.get("methods", ("dsm", "sdsm", "tdsm")):
         net, extra, seconds = train_toy(toy, method, steps=int(t.get("steps", 800)), batch=int(t.get("batch", 512)),
                                         lr=float(t.get("lr", 2e-3)), seed=seed, tau=cfg.tau)
         x, y = sample_toy(net, toy.num_classes, int(t.get("per_class", 300)), seed)

@@ -481,7 +481,7 @@ def generate(denoiser, num_classes: int, per_class: int, shape: tuple, seed: int
     def d(x, sigma, y):
         with autocast_for(dev, bf16):
             out = denoiser(x, sigma, y).to(torch.float64)
-            if other is not None and affine_weight:
+            if other is not None and affine_weight:  # at both Heun evaluations, on the same label
                 out = (1 + affine_weight) * out - affine_weight * other(x, sigma, y).to(torch.float64)
         return out
 
