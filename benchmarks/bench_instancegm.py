@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import platform
 import re
 import time
@@ -148,7 +149,9 @@ def main() -> None:
               "image_side": side,
               "arch": cfg.arch, "width_mult": cfg.width_mult, "batch_size": cfg.batch_size,
               "vae_batch_size": cfg.vae_batch_size, "epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs,
-              "iterations_timed": iterations, "bf16": gpu, "device": device, "torch": torch.__version__,
+              "iterations_timed": iterations, "bf16": gpu, "device": device,
+              "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+              "torch": torch.__version__,
               "nlkit_version": __version__, "git_commit": commit,
               "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **result,
               "reference_original_code": REFERENCE}

@@ -154,7 +154,7 @@ plt.close(fig)
 
 # %%
 if cfg.method != "ce" and data.clean is not None:
-    fig = division_curves(history)
+    fig = division_curves(history, clean_share=1 - data.noise_rate)
     save_figure(fig, out / "division.png")
     display(fig)
     plt.close(fig)

@@ -343,9 +343,11 @@ def test_resume_mid_run_gives_the_uninterrupted_result(smoke_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_cell_through_nlkit_run(kit_project):
+def test_smoke_cell_through_nlkit_run(kit_project, monkeypatch):
     """The InstanceGM smoke cell through `nlkit run` (papermill): finite numbers, every figure."""
     from nlkit.pipeline import run_cell
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")   # the kernel's torch: tiny networks, one thread
 
     [result] = run_cell(kit_project / "params/instancegm/cifar10-idn-0.50-instancegm.yaml", "smoke")
     assert result.status == "done", result.message

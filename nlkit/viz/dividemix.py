@@ -39,9 +39,11 @@ def accuracy_curves(history, title: str = "test accuracy", ax=None):
     return fig
 
 
-def division_curves(history, title: str = "GMM division against the true noise mask", ax=None):
+def division_curves(history, title: str = "GMM division against the true noise mask", ax=None,
+                    clean_share: float | None = None):
     """Per network (whose losses were divided): AUC of the clean probability w, precision and recall of the
-    labelled set {w > threshold} against the truly clean samples."""
+    labelled set {w > threshold} against the truly clean samples. `clean_share` (the share of correct labels) is
+    the precision of a labelled set drawn at random."""
     fig, ax = _figure_and_axes(ax, (8, 4.2))
     colors = {"auc": "#2f2f2f", "precision": "#2ca02c", "recall": CLEAN_COLOR}
     for k, ls in ((1, "-"), (2, "--")):
@@ -51,6 +53,8 @@ def division_curves(history, title: str = "GMM division against the true noise m
                 ax.plot(history["epoch"], history[col], ls=ls, color=color, marker=".", ms=4,
                         label=f"{key}, network {k}")
     ax.axhline(0.5, color="gray", lw=1, ls=":", label="chance AUC")
+    if clean_share is not None:
+        ax.axhline(clean_share, color="#2ca02c", lw=1, ls=":", label="precision of a random split")
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_ylim(0, 1.02)
@@ -79,9 +83,8 @@ def division_histograms(divisions: list[dict], net: int = 1, max_panels: int = 6
     for ax, d in zip(axes.flat, rows):
         clean, noisy = np.asarray(d["hist_clean"]), np.asarray(d["hist_noisy"])
         edges = np.linspace(0, 1, len(clean) + 1)
-        centers, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
-        ax.bar(centers, clean, width=width, color=CLEAN_COLOR, alpha=0.7, label="truly clean")
-        ax.bar(centers, noisy, width=width, color=FLIP_COLOR, alpha=0.6, label="truly noisy")
+        ax.stairs(clean, edges, fill=True, color=CLEAN_COLOR, alpha=0.45, label="truly clean")
+        ax.stairs(noisy, edges, color=FLIP_COLOR, lw=1.8, label="truly noisy")
         if threshold is not None:
             ax.axvline(threshold, color="gray", lw=1, ls=":")
         auc = f", AUC {d['auc']:.3f}" if d.get("auc") is not None else ""
