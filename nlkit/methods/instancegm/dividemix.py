@@ -236,7 +236,8 @@ class DivideMix:
     """Two networks trained the DivideMix way over images held by `train_batcher` (train augmentation) and
     `eval_batcher` (no augmentation, in order). `noisy` holds the given labels (int64, on the device).
 
-    `num_nets=1` is the CE baseline on the same code path: one network, warm-up (plain CE) at every epoch.
+    With a single network in `nets` it is the CE baseline on the same code path: `warmup_epoch` (plain CE) at every
+    epoch, `test` on that network alone.
     """
 
     def __init__(self, nets: list[nn.Module], cfg: DivideMixConfig, train_batcher: DeviceBatcher,
