@@ -34,15 +34,15 @@ NOISE_MODEL_HELP = {
 def classifier_probabilities(images: np.ndarray, labels: np.ndarray, seed: int = 0, folds: int = 5) -> np.ndarray:
     """Out-of-fold class probabilities of a logistic regression on PCA features: the eta(x) that PMD noise
     needs, from a classifier that did not see the sample (so its margins reflect ambiguity, not memory)."""
+    from sklearn import pipeline as sk_pipeline  # scikit-learn's, not nlkit.pipeline
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
-    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     x = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
     k = min(50, x.shape[1], len(x) - 1)
-    clf = make_pipeline(StandardScaler(), PCA(k, random_state=seed), LogisticRegression(max_iter=500))
+    clf = sk_pipeline.make_pipeline(StandardScaler(), PCA(k, random_state=seed), LogisticRegression(max_iter=500))
     return cross_val_predict(clf, x, labels, cv=folds, method="predict_proba")
 
 
