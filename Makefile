@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.nlkit-installed
 PROFILE ?= smoke
 PAPER   ?=
 ONLY    ?=
-JOBS    ?= 1
+JOBS    ?= auto
 # where the runs go: local (this machine), ray (a local Ray, or the cluster at RAY_ADDRESS), slurm (submitit)
 EXECUTOR ?=
 BACKEND ?= $(if $(filter ray slurm,$(EXECUTOR)),$(EXECUTOR),local)

@@ -6,10 +6,11 @@ Two measurements, written to benchmarks/results/smoke-<date>.json:
   folders: papermill with a fresh kernel per run (how every run was executed before), papermill on one shared
   kernel (how `make reproduce` runs them now), and the notebook's code directly in this process (no Jupyter).
   The difference between the first two is kernel start plus imports, paid once instead of per run.
-- end to end (`--full`): `reproduce("smoke")` paper by paper into a fresh output root: runs computed, runs whose
-  settings equal another cell's (recorded from that run, not recomputed), and wall seconds.
+- end to end (`--full [JOBS ...]`): the whole `reproduce("smoke")` into a fresh output root, once per JOBS value
+  (`auto` is what `make reproduce` uses): wall seconds, and per paper the runs computed, the runs whose settings
+  equal another cell's (recorded from that run, not recomputed) and the seconds the computed runs took.
 
-    python benchmarks/bench_smoke.py --sample 2 --full
+    python benchmarks/bench_smoke.py --sample 2 --full 1 auto
 """
 
 from __future__ import annotations
@@ -65,27 +66,31 @@ def per_run(sample: int, out_root: Path) -> dict:
     return {"runs": rows, "summary": summary}
 
 
-def full(out_root: Path) -> dict:
+def full(out_root: Path, jobs) -> dict:
+    """`make reproduce` (smoke) into a fresh output root, with `jobs` runs at a time; per paper, the runs, how many
+    were computed, and the seconds its computed runs took (summed over runs, so with jobs > 1 the papers' seconds
+    add up to more than the wall time)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    t0 = time.perf_counter()
+    rc = reproduce("smoke", root=out_root, jobs=jobs)
+    total = time.perf_counter() - t0
     papers = {}
-    t_all = time.perf_counter()
     for paper in PAPERS:
-        if not (Path("params") / paper).is_dir():
-            continue
-        t0 = time.perf_counter()
-        rc = reproduce("smoke", paper=paper, root=out_root)
-        seconds = time.perf_counter() - t0
         metrics = [json.loads(p.read_text()) for p in (out_root / "smoke" / paper).glob("*/seed*/metrics.json")]
-        papers[paper] = {"exit_code": rc, "seconds": round(seconds, 1), "runs": len(metrics),
-                         "computed": sum(1 for m in metrics if not m.get("same_run_as")),
-                         "same_settings_as_another_cell": sum(1 for m in metrics if m.get("same_run_as"))}
+        computed = [m for m in metrics if not m.get("same_run_as")]
+        papers[paper] = {"runs": len(metrics), "computed": len(computed),
+                         "same_settings_as_another_cell": len(metrics) - len(computed),
+                         "run_seconds": round(sum(m.get("wall_seconds") or 0 for m in computed), 1)}
         print(paper, papers[paper], file=sys.stderr)
-    return {"papers": papers, "total_seconds": round(time.perf_counter() - t_all, 1)}
+    return {"jobs": jobs, "exit_code": rc, "load_average_at_start": load, "papers": papers,
+            "total_seconds": round(total, 1)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sample", type=int, default=0, help="cells per paper for the per-run comparison")
-    parser.add_argument("--full", action="store_true", help="time reproduce('smoke') paper by paper")
+    parser.add_argument("--full", nargs="*", metavar="JOBS",
+                        help="time the whole smoke reproduce, once per JOBS value given (default: auto)")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -95,8 +100,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.sample:
             report["per_run"] = per_run(args.sample, Path(tmp) / "per_run")
-        if args.full:
-            report["full"] = full(Path(tmp) / "full")
+        if args.full is not None:
+            report["full"] = [full(Path(tmp) / f"full-{jobs}", jobs if jobs == "auto" else int(jobs))
+                              for jobs in (args.full or ["auto"])]
     out = Path(args.out) / f"smoke-{report['date']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

@@ -524,5 +524,40 @@ def test_cifar10_from_a_tar_gz_of_the_jpeg_tree(tmp_path, monkeypatch):
     ds = load_dataset("cifar10", data_root=root)
     np.testing.assert_array_equal(ds.train_labels, labels)
     assert ds.pixels == "jpeg" and ds.test_images.shape == (2, 32, 32, 3)
-    assert len(list((tmp_path / "cache" / "archives").iterdir())) == 1
+    assert len([p for p in (tmp_path / "cache" / "archives").iterdir() if p.is_dir()]) == 1
     assert load_dataset("cifar10", data_root=root).train_images.shape == (6, 32, 32, 3)  # reuses the extraction
+
+
+def test_parallel_runs_unpack_an_archive_once(tmp_path, monkeypatch):
+    """Two runs started together (`--jobs 2`) both need the archive: one unpacks it, the other waits and uses it
+    (before, the second rename failed with 'Directory not empty' and its run failed)."""
+    import tarfile
+    import threading
+
+    from nlkit.data.cache import extracted_archive
+
+    monkeypatch.setenv("NLKIT_CACHE", str(tmp_path / "cache"))
+    tree = tmp_path / "src" / "pack"
+    tree.mkdir(parents=True)
+    for i in range(200):
+        (tree / f"{i}.bin").write_bytes(np.random.default_rng(i).bytes(2000))
+    archive = tmp_path / "pack.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree, arcname="pack")
+    start, results, errors = threading.Barrier(3), [], []
+
+    def unpack():
+        start.wait()
+        try:
+            results.append(extracted_archive(archive))
+        except Exception as e:  # noqa: BLE001 - the test reports it
+            errors.append(e)
+
+    workers = [threading.Thread(target=unpack) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors and len(set(results)) == 1
+    assert len(list((results[0] / "pack").iterdir())) == 200
+    assert [p.name for p in results[0].parent.iterdir() if p.is_dir()] == [results[0].name]  # no temp folder left

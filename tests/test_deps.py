@@ -100,3 +100,46 @@ def test_a_null_need_is_no_dependency(dep_project):
 
     assert needs_of(load_cell(path, "smoke")) == {}
     assert needs_of(load_cell(path, "quick")) == {"encoder": "enc/base"}
+
+
+THREADS_CODE = [PARAMS, (
+    "import json, os, time\nimport torch\nfrom pathlib import Path\nfrom nlkit.pipeline import load_cell\n"
+    "cfg = load_cell(params_file, profile)\nstarted = time.time()\ntime.sleep(cfg['sleep'])\n"
+    "Path(out_dir, 'results.json').write_text(json.dumps({'acc_last': cfg['value'], 'threads': "
+    "torch.get_num_threads(), 'pid': os.getpid(), 'started': started, 'finished': time.time()}))")]
+
+
+@pytest.mark.slow
+def test_parallel_runs_each_drive_a_kernel_with_the_profiles_threads(tmp_path, monkeypatch):
+    """`--jobs 2`: two worker kernels run at once, each run computes with `resources.num_cpus` threads (so its
+    numbers do not depend on how many runs share the machine), and a cell with the same settings as one under
+    way waits for it and records its result instead of computing it again."""
+    (tmp_path / "notebooks").mkdir()
+    write_notebook(tmp_path / "notebooks" / "threads.ipynb", THREADS_CODE)
+    folder = tmp_path / "params" / "thr"
+    folder.mkdir(parents=True)
+    for name, value in (("a", 1), ("b", 2), ("c", 1)):  # c computes what a computes
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump({
+            "notebook": "threads", "value": value, "sleep": 3, "seeds": [0], "resources": {"num_cpus": 1},
+            "tables": [{"table": "T", "row": name, "column": "x", "metric": "acc_last"}]}))
+    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
+    assert reproduce("smoke", paper="thr", executor="papermill", jobs=2) == 0
+    m = {name: json.loads(metrics_path(load_cell(folder / f"{name}.yaml", "smoke"), 0).read_text())
+         for name in "abc"}
+    assert m["a"]["threads"] == m["b"]["threads"] == 1
+    assert m["a"]["pid"] != m["b"]["pid"]  # one kernel per worker ...
+    assert m["a"]["started"] < m["b"]["finished"] and m["b"]["started"] < m["a"]["finished"]  # ... at the same time
+    assert m["c"]["same_run_as"] == "thr/a seed 0" and m["c"]["acc_last"] == 1
+
+
+def test_auto_jobs_follow_the_cores_and_each_runs_threads(monkeypatch):
+    import os
+
+    from nlkit.pipeline.reproduce import auto_jobs
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    runs = [({"resources": {"num_cpus": 2}}, 0)] * 10
+    assert auto_jobs(runs) == 4
+    assert auto_jobs(runs[:3]) == 3  # never more workers than runs
+    assert auto_jobs([({"resources": {"num_cpus": 1}}, 0)] * 20) == 8
+    assert auto_jobs([({}, 0)] * 20) == 1  # a run that states no num_cpus computes with every core

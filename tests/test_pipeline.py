@@ -275,3 +275,13 @@ def test_reproduce_runs_papermill_notebooks_on_one_shared_kernel(project):
         nb = json.loads((project / f"outputs/smoke/demo/{c}/seed0/notebook.ipynb").read_text())
         assert nb["metadata"]["papermill"]["parameters"]["params_file"].endswith(f"{c}.yaml")
         assert not list((project / f"outputs/smoke/demo/{c}/seed0").glob(".notebook*"))
+
+
+def test_a_paper_with_no_run_under_a_profile_gets_no_table_and_mixed_units_name_none(project):
+    assert build_tables("quick") == []  # nothing ran under quick: no table of dashes
+    assert run_cell(project / "params/demo/alpha.yaml", "smoke", seed=0, executor="direct")[0].status == "done"
+    meta = project / "params/demo/_tables.yaml"
+    meta.write_text(yaml.safe_dump({**yaml.safe_load(meta.read_text()), "unit": ""}))
+    md = next(p for p in build_tables("smoke") if p.suffix == ".md").read_text()
+    assert "| reproduced | n seeds | paper |" in md and "Units as each column names them." in md
+    assert "(%)" not in md

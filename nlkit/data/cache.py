@@ -122,6 +122,23 @@ def extracted_archive(archive: Path) -> Path:
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    with entry_lock(target.parent / f".{target.name}"):  # parallel runs wait for one extraction
+        if target.is_dir():
+            return target
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+            os.replace(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not target.is_dir():  # another process won the race (the lock could not be taken here)
+                raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         with tarfile.open(archive) as tar:

@@ -20,6 +20,20 @@ def _cmd_run(args) -> int:
         4 if "busy" in statuses else 0
 
 
+def _jobs(text: str):
+    import argparse
+
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--jobs must be 'auto' or a whole number >= 1, got {text!r}")
+    return value
+
+
 def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
@@ -61,8 +75,9 @@ def add_commands(sub) -> None:
     rep = sub.add_parser("reproduce", help="run every matching cell and seed, then rebuild the tables")
     rep.add_argument("--paper", help="one paper (a folder of params/)")
     rep.add_argument("--only", help="glob over cell names, e.g. 'cifar10-*'")
-    rep.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1; "
-                     "with --backend slurm: jobs in the queue at a time, default 64)")
+    rep.add_argument("--jobs", type=_jobs, default=1, help="runs at a time, each in a kernel or process of its own "
+                     "(default 1; 'auto': as many as the cores hold, by each run's resources.num_cpus, and on a "
+                     "CUDA machine by its num_gpus; with --backend slurm: jobs in the queue at a time, default 64)")
     rep.add_argument("--backend", default="local", choices=("local", "ray", "slurm"),
                      help="where the runs go: this machine (default), a Ray cluster (a local one unless "
                           "--ray-address or $RAY_ADDRESS names one), or SLURM jobs through submitit")

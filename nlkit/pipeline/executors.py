@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import threading
 from pathlib import Path
 
 from ..errors import DataMissingError, UserError
@@ -23,16 +25,17 @@ def notebook_path(resolved: dict) -> Path:
     return path
 
 
-def execute_papermill(notebook: Path, out_dir: Path, parameters: dict) -> None:
+def execute_papermill(notebook: Path, out_dir: Path, parameters: dict, threads: int | None = None) -> None:
     """papermill rewrites its output after every cell: it writes a hidden file that replaces notebook.ipynb whole
     once execution ends (also after a failing cell, so the traceback can be read), so a full disk or a killed run
     never leaves a truncated notebook.ipynb. Inside `shared_kernel()` the run reuses that kernel instead of
-    starting its own. Library chatter and kernel notices go to the run's `run.log`, not the terminal."""
+    starting its own. Library chatter and kernel notices go to the run's `run.log`, not the terminal. `threads`:
+    the CPU threads the run computes with (see `run_threads`)."""
     import papermill as pm
 
     executed = out_dir / "notebook.ipynb"
     partial = out_dir / ".notebook.partial.ipynb"
-    kernel = _SHARED.get("kernel")
+    kernel = current_kernel()
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_log(out_dir / "run.log") as log:
         own = None
@@ -40,9 +43,9 @@ def execute_papermill(notebook: Path, out_dir: Path, parameters: dict) -> None:
             from jupyter_client.manager import KernelManager
 
             own = KernelManager(kernel_name="python3")
-            own.start_kernel(cwd=str(repo_root()), stdout=log, stderr=log)
+            own.start_kernel(cwd=str(repo_root()), stdout=log, stderr=log, **_thread_env(threads))
         try:
-            _execute(pm, notebook, partial, executed, parameters, kernel, kernel.ready() if kernel else own)
+            _execute(pm, notebook, partial, executed, parameters, kernel, kernel.ready(threads) if kernel else own)
         finally:
             if own is not None:
                 own.shutdown_kernel(now=True)
@@ -143,7 +146,28 @@ def _portable_papermill_metadata(nb: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------- one kernel, many runs
 
-_SHARED: dict = {}
+_SHARED = threading.local()  # each thread of a parallel `make reproduce` drives a kernel of its own
+
+
+def current_kernel() -> SharedKernel | None:
+    """The shared kernel of the calling thread (None: each run starts its own)."""
+    return getattr(_SHARED, "kernel", None)
+
+
+def use_kernel(kernel: SharedKernel | None) -> None:
+    _SHARED.kernel = kernel
+
+
+def _thread_env(threads: int | None) -> dict:
+    """start_kernel's arguments for a kernel whose BLAS and OpenMP read the thread count at import."""
+    if not threads:
+        return {}
+    return {"env": {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}}
+
+
+def _set_threads_code(threads: int | None) -> str:
+    return f"import torch as _torch\n_torch.set_num_threads({int(threads)})\ndel _torch\n" if threads else ""
+
 
 # Between two runs: a fresh namespace (modules stay imported: that is the time saved), no open figures, no
 # cached tensors. Each run seeds its own generators, so nothing else carries over.
@@ -170,26 +194,29 @@ class SharedKernel:
         self.runs = 0
         self.dirty = False
 
-    def ready(self):
+    def ready(self, threads: int | None = None):
+        """The kernel, fresh for the next run, computing with `threads` CPU threads (None: torch's default)."""
         from jupyter_client.manager import KernelManager
 
         if self.km is not None and (self.dirty or self.runs >= self.restart_every or not self.km.is_alive()):
             self.close()
         if self.km is None:
             self.km = KernelManager(kernel_name="python3")
-            self.km.start_kernel(cwd=str(repo_root()), stderr=_quiet_stream())
+            self.km.start_kernel(cwd=str(repo_root()), stderr=_quiet_stream(), **_thread_env(threads))
             self.runs, self.dirty = 0, False
+            if threads:
+                self._execute_quietly(_set_threads_code(threads))
         else:
-            self._reset()
+            self._execute_quietly(_RESET + _set_threads_code(threads))
         self.runs += 1
         return self.km
 
-    def _reset(self) -> None:
+    def _execute_quietly(self, code: str) -> None:
         kc = self.km.blocking_client()
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=60)
-            reply = kc.execute_interactive(_RESET, timeout=60, output_hook=lambda msg: None)
+            reply = kc.execute_interactive(code, timeout=60, output_hook=lambda msg: None)
             if reply["content"]["status"] != "ok":
                 raise RuntimeError("could not reset the shared kernel")
         finally:
@@ -216,11 +243,11 @@ class shared_kernel:  # noqa: N801 - used as a context manager, like open()
 
     def __enter__(self):
         self.kernel = SharedKernel()
-        _SHARED["kernel"] = self.kernel
+        use_kernel(self.kernel)
         return self.kernel
 
     def __exit__(self, *exc):
-        _SHARED.pop("kernel", None)
+        use_kernel(None)
         self.kernel.close()
         return False
 
@@ -239,10 +266,8 @@ def notebook_code_cells(notebook: Path, parameters: dict) -> list[str]:
     return cells
 
 
-def execute_direct(notebook: Path, out_dir: Path, parameters: dict) -> None:
+def execute_direct(notebook: Path, out_dir: Path, parameters: dict, threads: int | None = None) -> None:
     """Run the notebook's code in this process (machines without Jupyter). matplotlib draws off-screen."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,14 +275,27 @@ def execute_direct(notebook: Path, out_dir: Path, parameters: dict) -> None:
     namespace = {"__name__": "__main__"}
     cwd = os.getcwd()
     os.chdir(repo_root())
+    previous_threads = _set_process_threads(threads)
     try:
         for i, code in enumerate(notebook_code_cells(notebook, parameters)):
             exec(compile(code, f"{notebook.name}[code cell {i}]", "exec"), namespace)  # noqa: S102
     finally:
         os.chdir(cwd)
+        _set_process_threads(previous_threads)
         import matplotlib.pyplot as plt
 
         plt.close("all")
+
+
+def _set_process_threads(threads: int | None) -> int | None:
+    """Set torch's thread count in this process; returns the previous one (None when nothing was changed)."""
+    if not threads:
+        return None
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    return previous
 
 
 def _ensure_display() -> None:

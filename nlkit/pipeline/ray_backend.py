@@ -90,8 +90,7 @@ def run_on_ray(todo, stop, results: list, bar, stream, *, address=None, data_roo
     probe = make_probe(out_root)
     project = str(repo_root())
     options = dict(data_root=str(Path(data_root).resolve()) if data_root else None,
-                   noise_root=str(Path(noise_root).resolve()) if noise_root else None, executor=executor,
-                   threads=os.environ.get("OMP_NUM_THREADS"))
+                   noise_root=str(Path(noise_root).resolve()) if noise_root else None, executor=executor)
     task = ray.remote(_task)
     board = _board_class(ray).remote()
     t0 = time.perf_counter()

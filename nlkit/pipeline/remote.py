@@ -67,7 +67,7 @@ _KERNEL: dict = {}
 def _worker_kernel(project: str) -> None:
     """One Jupyter kernel per worker process, reused by the papermill runs it executes (as `shared_kernel()` does
     for a local reproduce); replaced when the project folder changes."""
-    from .executors import _SHARED, SharedKernel
+    from .executors import SharedKernel, use_kernel
 
     if _KERNEL.get("project") != project:
         if "kernel" in _KERNEL:
@@ -76,7 +76,7 @@ def _worker_kernel(project: str) -> None:
         if not _KERNEL.get("atexit"):
             atexit.register(lambda: _KERNEL["kernel"].close())
             _KERNEL["atexit"] = True
-    _SHARED["kernel"] = _KERNEL["kernel"]
+    use_kernel(_KERNEL["kernel"])
 
 
 def execute_run(project: str, out_root: str, probe: str | None, resolved: dict, seed: int, options: dict,
@@ -103,8 +103,6 @@ def execute_run(project: str, out_root: str, probe: str | None, resolved: dict, 
             _materialise(root, dep)
         # the driver found this run not done: a metrics.json left here (an earlier, lost driver) is no answer
         (root / rel / "metrics.json").unlink(missing_ok=True)
-    if "threads" in options:
-        _threads_as_driver(options["threads"])
     if options.get("executor") in ("papermill", "auto"):
         from .executors import papermill_available
 
@@ -119,19 +117,6 @@ def execute_run(project: str, out_root: str, probe: str | None, resolved: dict, 
         if result.status == "done":
             shutil.rmtree(root / rel, ignore_errors=True)
     return payload
-
-
-def _threads_as_driver(threads: str | None) -> None:
-    """Ray sets OMP_NUM_THREADS to a task's CPUs; a CPU run's numbers depend on its thread count, so a run uses
-    the driver's setting (unset: every core, as a local run) and computes what the local backend computes."""
-    import sys
-
-    if threads is None:
-        os.environ.pop("OMP_NUM_THREADS", None)
-    else:
-        os.environ["OMP_NUM_THREADS"] = threads
-    if "torch" in sys.modules:  # direct execution runs in this process, whose torch read the variable at import
-        sys.modules["torch"].set_num_threads(int(threads) if threads else len(os.sched_getaffinity(0)))
 
 
 def collect_files(folder: Path) -> dict[str, bytes]:

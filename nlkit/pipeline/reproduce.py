@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError, check_choice, describe_os_error
 from .deps import dependency_cell, needs_of
-from .executors import papermill_available, shared_kernel
+from .executors import SharedKernel, current_kernel, papermill_available, shared_kernel, use_kernel
 from .params import find_cells, load_cell, repo_root, settings_hash
 from .runner import RunResult, adopt_twin, check_outputs_writable, is_current, run_dir, run_one
 from .tables import build_tables
@@ -53,12 +54,13 @@ def plan_runs(profile: str, paper: str | None = None, only: str | None = None, s
 
 
 def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None = None, *, data_root=None,
-              noise_root=None, executor: str = "auto", root: Path | None = None, stream=None, jobs: int = 1,
+              noise_root=None, executor: str = "auto", root: Path | None = None, stream=None, jobs: int | str = 1,
               backend: str = "local", ray_address: str | None = None, slurm: dict | None = None) -> int:
     """Returns 0 when every run finished (or was current), 1 when any failed. Cells whose data is missing are
     reported as not run and do not fail the whole (they are not errors of the kit). A cell another needs runs
     first, and with `jobs > 1` a dependent run starts only once what it needs has finished. `backend` ray or slurm
-    fans the runs out on a Ray cluster (ray_backend.py) or SLURM jobs (slurm_backend.py) with the same semantics."""
+    fans the runs out on a Ray cluster (ray_backend.py) or SLURM jobs (slurm_backend.py) with the same semantics.
+    `jobs="auto"` runs as many at a time as this machine holds (see `auto_jobs`)."""
     check_choice(backend, BACKENDS, "backend")
     stream = stream or sys.stderr
     if not find_cells(paper, only):
@@ -71,6 +73,8 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     todo = [(r, s) for r, s in plan if not is_current(r, s, root)]
     print(f"reproduce [{profile}]: {len(plan)} runs in {len({(r['paper'], r['cell_id']) for r, _ in plan})} cells; "
           f"{len(plan) - len(todo)} current, {len(todo)} to run", file=stream)
+    if jobs == "auto":
+        jobs = auto_jobs(todo) if backend == "local" else 1
     results: list[RunResult] = []
     t0 = time.perf_counter()
     options = dict(data_root=data_root, noise_root=noise_root, executor=executor, root=root)
@@ -109,6 +113,28 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
         print(f"  FAILED tables: {describe_os_error(e)}", file=stream)
         return 1
     return 1 if by_status["failed"] or bad else 0
+
+
+def auto_jobs(todo) -> int:
+    """How many runs this machine holds at a time: its usable cores over the most CPU threads a run takes
+    (`resources.num_cpus`), and on a CUDA machine, for runs that ask for a GPU, its GPUs over their `num_gpus`
+    (0.5: two runs per GPU). 1 when a run states no `num_cpus` (it computes with every core)."""
+    import os
+
+    if not todo:
+        return 1
+    resources = [r.get("resources") or {} for r, _ in todo]
+    if any(not res.get("num_cpus") for res in resources):
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jobs = max(1, cores // math.ceil(max(float(res["num_cpus"]) for res in resources)))
+    gpu_share = max(float(res.get("num_gpus") or 0) for res in resources)
+    if gpu_share > 0:
+        import torch
+
+        if torch.cuda.is_available():
+            jobs = min(jobs, max(1, math.floor(torch.cuda.device_count() / gpu_share)))
+    return min(jobs, len(todo))
 
 
 def _run_in_turn(todo, stop, results: list, bar, stream, **options) -> None:
@@ -164,11 +190,11 @@ def _record(result: RunResult, results: list, bar, stream) -> None:
 
 
 def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, launch=None, **options) -> None:
-    """Each run in its own `nlkit run` process, `jobs` at a time: isolated kernels and memory, and on a GPU
-    several small runs share the device. A run starts only when every run of the cells it needs has finished
-    (a failed dependency makes it 'not run'). Ctrl-C lets the runs under way finish and starts no new one.
-    `launch(resolved, seed) -> RunResult` runs one elsewhere instead (the SLURM backend submits a job)."""
-    import subprocess
+    """`jobs` runs at a time. Locally each worker thread drives a Jupyter kernel of its own, reused by its runs (as
+    `_run_in_turn` does with one); without papermill each run is an `nlkit run` process. A run starts only when
+    every run of the cells it needs has finished (a failed dependency makes it 'not run'), and a run whose settings
+    equal those of one under way waits for it and records its result. Ctrl-C lets the runs under way finish and
+    starts no new one. `launch(resolved, seed) -> RunResult` runs one elsewhere instead (SLURM submits a job)."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     def cell_of(resolved):
@@ -178,61 +204,93 @@ def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, launch=
     for resolved, _ in todo:
         pending_runs[cell_of(resolved)] = pending_runs.get(cell_of(resolved), 0) + 1
     failed_cells: set[str] = set()
+    use_kernels = launch is None and (options["executor"] == "papermill"
+                                      or (options["executor"] == "auto" and papermill_available()))
+    kernels: list[SharedKernel] = []
 
     def one(item):
         resolved, seed = item
         if launch is not None:
             return launch(resolved, seed)
-        cmd = [sys.executable, "-m", "nlkit", "run", str(Path(resolved["params_file"])), "--seed", str(seed),
-               "--profile", resolved["profile"], "--executor", options["executor"]]
-        for flag, key in (("--data-root", "data_root"), ("--noise-root", "noise_root")):
-            if options.get(key):
-                cmd += [flag, str(options[key])]
-        t0 = time.perf_counter()
-        # own session: the terminal's Ctrl-C reaches this process only, which lets the runs finish
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(repo_root()), start_new_session=True)
-        status = {0: "done", 2: "not_run", 3: "stopped", 4: "busy"}.get(proc.returncode, "failed")
-        lines = (proc.stdout + proc.stderr).strip().splitlines()
-        message = next((ln for ln in reversed(lines)
-                        if ln.startswith(("failed:", "not_run:", "stopped:", "busy:", "nlkit"))), "")
-        label = f"{cell_of(resolved)} seed {seed}"
-        return RunResult(label, seed, status, run_dir(resolved, seed, options["root"]),
-                         time.perf_counter() - t0, message.split(": ", 2)[-1] if message else "")
+        if not use_kernels:
+            return _run_in_process(resolved, seed, options)
+        if current_kernel() is None:  # this worker thread's kernel, started once
+            kernels.append(SharedKernel())
+            use_kernel(kernels[-1])
+        return run_one(resolved, seed, **options)
+
+    def finish(item, result):
+        pending_runs[cell_of(item[0])] -= 1
+        if result.status not in ("done", "skipped"):
+            failed_cells.add(cell_of(item[0]))
+        _record(result, results, bar, stream)
 
     waiting = list(todo)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        running = {}
-        while waiting or running:
-            if not stop.requested:
-                for item in list(waiting):
-                    if len(running) >= jobs:
-                        break
-                    deps = needs_of(item[0]).values()
-                    if any(d in failed_cells for d in deps):
-                        waiting.remove(item)
-                        pending_runs[cell_of(item[0])] -= 1
-                        failed_cells.add(cell_of(item[0]))
-                        _record(RunResult(f"{cell_of(item[0])} seed {item[1]}", item[1], "not_run",
-                                          run_dir(item[0], item[1], options["root"]), 0.0,
-                                          "a cell it needs did not finish"), results, bar, stream)
-                    elif not any(pending_runs.get(d, 0) for d in deps):
-                        waiting.remove(item)
-                        running[pool.submit(one, item)] = item
-            else:
-                waiting.clear()
-            if not running:
-                if waiting and not stop.requested:  # a dependency outside this plan never finishes here
-                    for item in waiting:
-                        _record(RunResult(f"{cell_of(item[0])} seed {item[1]}", item[1], "not_run",
-                                          run_dir(item[0], item[1], options["root"]), 0.0,
-                                          "a cell it needs is not done"), results, bar, stream)
+    in_flight: set[str] = set()  # settings of the runs under way
+    finished: dict[str, tuple[dict, int]] = {}  # settings -> a run that computed them here
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            running = {}
+            while waiting or running:
+                if not stop.requested:
+                    for item in list(waiting):
+                        if len(running) >= jobs:
+                            break
+                        deps = needs_of(item[0]).values()
+                        key = settings_hash(*item)
+                        if any(d in failed_cells for d in deps):
+                            waiting.remove(item)
+                            finish(item, RunResult(f"{cell_of(item[0])} seed {item[1]}", item[1], "not_run",
+                                                   run_dir(item[0], item[1], options["root"]), 0.0,
+                                                   "a cell it needs did not finish"))
+                        elif any(pending_runs.get(d, 0) for d in deps) or key in in_flight:
+                            continue
+                        elif key in finished and (adopted := adopt_twin(*item, *finished[key], root=options["root"])):
+                            waiting.remove(item)
+                            finish(item, adopted)
+                        else:
+                            waiting.remove(item)
+                            in_flight.add(key)
+                            running[pool.submit(one, item)] = (item, key)
+                else:
                     waiting.clear()
-                continue
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                item = running.pop(future)
-                result = future.result()
-                pending_runs[cell_of(item[0])] -= 1
-                if result.status != "done":
-                    failed_cells.add(cell_of(item[0]))
-                _record(result, results, bar, stream)
+                if not running:
+                    if waiting and not stop.requested:  # a dependency outside this plan never finishes here
+                        for item in waiting:
+                            _record(RunResult(f"{cell_of(item[0])} seed {item[1]}", item[1], "not_run",
+                                              run_dir(item[0], item[1], options["root"]), 0.0,
+                                              "a cell it needs is not done"), results, bar, stream)
+                        waiting.clear()
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item, key = running.pop(future)
+                    result = future.result()
+                    in_flight.discard(key)
+                    if result.status == "done":
+                        finished.setdefault(key, item)
+                    finish(item, result)
+    finally:
+        for kernel in kernels:
+            kernel.close()
+
+
+def _run_in_process(resolved: dict, seed: int, options: dict) -> RunResult:
+    """One run as an `nlkit run` process (machines without Jupyter: the direct executor cannot share a process)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "nlkit", "run", str(Path(resolved["params_file"])), "--seed", str(seed),
+           "--profile", resolved["profile"], "--executor", options["executor"]]
+    for flag, key in (("--data-root", "data_root"), ("--noise-root", "noise_root")):
+        if options.get(key):
+            cmd += [flag, str(options[key])]
+    t0 = time.perf_counter()
+    # own session: the terminal's Ctrl-C reaches this process only, which lets the runs finish
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(repo_root()), start_new_session=True)
+    status = {0: "done", 2: "not_run", 3: "stopped", 4: "busy"}.get(proc.returncode, "failed")
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    message = next((ln for ln in reversed(lines)
+                    if ln.startswith(("failed:", "not_run:", "stopped:", "busy:", "nlkit"))), "")
+    return RunResult(f"{resolved['paper']}/{resolved['cell_id']} seed {seed}", seed, status,
+                     run_dir(resolved, seed, options["root"]), time.perf_counter() - t0,
+                     message.split(": ", 2)[-1] if message else "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import platform
 import shutil
 import subprocess
@@ -173,7 +174,8 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
     t0 = time.perf_counter()
     try:
         notebook = notebook_path(resolved)
-        (execute_papermill if executor == "papermill" else execute_direct)(notebook, out_dir, parameters)
+        (execute_papermill if executor == "papermill" else execute_direct)(notebook, out_dir, parameters,
+                                                                          threads=run_threads(resolved))
         if not results_file.is_file():
             raise RuntimeError(f"the notebook finished without writing {results_file.name}")
         results = json.loads(results_file.read_text())
@@ -203,6 +205,14 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
     (out_dir / "error.txt").unlink(missing_ok=True)
     atomic_write_json(metrics_file, metrics)
     return RunResult(label, seed, "done", out_dir, seconds)
+
+
+def run_threads(resolved: dict) -> int | None:
+    """The CPU threads a run computes with: its profile's `resources.num_cpus` (rounded up) where set, else torch's
+    default. Fixed by the profile, not by how many runs share the machine: torch's CPU kernels reduce in an order
+    that depends on the thread count, so the same run with 1 or 2 threads ends a few points apart on digits."""
+    cpus = (resolved.get("resources") or {}).get("num_cpus")
+    return max(1, math.ceil(float(cpus))) if cpus else None
 
 
 def adopt_twin(resolved: dict, seed: int, twin: dict, twin_seed: int, root: Path | None = None

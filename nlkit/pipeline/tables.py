@@ -94,14 +94,21 @@ def _scale(meta: dict) -> float:
 
 
 def _unit(meta: dict) -> str:
-    return str(meta.get("unit", "%"))
+    """The unit of every value of a paper's tables ('%' unless `_tables.yaml` says otherwise); an empty `unit:`
+    means the tables mix units and each column names its own (TDSM: label consistency, CAS (%), FID)."""
+    return str(meta.get("unit", "%") or "")
+
+
+def _in_unit(label: str, unit: str) -> str:
+    return f"{label} ({unit})" if unit else label
 
 
 def csv_frame(df: pd.DataFrame, paper: str) -> pd.DataFrame:
     """The .csv: the values in the unit the .md shows (the paper's `display_scale` applied), the unit in the column
     names, and which stand-in ran where the run's data or encoder was not the paper's."""
     meta = table_meta(paper)
-    suffix = "_pct" if _unit(meta) == "%" else f"_{_unit(meta)}"
+    unit = _unit(meta)
+    suffix = "_pct" if unit == "%" else f"_{unit}" if unit else ""
     out = df[COLUMNS].copy()
     for col in VALUE_COLUMNS:
         out[col] = (out[col] * _scale(meta)).round(6)
@@ -120,8 +127,9 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str) -> str:
     if profile in (meta.get("profile_notes") or {}):
         lines += [f"**Profile `{profile}`:** {meta['profile_notes'][profile].strip()}", ""]
     ran = int((df["n_seeds"] > 0).sum())
+    units = f"Values in {unit}." if unit else "Units as each column names them."
     lines += [f"{ran} of {len(df)} cells have results; — marks a cell that was not run (or whose data was "
-              f"missing), never a filled-in value. Values in {unit}.", ""]
+              f"missing), never a filled-in value. {units}", ""]
     stand_ins = int((df["stand_in"].astype(bool) & (df["n_seeds"] > 0)).sum()) if "stand_in" in df else 0
     if stand_ins:
         lines += [f"{stand_ins} cells ran on a stand-in (other data or features than the paper's, marked "
@@ -131,8 +139,8 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str) -> str:
         lines += [f"## {table_id}: {info.get('title', '')}".rstrip(": "), ""]
         if info.get("description"):
             lines += [info["description"].strip(), ""]
-        lines += [f"| row | column | reproduced ({unit}) | n seeds | paper ({unit}) | Δ | source of the paper value | "
-                  "wall s | device |",
+        lines += [f"| row | column | {_in_unit('reproduced', unit)} | n seeds | {_in_unit('paper', unit)} | Δ | "
+                  "source of the paper value | wall s | device |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for _, r in part.iterrows():
             rep = _fmt(r.reproduced_mean * scale, digits)
@@ -160,7 +168,10 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
 
     meta = table_meta(paper or (df["paper"].iloc[0] if len(df) else ""))
     scale, unit = _scale(meta), _unit(meta)
-    tables = sorted(df["table"].unique()) if len(df) else []
+    every = sorted(df["table"].unique()) if len(df) else []
+    plotted = df.dropna(subset=["reproduced_mean", "paper_value"]) if len(df) else df
+    tables = [t for t in every if t in set(plotted["table"])] or every[:1]
+    left_out = [t for t in every if t not in tables]
     n = max(len(tables), 1)
     cols = min(n, 3)
     rows = -(-n // cols)
@@ -205,18 +216,24 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
                         textcoords="offset points", va="top")
         ax.set_xlim(lo - pad, hi + pad), ax.set_ylim(lo - pad, hi + pad)
         ax.set_aspect("equal", adjustable="box")
-        ax.set_xlabel(f"paper value ({unit})")
-        ax.set_ylabel(f"reproduced, mean over seeds ({unit})")
+        ax.set_xlabel(_in_unit("paper value", unit))
+        ax.set_ylabel(_in_unit("reproduced, mean over seeds", unit))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, title="column", title_fontsize=7, loc="upper left")
         if missing:
             ax.text(0.98, 0.02, f"{missing} cells without a paper value not shown", ha="right", va="bottom",
                     fontsize=7, transform=ax.transAxes, color="gray")
-    fig.suptitle(title, fontsize=12)
+    fig.suptitle("\n".join(_wrap(title, int(cols * 5.6 * 11))), fontsize=12)  # about 11 characters an inch
+    notes = []
     if "stand_in" in df and bool((df["stand_in"].astype(bool) & (df["n_seeds"] > 0)).any()):
-        fig.text(0.5, 0.005, "hollow markers: runs on a stand-in (other data or features than the paper's cell); "
-                 "their paper value is a reference, not a target", ha="center", va="bottom", fontsize=9, color="dimgray")
-        fig.tight_layout(rect=(0, 0.02, 1, 1))
+        notes.append("hollow markers: runs on a stand-in (other data or features than the paper's cell); their "
+                     "paper value is a reference, not a target")
+    if left_out:
+        notes.append(f"not drawn (no cell with both a reproduced and a paper value yet): {', '.join(left_out)}; "
+                     "see the .md")
+    if notes:
+        fig.text(0.5, 0.005, "\n".join(notes), ha="center", va="bottom", fontsize=9, color="dimgray")
+        fig.tight_layout(rect=(0, 0.025 * len(notes) / max(rows, 1), 1, 1))
     else:
         fig.tight_layout()
     return fig
@@ -240,8 +257,8 @@ def build_tables(profile: str, paper: str | None = None, root: Path | None = Non
     written = []
     for name in papers:
         df = collect(profile, name, root)
-        if df.empty:
-            continue
+        if df.empty or (paper is None and not (df["n_seeds"] > 0).any()):
+            continue  # a paper none of whose cells ran under this profile gets no table of dashes
         csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
         out.mkdir(parents=True, exist_ok=True)
         table = csv_frame(df, name)
