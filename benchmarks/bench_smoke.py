@@ -74,6 +74,12 @@ def full(out_root: Path, jobs) -> dict:
     t0 = time.perf_counter()
     rc = reproduce("smoke", root=out_root, jobs=jobs)
     total = time.perf_counter() - t0
+    return {"jobs": jobs, "exit_code": rc, "load_average_at_start": load, "papers": breakdown(out_root),
+            "total_seconds": round(total, 1)}
+
+
+def breakdown(out_root: Path) -> dict:
+    """Per paper, from the metrics.json files under `out_root`/smoke: runs, runs computed, and their seconds."""
     papers = {}
     for paper in PAPERS:
         metrics = [json.loads(p.read_text()) for p in (out_root / "smoke" / paper).glob("*/seed*/metrics.json")]
@@ -82,8 +88,7 @@ def full(out_root: Path, jobs) -> dict:
                          "same_settings_as_another_cell": len(metrics) - len(computed),
                          "run_seconds": round(sum(m.get("wall_seconds") or 0 for m in computed), 1)}
         print(paper, papers[paper], file=sys.stderr)
-    return {"jobs": jobs, "exit_code": rc, "load_average_at_start": load, "papers": papers,
-            "total_seconds": round(total, 1)}
+    return papers
 
 
 def main() -> None:
@@ -91,12 +96,16 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=0, help="cells per paper for the per-run comparison")
     parser.add_argument("--full", nargs="*", metavar="JOBS",
                         help="time the whole smoke reproduce, once per JOBS value given (default: auto)")
+    parser.add_argument("--summarise", metavar="OUTPUT_ROOT",
+                        help="only the per-paper breakdown of a finished `make reproduce` into OUTPUT_ROOT")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     os.environ.setdefault("MPLBACKEND", "Agg")
     report = {"benchmark": "smoke", "date": dt.date.today().isoformat(), "cpus": os.cpu_count(),
               "machine": platform.machine(), "python": platform.python_version(), "nlkit_version": __version__,
               "git_commit": git_commit()}
+    if args.summarise:
+        report["breakdown"] = breakdown(Path(args.summarise))
     with tempfile.TemporaryDirectory() as tmp:
         if args.sample:
             report["per_run"] = per_run(args.sample, Path(tmp) / "per_run")

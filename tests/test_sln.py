@@ -155,6 +155,18 @@ def test_sigma_search_holds_out_a_noisy_split():
     assert "val_acc_last" in run.metrics
 
 
+def test_reduced_profiles_pool_pixels_after_the_noise_and_narrow_the_net():
+    cell = {"dataset": "digits", "noise": {"model": "sym", "rate": 0.4, "seed": 0}}
+    full = sln.prepare_data(cell, seed=0)
+    pooled = sln.prepare_data({**cell, "downsample": 2}, seed=0)
+    assert pooled.train_images.shape[1:3] == (4, 4) and pooled.test_images.shape[1:3] == (4, 4)
+    assert np.array_equal(pooled.noisy, full.noisy) and pooled.noise_meta["downsample"] == 2  # the same labels
+    cfg = sln.SLNConfig.from_cell({"train": {"arch": "preact_resnet18_dividemix", "width_mult": 0.25}})
+    narrow = build_model(cfg.arch, num_classes=10, in_channels=3, width_mult=cfg.width_mult)
+    wide = build_model(cfg.arch, num_classes=10, in_channels=3)
+    assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in wide.parameters()) / 8
+
+
 def test_openset_stand_in_replaces_images_not_labels():
     data = sln.prepare_data({"dataset": "digits", "noise": {"model": "openset", "rate": 0.4, "seed": 123,
                                                               "source_dataset": "pixel_shuffled"}}, seed=0)

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from ..data import DeviceBatcher, load_dataset, stratified_subset, validation_split
+from ..data.images import downsample
 from ..errors import UserError, check_choice
 from ..models import build_model
 from ..noise import noise_report, openset
@@ -48,6 +49,7 @@ CELL_KEYS = {
     "report_net": str,                   # live | ema
     "val_fraction": OpenFraction | None,  # sigma search: a noisy validation split (docs/sln.md §7.1)
     "image_size": PositiveInt | None,
+    "downsample": PositiveInt | None,    # a reduced profile's cheaper pixels: average-pool by this factor
 }
 
 SPEC = MethodSpec("sln", metrics=PROTOCOL_METRICS + tuple(
@@ -154,8 +156,12 @@ def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLND
     # label file still indexes the full set; the same subset for every method and seed
     keep = stratified_subset(clean, cell.get("train_subset"))
     held = stratified_subset(ds.test_labels, cell.get("test_subset"))
-    data = SLNData(images[keep], noisy[keep], clean[keep], mask[keep], ds.test_images[held], ds.test_labels[held],
-                   ds.classes, mean, std, ds.pixels, meta)
+    factor = int(cell.get("downsample") or 1)  # after the noise: the labels are those of the full pixels
+    if factor > 1:
+        meta = {**meta, "downsample": factor}
+    data = SLNData(downsample(images[keep], factor), noisy[keep], clean[keep], mask[keep],
+                   downsample(ds.test_images[held], factor), ds.test_labels[held], ds.classes, mean, std, ds.pixels,
+                   meta)
     images, noisy, clean, mask = data.train_images, data.noisy, data.clean, data.noisy_mask
     if cell.get("val_fraction"):
         # sigma search: a stratified split of the *noisy* training set, labels noisy (docs/sln.md §7.1)
@@ -187,6 +193,7 @@ class SLNConfig:
     lc_soft: bool = False
     ema_buffers: bool = True
     arch: str = "wrn28_2"
+    width_mult: PositiveFloat | None = None  # a narrower net for reduced profiles (PreAct ResNets)
     crop_padding: NonNegativeInt = 4
     flip: bool = True
     bf16: bool = True
@@ -231,7 +238,8 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
     torch.manual_seed(seed)
     c = data.num_classes
     in_ch = data.train_images.shape[-1]
-    model = build_model(cfg.arch, num_classes=c, in_channels=in_ch)
+    width = {"width_mult": cfg.width_mult} if cfg.width_mult else {}
+    model = build_model(cfg.arch, num_classes=c, in_channels=in_ch, **width)
     trainer = Trainer(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                       ema_decay=cfg.ema_decay, ema_buffers=cfg.ema_buffers, device=device, bf16=cfg.bf16,
                       channels_last=cfg.channels_last, compile=cfg.compile)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...data import load_dataset
+from ...data.images import downsample
 from ...errors import UserError
 from ...noise import idn_ptd
 from ...noise.setting import apply_noise_model, restrict, setting_from_params
@@ -52,17 +53,6 @@ def subset_indices(n: int, k: int | None, how: str) -> np.ndarray:
     if how == "head":
         return np.arange(k)
     return np.sort(np.random.default_rng(0).choice(n, size=k, replace=False))
-
-
-def downsample(images: np.ndarray, factor: int) -> np.ndarray:
-    """Average-pool uint8 N x H x W x C images by an integer factor (a reduced CPU profile's cheaper pixels)."""
-    if factor == 1:
-        return images
-    n, h, w, c = images.shape
-    if factor < 1 or h % factor or w % factor:
-        raise UserError(f"downsample factor {factor} must divide the image size {h}x{w}")
-    pooled = images.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
-    return np.rint(pooled).astype(np.uint8)
 
 
 def prepare_data(cell: dict, data_root=None, noise_root=None) -> IGMData:
