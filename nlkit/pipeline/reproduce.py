@@ -228,48 +228,57 @@ def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, launch=
     waiting = list(todo)
     in_flight: set[str] = set()  # settings of the runs under way
     finished: dict[str, tuple[dict, int]] = {}  # settings -> a run that computed them here
+
+    def start_ready(pool, running: dict) -> None:
+        """Start waiting runs whose dependencies are done, up to `jobs`; settle those that need not compute."""
+        for item in list(waiting):
+            if len(running) >= jobs:
+                return
+            deps = needs_of(item[0]).values()
+            key = settings_hash(*item)
+            if any(d in failed_cells for d in deps):
+                waiting.remove(item)
+                finish(item, RunResult(f"{cell_of(item[0])} seed {item[1]}", item[1], "not_run",
+                                       run_dir(item[0], item[1], options["root"]), 0.0,
+                                       "a cell it needs did not finish"))
+            elif any(pending_runs.get(d, 0) for d in deps) or key in in_flight:
+                continue  # a dependency, or a run with the same settings, is still under way
+            elif key in finished and (adopted := adopt_twin(*item, *finished[key], root=options["root"])):
+                waiting.remove(item)
+                finish(item, adopted)
+            else:
+                waiting.remove(item)
+                in_flight.add(key)
+                running[pool.submit(one, item)] = (item, key)
+
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            running = {}
-            while waiting or running:
-                if not stop.requested:
-                    for item in list(waiting):
-                        if len(running) >= jobs:
-                            break
-                        deps = needs_of(item[0]).values()
-                        key = settings_hash(*item)
-                        if any(d in failed_cells for d in deps):
-                            waiting.remove(item)
-                            finish(item, RunResult(f"{cell_of(item[0])} seed {item[1]}", item[1], "not_run",
-                                                   run_dir(item[0], item[1], options["root"]), 0.0,
-                                                   "a cell it needs did not finish"))
-                        elif any(pending_runs.get(d, 0) for d in deps) or key in in_flight:
-                            continue
-                        elif key in finished and (adopted := adopt_twin(*item, *finished[key], root=options["root"])):
-                            waiting.remove(item)
-                            finish(item, adopted)
-                        else:
-                            waiting.remove(item)
-                            in_flight.add(key)
-                            running[pool.submit(one, item)] = (item, key)
-                else:
-                    waiting.clear()
-                if not running:
-                    if waiting and not stop.requested:  # a dependency outside this plan never finishes here
-                        for item in waiting:
+            running: dict = {}
+            try:
+                while waiting or running:
+                    if stop.requested:
+                        waiting.clear()
+                    else:
+                        start_ready(pool, running)
+                    if not running:
+                        for item in waiting:  # what they need is outside this plan: it never finishes here
                             _record(RunResult(f"{cell_of(item[0])} seed {item[1]}", item[1], "not_run",
                                               run_dir(item[0], item[1], options["root"]), 0.0,
                                               "a cell it needs is not done"), results, bar, stream)
                         waiting.clear()
-                    continue
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item, key = running.pop(future)
-                    result = future.result()
-                    in_flight.discard(key)
-                    if result.status == "done":
-                        finished.setdefault(key, item)
-                    finish(item, result)
+                        continue
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        item, key = running.pop(future)
+                        result = future.result()
+                        in_flight.discard(key)
+                        if result.status == "done":
+                            finished.setdefault(key, item)
+                        finish(item, result)
+            except KeyboardInterrupt:  # a second Ctrl-C: the runs under way end now, their kernels shut down
+                for kernel in kernels:
+                    kernel.close()
+                raise
     finally:
         for kernel in kernels:
             kernel.close()
