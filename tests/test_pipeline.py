@@ -157,7 +157,7 @@ def test_tables_from_fixture_metrics(project):
     md = (project / "outputs/smoke/tables/demo.md").read_text()
     csv = (project / "outputs/smoke/tables/demo.csv").read_text().splitlines()
     assert csv[0] == ("paper,table,row,column,reproduced_mean_pct,reproduced_std_pct,n_seeds,paper_value_pct,"
-                      "delta_pct,ran_on_stand_in,wall_seconds,device")
+                      "delta_pct,ran_on_stand_in,reduced_budget,wall_seconds,device")
     assert "| alpha | acc | 52.00 ± 2.83 | 2 | 52.00 | 0.00 |" in md
     assert "| beta | acc | — | 0 | — | — |" in md
     assert any(p.suffix == ".png" for p in paths)
@@ -285,3 +285,15 @@ def test_a_paper_with_no_run_under_a_profile_gets_no_table_and_mixed_units_name_
     md = next(p for p in build_tables("smoke") if p.suffix == ".md").read_text()
     assert "| reproduced | n seeds | paper |" in md and "Units as each column names them." in md
     assert "(%)" not in md
+
+
+def test_a_reduced_budget_run_shows_no_delta_against_the_full_recipe(project):
+    f = project / "params/demo/alpha.yaml"
+    body = yaml.safe_load(f.read_text())
+    body["profiles"]["smoke"]["train_subset"] = 100   # the cpu profile's kind of cut
+    f.write_text(yaml.safe_dump(body))
+    assert run_cell(f, "smoke", seed=0, executor="direct")[0].status == "done"
+    row = collect("smoke", "demo").set_index("row").loc["alpha"]
+    assert row["reduced"] == "100 training images" and np.isnan(row["delta"]) and row["n_seeds"] == 1
+    md = next(p for p in build_tables("smoke") if p.suffix == ".md").read_text()
+    assert "‡" in md and "— (reduced)" in md and "100 training images" in md

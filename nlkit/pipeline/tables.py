@@ -47,6 +47,7 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None) ->
         # a run on other data or features than the paper's cannot be compared with the paper's number
         stand_in = is_stand_in(resolved, paper_cell)
         ran = run_label(resolved, paper_cell) if stand_in else ""
+        reduced = reduced_budget(resolved)
         runs = [m for seed in resolved.get("seeds") or [0]
                 if (m := current_metrics(resolved, int(seed), root, warn=True)) is not None]
         walls = [float(m.get("wall_seconds") or 0) for m in runs]
@@ -61,14 +62,28 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None) ->
                 "reproduced_mean": mean,
                 "reproduced_std": float(np.std(values, ddof=1)) if len(values) > 1 else (0.0 if values else math.nan),
                 "n_seeds": len(values), "paper_value": paper_value if paper_value is not None else math.nan,
-                "delta": mean - paper_value if values and paper_value is not None and not stand_in else math.nan,
+                "delta": mean - paper_value if values and paper_value is not None and not (stand_in or reduced)
+                else math.nan,
                 "wall_seconds": float(np.sum(walls)) if walls and values else math.nan,
                 "device": "; ".join(devices) if values else "",
                 "metric": entry["metric"], "cell": resolved["cell_id"],
                 "expected_source": expected.get("source", ""), "expected_tag": expected.get("tag", ""),
-                "stand_in": stand_in, "ran": ran,
+                "stand_in": stand_in, "ran": ran, "reduced": reduced if values else "",
             })
     return pd.DataFrame(rows)
+
+
+def reduced_budget(resolved: dict) -> str:
+    """'' for a run on the cell's whole data; else what was cut (the cpu profile's subsets and pooled pixels), e.g.
+    '2000 training images, 1000 test images'. Such a run's number is not the paper's protocol: no Δ is given."""
+    cuts = []
+    if resolved.get("train_subset"):
+        cuts.append(f"{resolved['train_subset']} training images")
+    if resolved.get("test_subset"):
+        cuts.append(f"{resolved['test_subset']} test images")
+    if int(resolved.get("downsample") or 1) > 1:
+        cuts.append(f"pixels pooled {resolved['downsample']}x")
+    return ", ".join(cuts)
 
 
 def _fmt(value, digits: int) -> str:
@@ -113,6 +128,8 @@ def csv_frame(df: pd.DataFrame, paper: str) -> pd.DataFrame:
     for col in VALUE_COLUMNS:
         out[col] = (out[col] * _scale(meta)).round(6)
     out.insert(out.columns.get_loc("delta") + 1, "ran_on_stand_in", df["ran"].fillna(""))
+    out.insert(out.columns.get_loc("ran_on_stand_in") + 1, "reduced_budget",
+               df["reduced"].fillna("") if "reduced" in df else "")
     return out.rename(columns={c: c + suffix for c in VALUE_COLUMNS})
 
 
@@ -134,6 +151,11 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str) -> str:
     if stand_ins:
         lines += [f"{stand_ins} cells ran on a stand-in (other data or features than the paper's, marked "
                   "†): their paper value is a reference only, and no Δ is given.", ""]
+    reduced = df[df["reduced"].astype(bool) & (df["n_seeds"] > 0)] if "reduced" in df else df.iloc[:0]
+    if len(reduced):
+        cuts = "; ".join(sorted(set(reduced["reduced"])))
+        lines += [f"{len(reduced)} cells ran at a reduced budget (marked ‡: {cuts}; see the profile note): their "
+                  "paper value is the full recipe's, a reference only, and no Δ is given.", ""]
     for table_id, part in df.groupby("table", sort=True):
         info = (meta.get("tables") or {}).get(table_id, {})
         lines += [f"## {table_id}: {info.get('title', '')}".rstrip(": "), ""]
@@ -150,6 +172,9 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str) -> str:
             if r.get("stand_in") and r.n_seeds > 0:
                 rep += f" † ({r.ran})"
                 delta = "— (stand-in)"
+            elif r.get("reduced") and r.n_seeds > 0:
+                rep += " ‡"
+                delta = "— (reduced)"
             lines.append(f"| {r.row} | {r.column} | {rep} | {r.n_seeds} | {_fmt(r.paper_value * scale, digits)} | "
                          f"{delta} | {r.expected_source} {('[' + r.expected_tag + ']') if r.expected_tag else ''} | "
                          f"{_fmt(r.wall_seconds, 1)} | {r.device or '—'} |")
@@ -198,13 +223,15 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
         for i, (column, grp) in enumerate(ok.groupby("column", sort=True)):
             colour = f"C{i % 10}"
             stand = grp["stand_in"].astype(bool) if "stand_in" in grp else pd.Series(False, index=grp.index)
+            if "reduced" in grp:
+                stand = stand | grp["reduced"].astype(bool)
             for hollow, sub in ((False, grp[~stand]), (True, grp[stand])):
                 if not len(sub):
                     continue
                 ax.errorbar(sub.paper_value * scale, sub.reproduced_mean * scale,
                             yerr=sub.reproduced_std.fillna(0) * scale, fmt=_MARKERS[i % len(_MARKERS)], ms=7,
                             capsize=2, color=colour, mfc="none" if hollow else colour, alpha=0.85,
-                            label=f"{column}" + (" (stand-in)" if hollow else ""))
+                            label=f"{column}" + (" (stand-in or reduced)" if hollow else ""))
         # coincident points get one stacked label, not labels printed over each other
         span = (hi - lo) or 1.0
         spots: dict = {}
@@ -225,9 +252,12 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
                     fontsize=7, transform=ax.transAxes, color="gray")
     fig.suptitle("\n".join(_wrap(title, int(cols * 5.6 * 11))), fontsize=12)  # about 11 characters an inch
     notes = []
-    if "stand_in" in df and bool((df["stand_in"].astype(bool) & (df["n_seeds"] > 0)).any()):
-        notes.append("hollow markers: runs on a stand-in (other data or features than the paper's cell); their "
-                     "paper value is a reference, not a target")
+    hollow = df["stand_in"].astype(bool) if "stand_in" in df else pd.Series(False, index=df.index)
+    if "reduced" in df:
+        hollow = hollow | df["reduced"].astype(bool)
+    if bool((hollow & (df["n_seeds"] > 0)).any()):
+        notes.append("hollow markers: runs on a stand-in (other data or features than the paper's cell) or at a "
+                     "reduced budget; their paper value is a reference, not a target")
     if left_out:
         notes.append(f"not drawn (no cell with both a reproduced and a paper value yet): {', '.join(left_out)}; "
                      "see the .md")
