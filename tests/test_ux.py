@@ -238,6 +238,42 @@ def test_run_log_takes_library_chatter_off_the_terminal(tmp_path, capsys):
     assert "after the run" not in (tmp_path / "run.log").read_text()
 
 
+def test_parallel_runs_log_to_their_own_files_and_never_to_a_closed_one(tmp_path, capsys):
+    """`--jobs 2`: two runs' logs open and close out of order in two threads. Each record lands in the log of the
+    thread that emitted it, and a record emitted after both closed (a kernel client collected late) is no
+    'Logging error' on the terminal."""
+    import threading
+
+    from nlkit.pipeline.executors import run_log
+
+    a_open, b_open, a_closed = threading.Event(), threading.Event(), threading.Event()
+
+    def run_a():
+        with run_log(tmp_path / "a.log"):
+            a_open.set()
+            b_open.wait(10)
+            logging.getLogger("jupyter_client").warning("from run a")
+        a_closed.set()
+
+    def run_b():
+        a_open.wait(10)
+        with run_log(tmp_path / "b.log"):
+            b_open.set()
+            a_closed.wait(10)  # a closes first, while b is still open
+            logging.getLogger("jupyter_client").warning("from run b")
+
+    threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(20)
+    logging.getLogger("jupyter_client").warning("a client collected after both runs")
+    a, b = (tmp_path / "a.log").read_text(), (tmp_path / "b.log").read_text()
+    assert "from run a" in a and "from run b" not in a
+    assert "from run b" in b and "from run a" not in b
+    assert "Logging error" not in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------- install paths
 
 def test_gpu_extra_keeps_the_fallback():

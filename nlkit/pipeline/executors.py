@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -72,41 +73,77 @@ def _execute(pm, notebook: Path, partial: Path, executed: Path, parameters: dict
 
 class run_log:  # noqa: N801 - a context manager, like open()
     """`with run_log(path) as stream:` sends papermill's, nbclient's and the kernel client's log records and Python
-    warnings to the run's log file instead of the terminal, where `make reproduce` shows one progress line."""
+    warnings to the run's log file instead of the terminal, where `make reproduce` shows one progress line.
+
+    Loggers are global but parallel runs are threads: one routing handler, installed while any run log is open,
+    writes each record to the log of the thread that emitted it, and drops records emitted outside a run (a kernel
+    client garbage-collected later), so nothing is written to a log that is already closed."""
 
     LOGGERS = ("papermill", "nbclient", "traitlets", "jupyter_client", "py.warnings")
+    _open = 0
+    _saved: list = []
+    _guard = threading.Lock()
+    _current = threading.local()
 
     def __init__(self, path: Path):
         self.path = path
 
     def __enter__(self):
-        import logging
-
-        import os
-
         try:
             self.stream = open(self.path, "a", buffering=1)  # noqa: SIM115 - closed in __exit__
         except OSError:  # a full disk or read-only folder: the run itself reports that; its chatter goes nowhere
             self.stream = open(os.devnull, "w")  # noqa: SIM115 - closed in __exit__
-        self.handler = logging.StreamHandler(self.stream)
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        self.saved = []
-        for name in self.LOGGERS:
-            logger = logging.getLogger(name)
-            self.saved.append((logger, logger.propagate, list(logger.handlers)))
-            logger.handlers = [self.handler]
-            logger.propagate = False
-        logging.captureWarnings(True)
+        self.outer = getattr(run_log._current, "stream", None)
+        run_log._current.stream = self.stream
+        with run_log._guard:
+            if run_log._open == 0:
+                run_log._install()
+            run_log._open += 1
         return self.stream
 
     def __exit__(self, *exc):
-        import logging
-
-        logging.captureWarnings(False)
-        for logger, propagate, handlers in self.saved:
-            logger.handlers, logger.propagate = handlers, propagate
+        with run_log._guard:
+            run_log._open -= 1
+            if run_log._open == 0:
+                run_log._uninstall()
+        run_log._current.stream = self.outer
         self.stream.close()
         return False
+
+    @classmethod
+    def _install(cls) -> None:
+        handler = _ThreadRouter(cls._current)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        cls._saved = []
+        for name in cls.LOGGERS:
+            logger = logging.getLogger(name)
+            cls._saved.append((logger, logger.propagate, list(logger.handlers)))
+            logger.handlers, logger.propagate = [handler], False
+        logging.captureWarnings(True)
+
+    @classmethod
+    def _uninstall(cls) -> None:
+        logging.captureWarnings(False)
+        for logger, propagate, handlers in cls._saved:
+            logger.handlers, logger.propagate = handlers, propagate
+        cls._saved = []
+
+
+class _ThreadRouter(logging.Handler):
+    """A logging handler that writes to the calling thread's open run log, or nowhere."""
+
+    def __init__(self, current: threading.local):
+        super().__init__()
+        self.current = current
+
+    def emit(self, record) -> None:
+        stream = getattr(self.current, "stream", None)
+        if stream is None or stream.closed:
+            return
+        try:
+            stream.write(self.format(record) + "\n")
+        except (OSError, ValueError):  # a full disk: the chatter is lost, the run goes on
+            pass
 
 
 def _publish_notebook(partial: Path, executed: Path, quiet: bool = False) -> None:
