@@ -246,7 +246,7 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
         ax.set_xlabel(_in_unit("paper value", unit))
         ax.set_ylabel(_in_unit("reproduced, mean over seeds", unit))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title="column", title_fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, title="column", title_fontsize=7, loc="best")  # the corner with fewest points
         if missing:
             ax.text(0.98, 0.02, f"{missing} cells without a paper value not shown", ha="right", va="bottom",
                     fontsize=7, transform=ax.transAxes, color="gray")
