@@ -77,7 +77,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
 params_file = "params/instancegm/cifar10-idn-0.50-instancegm.yaml"   # the table cell
 profile = "smoke"       # smoke (CPU, digits), cpu (real CIFAR-10, reduced), quick (one GPU, 100 epochs) or paper
 seed = 0
-out_dir = "outputs/explore/instancegm"
+out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for the cpu, quick and paper profiles
 noise_root = None
 
@@ -104,7 +104,7 @@ from nlkit.viz import (
 
 cell = load_cell(params_file, profile)
 cfg = instancegm.Config.from_cell(cell)
-out = output_dir(out_dir)
+out = output_dir(out_dir, cell, seed)
 ran = run_label(cell)  # names the stand-in when the profile swaps the data, e.g. digits for CIFAR-10
 print(f"{ran}: method {cfg.method}, {cfg.epochs} epochs ({cfg.warmup_epochs} warm-up), "
       f"net {cfg.arch} (width x{cfg.width_mult}), batch {cfg.batch_size}, device {default_device()}")

@@ -41,7 +41,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
 params_file = "params/lra_diffusion/cifar10-pmd-0.35-clip.yaml"   # the table cell
 profile = "smoke"       # smoke (CPU, digits), quick (one GPU, cached features) or paper
 seed = 0
-out_dir = "outputs/explore/lra_diffusion"
+out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz)
 noise_root = None       # folder holding the published label files (lra-pmd/*.npy)
 needs = {}              # artefacts of the cells this one needs, e.g. {"encoder": "<simclr run>/simclr.pt"}
@@ -62,7 +62,7 @@ from nlkit.viz import per_class_noise_bars, save_figure
 
 cell = load_cell(params_file, profile)
 cfg = lra.Config.from_cell(cell)
-out = output_dir(out_dir)
+out = output_dir(out_dir, cell, seed)
 ran = run_label(cell)  # names the stand-ins when the profile swaps data or encoder (digits, PCA features)
 variant = "LRA-MLP (cached features)" if cfg.image_encoder == "none" else "LRA-Diffusion"
 print(f"{ran}: {variant}, f_p = {cell['encoder']['name']}, k = {cfg.k}, "

@@ -36,7 +36,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
 params_file = "params/simclr/cifar10.yaml"
 profile = "smoke"
 seed = 0
-out_dir = "outputs/explore/simclr"
+out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None
 noise_root = None
 
@@ -56,7 +56,7 @@ from nlkit.viz import save_figure
 cell = load_cell(params_file, profile)
 cfg = simclr.Config.from_cell(cell)
 ran = run_label(cell)
-out_dir = output_dir(out_dir)
+out_dir = output_dir(out_dir, cell, seed)
 data = simclr.prepare(cell, seed, Roots(data_root, noise_root))
 print(f"{ran}: {data.dataset.name}, {len(data.dataset.train_labels)} training images; SimCLR {cfg.arch}, {cfg.epochs} epochs, "
       f"batch {cfg.batch_size}, device {default_device()}")

@@ -40,7 +40,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
 params_file = "params/sln/cifar10-sym-0.40-paper-sln.yaml"   # the table cell
 profile = "smoke"       # smoke (CPU, digits), quick (one GPU, 120 epochs) or paper (300 epochs)
 seed = 0
-out_dir = "outputs/explore/sln"
+out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for quick and paper runs
 noise_root = None       # folder holding the published label files (sln/<dataset>/*.csv)
 
@@ -64,7 +64,7 @@ from nlkit.viz import (
 
 cell = load_cell(params_file, profile)
 cfg = sln.Config.from_cell(cell)
-out = output_dir(out_dir)
+out = output_dir(out_dir, cell, seed)
 ran = run_label(cell)  # names the stand-in when the profile swaps the data, e.g. digits for CIFAR-10
 lc = f"label correction from epoch {cfg.lc_start}" if cfg.lc_start is not None else "no label correction"
 print(f"{ran}: method {cell['method']}, sigma {cfg.sigma}, {cfg.epochs} epochs, {lc}, net {cfg.arch}, "

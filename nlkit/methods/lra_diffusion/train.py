@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ...errors import UserError
-from ...train import TrainLoop, autocast_for, default_device
+from ...train import TrainLoop, autocast_for, default_device, run_identity
 from ..contract import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, config_from_cell
 from .data import LRAData
 from .diffusion import (
@@ -231,7 +231,8 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
 
     loop = TrainLoop(out_dir, epochs=cfg.epochs, desc="LRA", checkpoint_every_seconds=cfg.checkpoint_every_seconds,
                      time_budget_seconds=cfg.time_budget_seconds, progress=progress,
-                     postfix=("loss", "val_acc", "test_acc"))
+                     postfix=("loss", "val_acc", "test_acc"),
+                     identity=run_identity(cfg, seed, data.train_images, data.noisy, *(feats[k] for k in sorted(feats))))
     result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
     history = result.history
     hist = pd.DataFrame(history)

@@ -32,7 +32,7 @@ from ...diffusion import (
 )
 from ...errors import UserError
 from ...io import atomic_write
-from ...train import EMA, TrainLoop, autocast_for, default_device
+from ...train import EMA, TrainLoop, autocast_for, default_device, run_identity
 from .objective import forward_corrected_ce, tdsm_loss, volmin_loss
 from .weights import reverse_matrix, tdsm_weights, volmin_transition, weight_entropy
 
@@ -265,7 +265,9 @@ def train_classifier(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: 
     loop = TrainLoop(out_dir, epochs=cfg.ticks(cfg.cls_duration_kimg), desc="classifier",
                      checkpoint_every_seconds=cfg.checkpoint_every_seconds,
                      time_budget_seconds=cfg.time_budget_seconds, progress=progress,
-                     postfix=("kimg", "loss", "train_acc_noisy"))
+                     postfix=("kimg", "loss", "train_acc_noisy"),
+                     identity=run_identity(cfg, seed, images, noisy, S, stage="classifier",
+                                           learn_transition=learn_transition))
     result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
     model.eval()
     T = volmin_transition(A.detach()).cpu().numpy().astype(np.float64) if A is not None else np.asarray(S)
@@ -440,7 +442,8 @@ def train_diffusion(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: T
     loop = TrainLoop(out_dir, epochs=cfg.ticks(cfg.duration_kimg), desc=method.upper(),
                      checkpoint_every_seconds=cfg.checkpoint_every_seconds,
                      time_budget_seconds=cfg.time_budget_seconds, progress=progress,
-                     postfix=("kimg", "loss", "extra_passes_per_sample"))
+                     postfix=("kimg", "loss", "extra_passes_per_sample"),
+                     identity=run_identity(cfg, seed, images, noisy, S, stage=method))
     result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
     net.eval()
     return DiffusionRun(pd.DataFrame(result.history), net, ema.model.eval(), result.completed, nimg)
