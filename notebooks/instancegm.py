@@ -80,6 +80,7 @@ seed = 0
 out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for the cpu, quick and paper profiles
 noise_root = None
+needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
 
 # %%
 
@@ -88,9 +89,10 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from nlkit.methods import Roots, instancegm, write_results
+from nlkit.methods import instancegm, write_results
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.notebook import notebook_roots
 from nlkit.pipeline.tables import table_entries
 from nlkit.train import default_device
 from nlkit.viz import (
@@ -115,7 +117,7 @@ print(f"{ran}: method {cfg.method}, {cfg.epochs} epochs ({cfg.warmup_epochs} war
 # full training set; reduced profiles then keep a subset. Red frames mark flipped labels.
 
 # %%
-data = instancegm.prepare(cell, seed, Roots(data_root, noise_root))
+data = instancegm.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
 rate = f"{data.noise_rate:.2%} of the training labels are wrong" if data.noise_rate is not None else \
     "true labels unknown (real-world noise)"
 print(f"{cell['dataset']}: {len(data.noisy)} training images ({data.pixels} pixels), {len(data.test_labels)} test; "

@@ -39,6 +39,7 @@ seed = 0
 out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None
 noise_root = None
+needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
 
 # %%
 from pathlib import Path
@@ -47,9 +48,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from nlkit.methods import Roots, simclr, write_results
+from nlkit.methods import simclr, write_results
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.notebook import notebook_roots
 from nlkit.train import default_device
 from nlkit.viz import save_figure
 
@@ -57,7 +59,7 @@ cell = load_cell(params_file, profile)
 cfg = simclr.Config.from_cell(cell)
 ran = run_label(cell)
 out_dir = output_dir(out_dir, cell, seed)
-data = simclr.prepare(cell, seed, Roots(data_root, noise_root))
+data = simclr.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
 print(f"{ran}: {data.dataset.name}, {len(data.dataset.train_labels)} training images; SimCLR {cfg.arch}, {cfg.epochs} epochs, "
       f"batch {cfg.batch_size}, device {default_device()}")
 

@@ -43,6 +43,7 @@ seed = 0
 out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for quick and paper runs
 noise_root = None       # folder holding the published label files (sln/<dataset>/*.csv)
+needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
 
 # %%
 
@@ -50,9 +51,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from nlkit.methods import Roots, sln, write_results
+from nlkit.methods import sln, write_results
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.notebook import notebook_roots
 from nlkit.train import default_device
 from nlkit.viz import (
     confidence_histogram,
@@ -74,7 +76,7 @@ print(f"{ran}: method {cell['method']}, sigma {cfg.sigma}, {cfg.epochs} epochs, 
 # ## Data and label noise
 
 # %%
-data = sln.prepare(cell, seed, Roots(data_root, noise_root))
+data = sln.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
 print(f"{cell['dataset']}: {len(data.noisy)} training images ({data.pixels} pixels), {len(data.test_labels)} test; "
       f"noise {data.noise_meta.get('generator')}: {data.noisy_mask.mean():.2%} of the training samples are noisy")
 if data.val_labels is not None:

@@ -97,3 +97,57 @@ def test_switching_the_cell_in_one_folder_gives_the_new_cells_own_numbers(paper,
     switched = _run(module, cell_b, 1, shared)
     alone = _run(module, cell_b, 1, tmp_path / "alone")
     assert switched and switched == alone
+
+
+# ------------------------------------------------------------------ what a notebook needs, and where paths point
+
+def test_notebook_resolves_its_cells_needs_by_running_the_needed_cell_first(kit_project, capsys):
+    """tdsm.ipynb on a fresh clone: the TDSM cell needs the classifier cell's weights; Run All runs it first."""
+    from nlkit.pipeline.notebook import notebook_roots
+    from nlkit.pipeline.runner import is_current
+
+    cell = load_cell(kit_project / "params/tdsm/mnist-sym-0.40-tdsm.yaml", "smoke")
+    classifier = load_cell(kit_project / "params/tdsm/mnist-sym-0.40-classifier.yaml", "smoke")
+    assert not is_current(classifier, 0)
+    roots = notebook_roots(cell, executor="direct")
+    assert is_current(classifier, 0)
+    assert Path(roots.needs["classifier"]).is_file()
+    assert Path(roots.needs["classifier"]).is_relative_to(kit_project / "outputs/smoke/tdsm/mnist-sym-0.40-classifier")
+    assert "running it first" in capsys.readouterr().out
+    again = notebook_roots(cell, executor="direct")          # now found, nothing rerun
+    assert again.needs == roots.needs and "running it first" not in capsys.readouterr().out
+
+
+def test_notebook_needs_given_by_hand_are_taken_from_the_project_folder(kit_project, monkeypatch):
+    from nlkit.pipeline.notebook import notebook_roots
+
+    monkeypatch.chdir(kit_project / "notebooks")              # where JupyterLab starts kernels
+    cell = load_cell(kit_project / "params/tdsm/mnist-sym-0.40-tdsm.yaml", "smoke")
+    roots = notebook_roots(cell, "data", "noise", {"classifier": "outputs/x/classifier.pt"})
+    assert roots.data_root == str(kit_project / "data") and roots.noise_root == str(kit_project / "noise")
+    assert roots.artefact("classifier") == kit_project / "outputs/x/classifier.pt"
+
+
+def test_relative_data_root_means_the_same_from_notebooks_and_the_root(kit_project, monkeypatch):
+    import numpy as np
+
+    from nlkit.data import default_data_root
+    from nlkit.data import load_dataset
+    from nlkit.noise.labelfiles import resolve_noise_file
+    from nlkit.noise.setting import apply_noise_model
+
+    digits = load_dataset("digits")
+    np.save(kit_project / "labels.npy", (digits.train_labels + 1) % digits.num_classes)
+
+    (kit_project / "data" / "noise" / "sln").mkdir(parents=True)
+    (kit_project / "data" / "noise" / "sln" / "x.csv").write_text("label\n1\n")
+    seen = set()
+    for cwd in (kit_project, kit_project / "notebooks"):
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("NLKIT_DATA_ROOT", "data")
+        seen.add(default_data_root())
+        seen.add(resolve_noise_file("sln/x.csv", noise_root="data/noise"))
+        seen.add(resolve_noise_file("sln/x.csv", data_root="data"))
+        flipped = apply_noise_model(digits, "file", 0.0, 0, label_file="labels.npy")   # the explorer's label file
+        assert (flipped.noisy != digits.train_labels).all()
+    assert seen == {kit_project / "data", kit_project / "data/noise/sln/x.csv"}
