@@ -148,9 +148,13 @@ class TDSMConfig:
             raise UserError("label dropout > 0 is incompatible with TDSM (dropped labels become all-zero one-hots)")
         if cfg.precision not in ("fp32", "bf16"):
             raise UserError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
-        if cfg.tf32 is None:  # the original disables TF32 in both training loops; the bf16 setting allows it
-            cfg.tf32 = cfg.precision == "bf16"
+        cfg.tf32 = cfg.allow_tf32  # resolved: the original disables TF32 in both loops; the bf16 setting allows it
         return cfg
+
+    @property
+    def allow_tf32(self) -> bool:
+        """TF32 as set (`tf32`), else on only with bf16: the original runs fp32 with TF32 off."""
+        return self.precision == "bf16" if self.tf32 is None else bool(self.tf32)
 
     def ticks(self, duration_kimg: float) -> int:
         return max(1, math.ceil(duration_kimg / self.kimg_per_tick))
@@ -206,7 +210,7 @@ def train_classifier(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: 
     Adam with a linear warm-up and no decay, no EMA, the same sigma distribution and augmentation as the diffusion
     model (the classifier sees the augment labels in training, docs/tdsm.md §6.2)."""
     dev = torch.device(device or default_device())
-    set_tf32(bool(cfg.tf32))  # training/classifier_loop.py turns TF32 off
+    set_tf32(cfg.allow_tf32)  # training/classifier_loop.py turns TF32 off
     torch.manual_seed(seed)
     k = int(S.shape[0])
     _, h, w, ch = images.shape
@@ -366,7 +370,7 @@ def train_diffusion(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: T
     if method == "tdsm" and classifier is None:
         raise UserError("TDSM needs the noise-level-conditioned classifier (the classifier cell's artefact)")
     dev = torch.device(device or default_device())
-    set_tf32(bool(cfg.tf32))  # EDM trains in fp32 with TF32 off; the quick profile allows both bf16 and TF32
+    set_tf32(cfg.allow_tf32)  # EDM trains in fp32 with TF32 off; the quick profile allows both bf16 and TF32
     torch.manual_seed(seed)
     k = int(S.shape[0])
     _, h, w, ch = images.shape
