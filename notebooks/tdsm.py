@@ -44,9 +44,9 @@
 #
 # This notebook runs one cell of the TDSM tables (`params/tdsm/<cell>.yaml`): the classifier, DSM, S-DSM, TDSM, or
 # the 2-D toy. Samples are scored by **label consistency** (a clean-trained evaluator's accuracy on the samples made
-# for each class), **CAS** (a classifier trained only on samples, tested on the real clean test set) and a
-# **feature-FID** on the evaluator's features; FID, IS, density and coverage in Inception space when Inception
-# weights are supplied.
+# for each class), **CAS** (a classifier trained only on samples, tested on the real clean test set: the original
+# code's ResNet-50 for CIFAR, its two-conv CNN for MNIST) and a **feature-FID** on the evaluator's features; FID, IS,
+# density and coverage in Inception space, for every sampling seed, when Inception weights are supplied.
 
 # %%
 # Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.
