@@ -10,10 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from nlkit.diffusion import EDMPrecond, build_unet, edm_loss, heun_sample, precond_coefficients, sample_sigma
-from nlkit.diffusion.original_layout import songunet_state_dict_to_kit
+from nlkit.diffusion import (
+    EDMPrecond,
+    build_classifier,
+    build_unet,
+    edm_loss,
+    heun_sample,
+    precond_coefficients,
+    sample_sigma,
+)
+from nlkit.diffusion.original_layout import classifier_state_dict_to_kit, songunet_state_dict_to_kit
 from nlkit.errors import UserError
 from nlkit.methods.tdsm.objective import tdsm_loss
+from nlkit.methods.tdsm.train import affine_denoiser
 from nlkit.methods.tdsm.weights import build_transition, tdsm_weights
 
 GOLDEN = Path(__file__).parent / "golden" / "tdsm"
@@ -124,11 +133,38 @@ def test_heun_sampler_with_churn_matches_original():
     close(out, g["out_churn"], RTOL64, ATOL64)
 
 
+def test_heun_sampler_with_affine_score_matches_original():
+    g = load("sampler")
+    den = toys.MixtureDenoiser(g["means"], float(g["variance"]))
+    other = toys.MixtureDenoiser(g["other_means"], float(g["other_variance"]))
+    out = heun_sample(affine_denoiser(den, other, float(g["affine_weight"])), t(g["latents"]), t(g["labels"]))
+    close(out, g["out_affine"], RTOL64, ATOL64)
+
+
 def test_heun_sampler_with_songunet_matches_original():
     g = load("sampler")
     net = kit_unet(load("songunet")).eval()
     out = heun_sample(net, t(g["latents_unet"]), t(g["labels_unet"]))
     close(out, g["out_unet"])
+
+
+@pytest.mark.parametrize("arch", ["cnn_mnist", "resnet18_cond"])
+def test_noise_conditioned_classifier_matches_original(arch):
+    g = load(f"classifier_{arch}")
+    original = {}
+    for name, shape in zip(g["names"], g["shapes"]):
+        shape = tuple(int(d) for d in str(shape).split(",") if d)
+        original[str(name)] = (torch.zeros(shape, dtype=torch.long) if name.endswith("num_batches_tracked")
+                               else torch.from_numpy(toys.recipe_tensor(str(name), shape)))
+    x = t(g["x"])
+    net = build_classifier(arch, num_classes=int(g["num_classes"]), in_channels=x.shape[1], img_resolution=x.shape[2],
+                           augment_dim=9)
+    net.load_state_dict(classifier_state_dict_to_kit(original, arch), strict=True)
+    net.eval()
+    with torch.no_grad():
+        for aug, key in ((t(g["augment_labels"]), "logits_aug"), (None, "logits_noaug")):
+            logits = net(x, t(g["sigma"]), aug)
+            close(logits, g[key], RTOL, ATOL * max(float(np.abs(g[key]).max()), 1.0))
 
 
 # ---------------------------------------------------------------------------------------------- TDSM loss

@@ -37,3 +37,46 @@ def songunet_state_dict_to_kit(state_dict: dict) -> dict:
             continue
         out[_OUTPUT_LAYER.sub(lambda m: f"{m.group(1)}out_{m.group(2)}.", key)] = value
     return out
+
+
+# ---------------------------------------------------------------------------------------------- classifiers
+
+_EMBEDDING = {"map_augment.": "embed.map_augment.", "map_layer0.": "embed.layer0.", "map_layer1.": "embed.layer1."}
+_MNIST_BODY = {"conv1.0.": "body.conv1.", "conv2.0.": "body.conv2.", "dense_1.": "body.dense1.",
+               "dense_2.": "body.dense2.", "linear.": "body.head."}
+_RESNET_BODY = {"conv1.": "body.stem.0.", "bn1.": "body.stem.1.", "linear.": "body.head."}
+_RESNET_STAGE = re.compile(r"^layer(\d)\.(.*)$")
+_RESNET_DENSE = re.compile(r"^dense_(\d)\.(.*)$")
+
+
+def _classifier_key(key: str, arch: str) -> str:
+    for old, new in _EMBEDDING.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    if not key.startswith("classifier."):
+        raise UserError(f"{key}: not a key of the reference noise-conditioned classifier (positional embedding)")
+    key = key[len("classifier."):]
+    table = _MNIST_BODY if arch == "cnn_mnist" else _RESNET_BODY
+    for old, new in table.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    if arch != "cnn_mnist":
+        if m := _RESNET_STAGE.match(key):
+            return f"body.stages.{int(m.group(1)) - 1}.{m.group(2)}"
+        if m := _RESNET_DENSE.match(key):
+            return f"body.denses.{int(m.group(1)) - 1}.{m.group(2)}"
+    raise UserError(f"classifier.{key}: no counterpart in the kit's {arch} classifier")
+
+
+def classifier_state_dict_to_kit(state_dict: dict, arch: str) -> dict:
+    """The reference TDSM classifier's state dict (`EDMPrecond_classifier` with `ClassifierSong_MNIST` for
+    `cnn_mnist`, `ClassifierSong` with a ResNet-18/34 for `resnet18_cond`/`resnet34_cond`; keys optionally prefixed
+    `model.`) in the layout of the kit's `NoiseConditionalClassifier`. The variant with a learned transition matrix
+    and the Fourier (NCSN++) embedding are refused."""
+    out = {}
+    for key, value in state_dict.items():
+        inner = key[len("model."):] if key.startswith("model.") else key
+        if inner.startswith("map_noise."):
+            raise UserError(f"{key}: only the positional (DDPM++) noise embedding can be mapped")
+        out[_classifier_key(inner, arch)] = value
+    return out

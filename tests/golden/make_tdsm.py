@@ -25,7 +25,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "tdsm"
 sys.path.insert(0, str(HERE))
-from tdsm_toys import MixtureDenoiser, ToyDenoiser  # noqa: E402
+from tdsm_toys import MixtureDenoiser, ToyDenoiser, recipe_tensor  # noqa: E402
 
 # The small DDPM++ SongUNet of the goldens (EDM's ddpmpp settings at a reduced width).
 UNET = dict(img_resolution=8, img_channels=3, label_dim=10, augment_dim=9, model_channels=8, channel_mult=[1, 2],
@@ -34,16 +34,33 @@ TAU = 0.01
 SHARED_PACKAGES = ("training", "dnnlib", "torch_utils", "generate")
 
 
-def import_from(checkout: Path, names: list[str]) -> dict:
-    """Import `names` (modules) from one checkout, then forget its packages so that the other checkout's
-    identically named packages can be imported next."""
+def _forget_shared_packages() -> None:
     for key in [k for k in sys.modules if k.split(".")[0] in SHARED_PACKAGES]:
         del sys.modules[key]
+
+
+def import_from(checkout: Path, names: list[str]) -> tuple[dict, dict]:
+    """Import `names` (modules) from one checkout; returns them and the checkout's entries of sys.modules, to be
+    re-activated with `active` (both checkouts name their packages alike)."""
+    _forget_shared_packages()
     sys.path.insert(0, str(checkout))
     try:
-        return {name: importlib.import_module(name) for name in names}
+        modules = {name: importlib.import_module(name) for name in names}
     finally:
         sys.path.remove(str(checkout))
+    return modules, {k: m for k, m in sys.modules.items() if k.split(".")[0] in SHARED_PACKAGES}
+
+
+@contextlib.contextmanager
+def active(snapshot: dict):
+    """Make one checkout's packages the imported ones (its persistence module checks, when a network is
+    constructed, that its classes are the ones importable under their names)."""
+    _forget_shared_packages()
+    sys.modules.update(snapshot)
+    try:
+        yield
+    finally:
+        _forget_shared_packages()
 
 
 @contextlib.contextmanager
@@ -174,9 +191,10 @@ def make_edm_loss(losses, net) -> None:
          loss_per_sample=loss.flatten(1).sum(1), loss_per_pixel=loss.detach())
 
 
-def make_sampler(gen, net) -> None:
+def make_sampler(gen, tdsm_generate, net) -> None:
     """edm_sampler (18 steps): the analytic mixture denoiser deterministic (S_churn = 0, with every denoiser call's
-    input recorded) and with churn and given per-step noise; the SongUNet deterministic."""
+    input recorded) and with churn and given per-step noise; TDSM's affine score (its generate.py's edm_sampler with
+    net2 and affine_weight); the SongUNet deterministic."""
     g = torch.Generator().manual_seed(4)
     k, c, r = 3, 1, 8
     means = torch.randn(k, 2, c, r, r, generator=g, dtype=torch.float64) * 0.6
@@ -201,6 +219,9 @@ def make_sampler(gen, net) -> None:
     out_churn = gen.edm_sampler(mixture, latents, labels, randn_like=lambda x: draws.pop(0).clone(), **churn)
     assert not draws
 
+    other = MixtureDenoiser((means * 0.5 + 0.1).numpy(), 0.08)
+    out_affine = tdsm_generate.edm_sampler(mixture, latents, labels, net2=other, affine_weight=0.7)
+
     bu = 2
     latents_unet = torch.randn(bu, UNET["img_channels"], UNET["img_resolution"], UNET["img_resolution"], generator=g)
     labels_unet = torch.nn.functional.one_hot(torch.tensor([5, 8]), UNET["label_dim"]).float()
@@ -209,9 +230,39 @@ def make_sampler(gen, net) -> None:
         out_unet = gen.edm_sampler(net, latents_unet, labels_unet)
     save("sampler", means=means, variance=np.float64(0.05), latents=latents, labels=labels,
          call_x=torch.stack([x for x, _ in calls]), call_sigma=torch.stack([s for _, s in calls]),
-         out_det=out_det, step_noise=step_noise, out_churn=out_churn,
+         out_det=out_det, step_noise=step_noise, out_churn=out_churn, other_means=other.means,
+         other_variance=np.float64(other.variance), affine_weight=np.float64(0.7), out_affine=out_affine,
          **{f"churn_{key}": np.float64(v) for key, v in churn.items()},
          latents_unet=latents_unet, labels_unet=labels_unet, out_unet=out_unet)
+
+
+# ---------------------------------------------------------------------------------------------- classifiers
+
+def make_classifier(nets, kit_arch: str, model_type: str, channels: int, num_classes: int, **kw) -> None:
+    """The noise-conditioned classifier (EDMPrecond_classifier, eval mode as the TDSM loop loads it) with weights
+    from `recipe_tensor` (stored as names and shapes only: the full-size networks are too large to store), for
+    given x, sigma, with and without augment labels."""
+    torch.manual_seed(0)
+    net = nets.EDMPrecond_classifier(img_resolution=32, img_channels=channels, label_dim=num_classes,
+                                     model_type=model_type, augment_dim=9, dropout=0.0, **kw).eval()
+    state = net.state_dict()
+    names, shapes = [], []
+    with torch.no_grad():
+        for key, value in state.items():
+            names.append(key)
+            shapes.append(",".join(str(d) for d in value.shape))
+            if value.is_floating_point():
+                value.copy_(torch.from_numpy(recipe_tensor(key, value.shape)))
+    g = torch.Generator().manual_seed(5)
+    b = 3
+    x = torch.randn(b, channels, 32, 32, generator=g)
+    sigma = torch.tensor([0.01, 0.6, 12.0])
+    aug = torch.randn(b, 9, generator=g)
+    with torch.no_grad():
+        logits_aug = net(x, sigma, None, augment_labels=aug)
+        logits_noaug = net(x, sigma, None)
+    save(f"classifier_{kit_arch}", names=np.array(names), shapes=np.array(shapes), x=x, sigma=sigma,
+         augment_labels=aug, num_classes=np.int64(num_classes), logits_aug=logits_aug, logits_noaug=logits_noaug)
 
 
 # ---------------------------------------------------------------------------------------------- TDSM loss
@@ -310,6 +361,17 @@ def make_tdsm_case(losses, name: str, *, k: int, c: int, noise_type: str, rate: 
          loss_per_sample=loss.flatten(1).sum(1), extra_passes=np.int64(counting.extra), **weights, **grads)
 
 
+def make_tdsm_cases(tdsm, net) -> None:
+    S3 = np.array([[0.70, 0.20, 0.10], [0.15, 0.75, 0.10], [0.05, 0.25, 0.70]])
+    make_tdsm_case(tdsm, "learn_k3", k=3, c=1, noise_type="learn", rate=0.0, S=S3, dataset="cifar10", temp=1.0, seed=10)
+    make_tdsm_case(tdsm, "sym_k10", k=10, c=3, noise_type="sym", rate=0.4, S=sym_matrix(10, 0.4), dataset="cifar10",
+                   temp=1.0, seed=20)
+    make_tdsm_case(tdsm, "asym_mnist", k=10, c=1, noise_type="asym", rate=0.4, S=asym_mnist_matrix(0.4),
+                   dataset="mnist", temp=2.0, seed=30)
+    make_tdsm_case(tdsm, "unet_sym_k10", k=10, c=3, noise_type="sym", rate=0.2, S=sym_matrix(10, 0.2),
+                   dataset="cifar10", temp=1.0, seed=40, net=net, b=4)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tdsm", type=Path, help="checkout of byeonghu-na/tdsm")
@@ -322,22 +384,18 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
-    edm = import_from(args.edm or args.tdsm, ["training.networks", "training.loss", "generate"])
-    net = build_unet(edm["training.networks"])
-    make_songunet(edm["training.networks"], net)
-    make_precond(edm["training.networks"])
-    make_edm_loss(edm["training.loss"], net)
-    make_sampler(edm["generate"], net)
-
-    tdsm = import_from(args.tdsm, ["training.loss"])["training.loss"]
-    S3 = np.array([[0.70, 0.20, 0.10], [0.15, 0.75, 0.10], [0.05, 0.25, 0.70]])
-    make_tdsm_case(tdsm, "learn_k3", k=3, c=1, noise_type="learn", rate=0.0, S=S3, dataset="cifar10", temp=1.0, seed=10)
-    make_tdsm_case(tdsm, "sym_k10", k=10, c=3, noise_type="sym", rate=0.4, S=sym_matrix(10, 0.4), dataset="cifar10",
-                   temp=1.0, seed=20)
-    make_tdsm_case(tdsm, "asym_mnist", k=10, c=1, noise_type="asym", rate=0.4, S=asym_mnist_matrix(0.4),
-                   dataset="mnist", temp=2.0, seed=30)
-    make_tdsm_case(tdsm, "unet_sym_k10", k=10, c=3, noise_type="sym", rate=0.2, S=sym_matrix(10, 0.2),
-                   dataset="cifar10", temp=1.0, seed=40, net=net, b=4)
+    tdsm, tdsm_snapshot = import_from(args.tdsm, ["training.loss", "training.networks", "generate"])
+    edm, edm_snapshot = import_from(args.edm or args.tdsm, ["training.networks", "training.loss", "generate"])
+    with active(edm_snapshot):
+        net = build_unet(edm["training.networks"])
+        make_songunet(edm["training.networks"], net)
+        make_precond(edm["training.networks"])
+        make_edm_loss(edm["training.loss"], net)
+        make_sampler(edm["generate"], tdsm["generate"], net)
+    with active(tdsm_snapshot):
+        make_tdsm_cases(tdsm["training.loss"], net)
+        make_classifier(tdsm["training.networks"], "cnn_mnist", "ClassifierSong_MNIST", 1, 10)
+        make_classifier(tdsm["training.networks"], "resnet18_cond", "ClassifierSong", 3, 10, encoder_type="resnet18")
     return 0
 
 

@@ -70,3 +70,38 @@ class MixtureDenoiser(nn.Module):
         post = torch.softmax(logp, 1)                                        # (B, 2)
         comp = mu + self.variance / (self.variance + s2) * diff
         return (post[:, :, None, None, None] * comp).sum(1)
+
+
+# ---------------------------------------------------------------------------------------------- weight recipe
+
+def recipe_tensor(name: str, shape, seed: int = 0) -> np.ndarray:
+    """A deterministic float32 tensor for the parameter or buffer `name` (reference-code name), from a
+    splitmix64 hash of (name, seed, index): integer arithmetic only, so it is the same on every platform and numpy
+    version. Lets a golden carry a large network's weights as a recipe instead of values (the classifiers).
+    Weights ~ U(-1, 1) sqrt(3 / fan_in); norm weights 1 + 0.2 U; biases 0.1 U; BatchNorm running mean 0.1 U and
+    running variance in [0.5, 1.5)."""
+    import zlib
+
+    shape = tuple(int(s) for s in shape)
+    n = int(np.prod(shape)) if shape else 1
+    mask = (1 << 64) - 1
+    start = (zlib.crc32(name.encode()) * 0x9E3779B97F4A7C15 + seed * 0xD1B54A32D192ED03) & mask
+    with np.errstate(over="ignore"):
+        z = np.uint64(start) + (np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)              # [0, 1)
+    s = 2 * u - 1                                                              # [-1, 1)
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "running_var":
+        v = 0.5 + u
+    elif leaf == "running_mean":
+        v = 0.1 * s
+    elif len(shape) == 1 and leaf == "weight":                                 # BatchNorm / GroupNorm scale
+        v = 1 + 0.2 * s
+    elif len(shape) == 1:
+        v = 0.1 * s
+    else:
+        v = s * np.sqrt(3.0 / (n // shape[0]))
+    return v.astype(np.float32).reshape(shape)
