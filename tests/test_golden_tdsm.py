@@ -21,9 +21,9 @@ from nlkit.diffusion import (
 )
 from nlkit.diffusion.original_layout import classifier_state_dict_to_kit, songunet_state_dict_to_kit
 from nlkit.errors import UserError
-from nlkit.methods.tdsm.objective import tdsm_loss
+from nlkit.methods.tdsm.objective import forward_corrected_ce, tdsm_loss, volmin_loss
 from nlkit.methods.tdsm.train import affine_denoiser
-from nlkit.methods.tdsm.weights import build_transition, tdsm_weights
+from nlkit.methods.tdsm.weights import build_transition, tdsm_weights, volmin_transition
 
 GOLDEN = Path(__file__).parent / "golden" / "tdsm"
 RTOL, ATOL = 1e-5, 1e-6          # float32 networks and losses
@@ -165,6 +165,25 @@ def test_noise_conditioned_classifier_matches_original(arch):
         for aug, key in ((t(g["augment_labels"]), "logits_aug"), (None, "logits_noaug")):
             logits = net(x, t(g["sigma"]), aug)
             close(logits, g[key], RTOL, ATOL * max(float(np.abs(g[key]).max()), 1.0))
+
+
+@pytest.mark.parametrize("name,kind,asym_map", [("sym", "sym", None), ("asym_c10", "asym", "asym_c10"),
+                                                ("asym_mnist", "asym", "asym_mnist_tdsm")])
+def test_forward_corrected_classifier_loss_matches_original(name, kind, asym_map):
+    g = load("classifier_losses")
+    S = torch.as_tensor(build_transition(kind, float(g["noise_rate"]), 10, asym_map), dtype=torch.float32)
+    close(forward_corrected_ce(t(g["logits"]), t(g["noisy"]), S), g[f"ce_{name}"])
+
+
+def test_volmin_transition_loss_and_gradient_match_original():
+    g = load("classifier_losses")
+    A = t(g["volmin_A"]).requires_grad_(True)
+    T = volmin_transition(A)
+    close(T, g["volmin_T"])
+    loss = volmin_loss(t(g["logits"]), t(g["noisy"]), T, 1e-4)
+    close(loss, g["volmin_loss"])
+    loss.sum().backward()
+    close(A.grad, g["volmin_grad_A"])
 
 
 # ---------------------------------------------------------------------------------------------- TDSM loss

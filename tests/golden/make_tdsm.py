@@ -265,6 +265,62 @@ def make_classifier(nets, kit_arch: str, model_type: str, channels: int, num_cla
          augment_labels=aug, num_classes=np.int64(num_classes), logits_aug=logits_aug, logits_noaug=logits_noaug)
 
 
+class _StubLogits(torch.nn.Module):
+    """Stands in for the classifier's inner network: the given logits, after checking its input is c_in (y + n)."""
+
+    def __init__(self, logits, expected_x):
+        super().__init__()
+        self.logits, self.expected_x = logits, expected_x
+
+    def forward(self, x, noise_labels, class_labels=None, augment_labels=None, **kw):
+        torch.testing.assert_close(x, self.expected_x)
+        return self.logits.clone()
+
+
+def make_classifier_losses(losses, nets) -> None:
+    """The classifier losses for given logits: EDMClassifierLoss (forward-corrected CE) with the sym, asym-CIFAR-10
+    and asym-MNIST matrices it hard-codes, and EDMClassifierWithVMLoss (VolMinNet) through the original
+    EDMPrecond_classifier_with_transition_matrix with a given parameter A, with the gradient w.r.t. A."""
+    g = torch.Generator().manual_seed(6)
+    b, k = 8, 10
+    images = torch.rand(b, 1, 32, 32, generator=g) * 2 - 1
+    noisy = torch.randint(0, k, (b,), generator=g)
+    labels = torch.nn.functional.one_hot(noisy, k).float()
+    aug = torch.randn(b, 9, generator=g)
+    normal = torch.randn(b, 1, 1, 1, generator=g)
+    noise = torch.randn(b, 1, 32, 32, generator=g)
+    logits = torch.randn(b, k, generator=g) * 3
+    sigma = (normal * 1.2 - 1.2).exp()
+    c_in = 1 / (0.25 + sigma ** 2).sqrt()
+    out = {}
+    for name, noise_type, dataset in (("sym", "sym", "cifar10"), ("asym_c10", "asym", "cifar10"),
+                                      ("asym_mnist", "asym", "mnist")):
+        loss_fn = losses.EDMClassifierLoss(noise_type=noise_type, noise_rate=0.4, num_classes=k, dataset=dataset)
+
+        def net(x, s, class_labels=None, augment_labels=None):
+            torch.testing.assert_close(x, images + noise * sigma)
+            assert augment_labels is aug
+            return logits.clone()
+
+        with given_draws([normal], [noise]):
+            out[f"ce_{name}"] = loss_fn(net, images, labels, augment_pipe=lambda x: (x, aug))
+
+    torch.manual_seed(0)
+    vm_net = nets.EDMPrecond_classifier_with_transition_matrix(img_resolution=32, img_channels=1, label_dim=k,
+                                                               model_type="ClassifierSong_MNIST", augment_dim=9)
+    vm_net.model = _StubLogits(logits, c_in * (images + noise * sigma))
+    A = torch.randn(k, k, generator=g) - 2
+    with torch.no_grad():
+        vm_net.transition_matrix.copy_(A)
+    _, tm = vm_net(images + noise * sigma, sigma)
+    loss_fn = losses.EDMClassifierWithVMLoss(noise_type="learn", num_classes=k)
+    with given_draws([normal], [noise]):
+        vm = loss_fn(vm_net, images, labels, augment_pipe=lambda x: (x, aug))
+    vm.sum().backward()
+    save("classifier_losses", noisy=noisy, logits=logits, noise_rate=np.float64(0.4), volmin_A=A,
+         volmin_T=tm.detach(), volmin_loss=vm.detach(), volmin_grad_A=vm_net.transition_matrix.grad, **out)
+
+
 # ---------------------------------------------------------------------------------------------- TDSM loss
 
 class _StubClassifier(torch.nn.Module):
@@ -394,6 +450,7 @@ def main(argv=None) -> int:
         make_sampler(edm["generate"], tdsm["generate"], net)
     with active(tdsm_snapshot):
         make_tdsm_cases(tdsm["training.loss"], net)
+        make_classifier_losses(tdsm["training.loss"], tdsm["training.networks"])
         make_classifier(tdsm["training.networks"], "cnn_mnist", "ClassifierSong_MNIST", 1, 10)
         make_classifier(tdsm["training.networks"], "resnet18_cond", "ClassifierSong", 3, 10, encoder_type="resnet18")
     return 0
