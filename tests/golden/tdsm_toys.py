@@ -6,9 +6,12 @@ original code, the test through the kit). Their parameters are stored in the gol
   compared) and depends on the label, sigma and the augment labels (so a wrong label, sigma or augment row shows).
 - `MixtureDenoiser`: the exact denoiser of a class-conditional two-component Gaussian mixture, in float64, for the
   sampler golden. It has the attributes EDM's sampler reads from its network (sigma_min, sigma_max, round_sigma).
+- `recipe_tensor`: deterministic weights for networks too large to store (the classifiers).
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import torch
@@ -80,8 +83,6 @@ def recipe_tensor(name: str, shape, seed: int = 0) -> np.ndarray:
     version. Lets a golden carry a large network's weights as a recipe instead of values (the classifiers).
     Weights ~ U(-1, 1) sqrt(3 / fan_in); norm weights 1 + 0.2 U; biases 0.1 U; BatchNorm running mean 0.1 U and
     running variance in [0.5, 1.5)."""
-    import zlib
-
     shape = tuple(int(s) for s in shape)
     n = int(np.prod(shape)) if shape else 1
     mask = (1 << 64) - 1
