@@ -491,6 +491,17 @@ def load_diffusion(path, device="cpu") -> EDMPrecond:
 
 # ---------------------------------------------------------------------------------------------- sampling
 
+def affine_denoiser(denoiser, other=None, weight: float = 0.0):
+    """The affine score of TDSM's sampler, D = (1 + a) D - a D_other (float64), used at both Heun evaluations on the
+    same label; the plain denoiser (in float64) when `other` is None or a = 0."""
+    def d(x, sigma, y):
+        out = denoiser(x, sigma, y).to(torch.float64)
+        if other is not None and weight:
+            out = (1 + weight) * out - weight * other(x, sigma, y).to(torch.float64)
+        return out
+    return d
+
+
 @torch.no_grad()
 def generate(denoiser, num_classes: int, per_class: int, shape: tuple, seed: int, *, device=None,
              num_steps: int = 18, batch: int = 500, other=None, affine_weight: float = 0.0, bf16: bool = False):
@@ -502,12 +513,11 @@ def generate(denoiser, num_classes: int, per_class: int, shape: tuple, seed: int
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     latents = torch.randn((len(labels),) + tuple(shape), generator=gen, device=dev)
 
+    mixed = affine_denoiser(denoiser, other, affine_weight)
+
     def d(x, sigma, y):
         with autocast_for(dev, bf16):
-            out = denoiser(x, sigma, y).to(torch.float64)
-            if other is not None and affine_weight:  # at both Heun evaluations, on the same label
-                out = (1 + affine_weight) * out - affine_weight * other(x, sigma, y).to(torch.float64)
-        return out
+            return mixed(x, sigma, y)
 
     out = []
     for start in range(0, len(labels), batch):
