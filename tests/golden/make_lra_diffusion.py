@@ -87,7 +87,7 @@ def main(checkout: Path) -> None:
         print(f"error: {checkout} is not an LRA-diffusion checkout (no model_diffusion.py)", file=sys.stderr)
         raise SystemExit(2)
     sys.path.insert(0, str(checkout))
-    from model_diffusion import ConditionalModel, Diffusion  # noqa: F401
+    from model_diffusion import Diffusion
     from utils.diffusion_utils import make_beta_schedule, q_sample
     from utils.knn_utils import knn, sample_knn_labels
     from utils.learning import adjust_learning_rate, cnt_agree
