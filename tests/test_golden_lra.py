@@ -206,11 +206,16 @@ def test_cached_retrieval_labels_and_weights_match_the_original(backend):
 def test_real_fp_retrieval_labels_and_weights_match_the_original():
     g = golden("knn")
     k, idx = int(g["k"]), torch.from_numpy(g["batch_idx"])
-    args = (torch.from_numpy(g["real_fp_queries"]), torch.from_numpy(g["database"]), torch.from_numpy(g["noisy"]),
-            idx, k, LabelSampler(np.zeros((1, k + 1), dtype=np.int64)))
-    columns = [batch_retrieval(*args, pick=torch.full((len(idx),), j))[0] for j in range(k + 1)]
+
+    def retrieve(pick):
+        sampler = LabelSampler(np.zeros((1, k + 1), dtype=np.int64))
+        sampler.draw = functools.partial(sampler.draw, pick=pick)  # the original's draw, passed in
+        return batch_retrieval(torch.from_numpy(g["real_fp_queries"]), torch.from_numpy(g["database"]),
+                               torch.from_numpy(g["noisy"]), idx, k, sampler)
+
+    columns = [retrieve(torch.full((len(idx),), j))[0] for j in range(k + 1)]
     np.testing.assert_array_equal(torch.stack(columns, 1).numpy(), g["real_fp_candidates"])
-    labels, weights = batch_retrieval(*args, pick=torch.from_numpy(g["real_fp_pick"]))
+    labels, weights = retrieve(torch.from_numpy(g["real_fp_pick"]))
     np.testing.assert_array_equal(labels.numpy(), g["real_fp_labels"])
     close(weights, g["real_fp_weights"], rtol=1e-6, atol=0)
 

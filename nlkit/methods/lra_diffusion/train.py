@@ -251,12 +251,12 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
 
 @torch.no_grad()
 def batch_retrieval(fp: torch.Tensor, database: torch.Tensor, noisy: torch.Tensor, idx: torch.Tensor, k: int,
-                    sampler, pick: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    sampler) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-batch retrieval of the code's SimCLR path: the k nearest cached train features of each freshly
     augmented query (Euclidean), their noisy labels plus the own label, one drawn uniformly, count weights."""
     nbrs = torch.cdist(fp, database).topk(k, largest=False).indices
     cands = torch.cat([noisy[nbrs], noisy.index_select(0, idx)[:, None]], 1)
-    return sampler.draw(cands, pick=pick)
+    return sampler.draw(cands)
 
 
 @torch.no_grad()
