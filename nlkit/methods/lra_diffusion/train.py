@@ -21,6 +21,8 @@ from .diffusion import (
     ddim_sample,
     decode,
     learning_rate,
+    q_sample,
+    weighted_eps_loss,
 )
 from .model import LRAModel
 
@@ -195,12 +197,11 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
             y0 = nn.functional.one_hot(labels, c).float()
             t = antithetic_timesteps(len(labels), gen, dev)
             eps = torch.randn(y0.shape, generator=gen, device=dev)
-            a = alphas.index_select(0, t)[:, None]
-            y_t = a.sqrt() * y0 + (1 - a).sqrt() * eps
+            y_t = q_sample(y0, alphas, t, eps)
             with autocast_for(dev, cfg.bf16):
                 x_embed = model.embed(batch.x, fp)
                 eps_hat = model.denoiser(x_embed.float(), y_t, fp, t)
-            loss = (weights * (eps_hat.float() - eps).pow(2).mean(1)).sum()
+            loss = weighted_eps_loss(eps_hat, eps, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
