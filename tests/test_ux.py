@@ -351,3 +351,21 @@ def test_commit_with_hooks_installed_works_offline_and_strips_outputs(tmp_path):
     cell = next(c for c in committed["cells"] if c["cell_type"] == "code")
     assert not cell["outputs"] and cell["execution_count"] is None
     assert "# a new first line" in git("show", "HEAD:notebooks/tsne.py").stdout
+
+
+def test_tables_notebook_opens_on_the_committed_results_with_their_readings(tmp_path):
+    """A fresh clone has no smoke outputs: the tables notebook shows the committed real-data profiles, readings
+    first, and hides the tables with no result behind one line."""
+    from nlkit.pipeline.tables import collect, profiles_with_results, reading, to_markdown
+
+    found = [name for name, n in profiles_with_results()]
+    assert found and found[0] in ("paper", "quick", "cpu") and (found[-1] == "smoke" or "smoke" not in found)
+    assert "CE memorises" in reading("sln", "cpu")
+    text = to_markdown(collect("cpu", "sln"), "sln", "cpu", hide_empty=True)
+    assert "Not shown, no results under `cpu`:" in text and text.count("\n## ") < 7
+    (tmp_path / "smoke" / "sln" / "c" / "seed0").mkdir(parents=True)
+    (tmp_path / "smoke" / "sln" / "c" / "seed0" / "metrics.json").write_text("{}")
+    assert [n for n, _ in profiles_with_results(tmp_path)] == ["smoke"]
+    nb = json.loads((ROOT / "notebooks/tables.ipynb").read_text())
+    params = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    assert "profile = None" in "".join(params["source"])
