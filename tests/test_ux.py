@@ -387,3 +387,18 @@ def test_smoke_runs_say_they_are_a_pipeline_check_and_notebooks_open_on_the_comm
         if "notebook_roots" in code:   # the paper notebooks
             assert "run_banner(cell)" in code and "committed_results(" in code, path.name
             assert "value - paper" not in code or "not_comparable" in code, f"{path.name}: a Δ for a stand-in"
+
+
+def test_tables_figure_shows_reproduced_values_that_have_no_paper_value():
+    """The committed LRA and SimCLR cpu runs have no paper value to compare with: their panels draw the reproduced
+    numbers as bars instead of an empty box."""
+    import matplotlib.pyplot as plt
+
+    from nlkit.pipeline.tables import collect, plot_reproduced_vs_paper
+
+    for paper in ("lra_diffusion", "simclr"):
+        fig = plot_reproduced_vs_paper(collect("cpu", paper), paper, paper=paper)
+        bars = [p for ax in fig.axes for p in ax.patches if p.get_width() > 0]
+        assert bars, f"{paper}: the cpu figure draws no reproduced value"
+        assert not any("no cell with both" in t.get_text() for ax in fig.axes for t in ax.texts)
+        plt.close(fig)

@@ -233,7 +233,7 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
     meta = table_meta(paper or (df["paper"].iloc[0] if len(df) else ""))
     scale, unit = _scale(meta), _unit(meta)
     every = sorted(df["table"].unique()) if len(df) else []
-    plotted = df.dropna(subset=["reproduced_mean", "paper_value"]) if len(df) else df
+    plotted = df.dropna(subset=["reproduced_mean"]) if len(df) else df
     tables = [t for t in every if t in set(plotted["table"])] or every[:1]
     left_out = [t for t in every if t not in tables]
     n = max(len(tables), 1)
@@ -250,10 +250,7 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
         ok = part.dropna(subset=["reproduced_mean", "paper_value"])
         missing = int(part["paper_value"].isna().sum())
         if not len(ok):
-            reason = ("no cell of this table has a paper value" if missing == len(part)
-                      else "no cell with both a reproduced\nand a paper value yet")
-            ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes)
-            ax.set_xticks([]), ax.set_yticks([])
+            _reproduced_bars(ax, part.dropna(subset=["reproduced_mean"]), scale, unit)
             continue
         x, y = ok.paper_value * scale, ok.reproduced_mean * scale
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
@@ -283,9 +280,10 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
         ax.set_xlim(lo - pad, hi + pad), ax.set_ylim(lo - pad, hi + pad)
         ax.set_aspect("equal", adjustable="box")
         ax.set_xlabel(_in_unit("paper value", unit))
-        ax.set_ylabel(_in_unit("reproduced, mean over seeds", unit))
+        seeds = int(ok["n_seeds"].max())
+        ax.set_ylabel(_in_unit("reproduced, mean over seeds" if seeds > 1 else "reproduced (one seed)", unit))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title="column", title_fontsize=7, loc="best")  # the corner with fewest points
+        ax.legend(fontsize=7, loc="best")  # the corner with fewest points
         if missing:
             ax.text(0.98, 0.02, f"{missing} cells without a paper value not shown", ha="right", va="bottom",
                     fontsize=7, transform=ax.transAxes, color="gray")
@@ -298,14 +296,34 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
         notes.append("hollow markers: runs on a stand-in (other data or features than the paper's cell) or at a "
                      "reduced budget; their paper value is a reference, not a target")
     if left_out:
-        notes.append(f"not drawn (no cell with both a reproduced and a paper value yet): {', '.join(left_out)}; "
+        notes.append(f"not drawn (no reproduced value yet): {', '.join(left_out)}; "
                      "see the .md")
     if notes:
-        fig.text(0.5, 0.005, "\n".join(notes), ha="center", va="bottom", fontsize=9, color="dimgray")
-        fig.tight_layout(rect=(0, 0.025 * len(notes) / max(rows, 1), 1, 1))
+        lines = [line for note in notes for line in _wrap(note, int(cols * 5.6 * 13))]  # fits the figure's width
+        fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=9, color="dimgray")
+        fig.tight_layout(rect=(0, 0.03 * len(lines) / max(rows, 1), 1, 1))
     else:
         fig.tight_layout()
     return fig
+
+
+def _reproduced_bars(ax, part: pd.DataFrame, scale: float, unit: str) -> None:
+    """A table whose reproduced cells have no paper value to set them against (the kit's own reference rows, a
+    reduced run of a row the paper does not report): the reproduced values as bars, one per row and column, so
+    the panel shows the numbers instead of an empty box."""
+    labels = [f"{r.row} · {r.column}" for _, r in part.iterrows()]
+    values = (part["reproduced_mean"] * scale).to_numpy()
+    hollow = part["stand_in"].astype(bool) | part["reduced"].astype(bool) if "reduced" in part else \
+        pd.Series(False, index=part.index)
+    pos = np.arange(len(values))[::-1]
+    ax.barh(pos, values, color=["none" if h else "C0" for h in hollow], edgecolor="C0", height=0.6)
+    for y, v in zip(pos, values):
+        ax.text(v, y, f" {v:.1f}", va="center", fontsize=7)
+    ax.set_yticks(pos, ["\n".join(_wrap(label, 42)) for label in labels], fontsize=6)
+    ax.set_xlabel(_in_unit("reproduced (no paper value for these cells)", unit))
+    ax.set_xlim(0, max(float(np.nanmax(values)) * 1.18, 1e-9) if len(values) else 1)
+    ax.set_ylim(-0.7, max(len(values), 4) - 0.3)  # a lone bar stays a bar, not a filled panel
+    ax.grid(alpha=0.3, axis="x")
 
 
 def _wrap(text: str, width: int) -> list[str]:
