@@ -8,8 +8,9 @@ from .classifiers import (
            WideResNet,
            build_model,
            load_model,
+           preact_state_from_dividemix,
            save_model,
 )
 
 __all__ = ["ARCHITECTURES", "CifarResNet34", "PreActResNet", "SmallCNN", "WideResNet", "build_model", "load_model",
-           "save_model"]
+           "preact_state_from_dividemix", "save_model"]
