@@ -87,6 +87,30 @@ def test_vae_part_of_a_step_equals_the_original():
                                        atol=1e-6, msg=kit_name)
 
 
+def test_animal10n_vae_maps_and_forwards_like_the_original():
+    """VAE_ANIMAL (64x64, z_dim 64; its decoder's final layer has the extra 2x2 transposed-conv stage) mapped onto
+    GenerativeModule(3, 64, 10, 64): the same outputs in eval mode for the same noise draws."""
+    g = load("vae_animal_forward")
+    names = [str(n) for n in g["vae_names"]]
+    mapped = generative_state_from_original(recipe_state(names, shapes_of(g, "vae")))
+    gm = GenerativeModule(3, 64, 10, int(g["z_dim"]))
+    assert set(mapped) == set(gm.state_dict()) and all(mapped[k].shape == gm.state_dict()[k].shape for k in mapped)
+    gm.load_state_dict(mapped)
+    net = TinyNet(10)
+    net.load_state_dict(arrays_to_state(g, "net"))
+    gm.eval()
+    net.eval()
+    x = torch.rand((2, 3, 64, 64), generator=torch.Generator().manual_seed(int(g["x_seed"])))
+    with torch.no_grad():
+        out = gm(x, net(x), exponentials=torch.from_numpy(g["exponentials"]), eps=torch.from_numpy(g["uniforms"]))
+    for key, ref in (("y", "y_hat"), ("mu", "mu"), ("logvar", "logvar"), ("n_logits", "n_logits")):
+        torch.testing.assert_close(out[key], torch.from_numpy(g[ref]), rtol=RTOL, atol=1e-6, msg=key)
+    flat = out["lam"].reshape(-1)
+    idx = torch.linspace(0, flat.numel() - 1, 256).round().long()
+    torch.testing.assert_close(flat[idx], torch.from_numpy(g["x_hat_sample"]), rtol=RTOL, atol=1e-6)
+    torch.testing.assert_close(flat.sum(), torch.from_numpy(g["x_hat_sum"]), rtol=RTOL, atol=1e-4)
+
+
 def test_ptd_flip_probabilities_equal_the_original():
     """tools.py get_instance_noisy_label's rows p_i for given features, labels, flip rates q and projection W."""
     g = load("ptd_noise")

@@ -118,6 +118,39 @@ def golden_vae(checkout: Path) -> dict:
     return out
 
 
+def golden_vae_animal(checkout: Path) -> dict:
+    """VAE_ANIMAL (64x64, z_dim 64, the decoder's extra 2x2 stage) through BaseVAE.forward in eval mode: the state-dict
+    mapping and the outputs. The input images come from torch.Generator(seed), so only the seed is stored."""
+    import mylib.models as models
+
+    c, z_dim, n, seed = 10, 64, 2, 77
+    vae = models.VAE_ANIMAL(z_dim=z_dim, num_classes=c)
+    names = [k for k in vae.state_dict() if not k.startswith("y_encoder.")]
+    shapes = [tuple(vae.state_dict()[k].shape) for k in names]
+    vae.load_state_dict(recipe_state(names, shapes), strict=False)
+    torch.manual_seed(2)
+    net = TinyNet(c)
+    x = torch.rand((n, 3, 64, 64), generator=torch.Generator().manual_seed(seed))
+    rng = np.random.default_rng(8)
+    exponentials = torch.from_numpy(rng.exponential(size=(n, c)).astype(np.float32))
+    uniforms = torch.from_numpy(rng.random((n, z_dim), dtype=np.float32))
+    vae.eval()
+    net.eval()
+    with torch.no_grad(), patched(torch.Tensor, "exponential_", lambda self, *a, **k: self.copy_(exponentials)), \
+            patched(torch, "rand_like", lambda t, *a, **k: uniforms.clone().to(t)):
+        x_hat, n_logits, mu, logvar, _, y_hat = vae(x, net)
+    flat = x_hat.reshape(-1)
+    idx = torch.linspace(0, flat.numel() - 1, 256).round().long()
+    out = {"x_seed": np.int64(seed), "z_dim": np.int64(z_dim), "exponentials": exponentials.numpy(),
+           "uniforms": uniforms.numpy(), "vae_names": np.array(names),
+           "vae_shape_lengths": np.array([len(s) for s in shapes]),
+           "vae_shapes_flat": np.concatenate([np.array(s, dtype=np.int64) for s in shapes if len(s)]),
+           "n_logits": n_logits.numpy(), "mu": mu.numpy(), "logvar": logvar.numpy(), "y_hat": y_hat.numpy(),
+           "x_hat_sample": flat[idx].numpy(), "x_hat_sum": flat.sum().numpy()}
+    out.update(state_to_arrays(net.state_dict(), "net"))
+    return out
+
+
 def golden_ptd(checkout: Path) -> dict:
     import tools
     from scipy import stats as scipy_stats
@@ -186,7 +219,7 @@ def main(argv) -> int:
     sys.path.insert(0, str(checkout))
     torch.set_num_threads(1)
     OUT.mkdir(exist_ok=True)
-    for name, fn in (("vae_step", golden_vae), ("ptd_noise", golden_ptd)):
+    for name, fn in (("vae_step", golden_vae), ("vae_animal_forward", golden_vae_animal), ("ptd_noise", golden_ptd)):
         np.savez_compressed(OUT / f"{name}.npz", **fn(checkout))
         print(f"wrote {OUT / name}.npz")
     return 0
