@@ -18,7 +18,7 @@ from nlkit.models import build_model, preact_state_from_dividemix
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 sys.path.insert(0, str(GOLDEN))
-from recipes import TinyNet, arrays_to_state, recipe_state  # noqa: E402
+from dividemix_recipes import TinyNet, arrays_to_state, recipe_state  # noqa: E402
 
 RTOL, ATOL = 1e-5, 1e-6   # float32: the kit and the original differ only in the order of a few sums
 

@@ -18,7 +18,7 @@ from nlkit.noise import idn_ptd, ptd_flip_probabilities
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 sys.path.insert(0, str(GOLDEN))
-from recipes import TinyNet, arrays_to_state, recipe_state  # noqa: E402
+from dividemix_recipes import TinyNet, arrays_to_state, recipe_state  # noqa: E402
 
 RTOL = 1e-4   # float32; the CB log-density is computed by a different (equivalent) formula than torch's
 

@@ -31,7 +31,7 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from recipes import TinyNet, recipe_state, state_to_arrays  # noqa: E402
+from dividemix_recipes import TinyNet, recipe_state, state_to_arrays  # noqa: E402
 
 OUT = HERE / "instancegm"
 NEEDED = ("train_vae", "vae_loss", "log_standard_categorical")
