@@ -51,7 +51,7 @@ REFERENCE = {
 
 def measure(device: str, n_images: int, n_test: int, iterations: int, width_mult: float, batch_size: int = 64,
             vae_batch_size: int = 128, warmup_batch_size: int = 128, eval_batch_size: int = 512,
-            side: int = 32, crop_padding: int = 4, bf16: bool = True) -> dict:
+            side: int = 32, crop_padding: int = 4, bf16: bool = False) -> dict:
     dev = torch.device(device)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n_images, side, side, 3), dtype=np.uint8)
@@ -135,7 +135,7 @@ def main() -> None:
     iterations = args.iterations or (50 if gpu else 3)
     side = 32 // int(cell.get("downsample") or 1)
     result = measure(args.device, n_images, n_test, iterations, cfg.width_mult, cfg.batch_size, cfg.vae_batch_size,
-                     cfg.warmup_batch_size, cfg.eval_batch_size, side, cfg.crop_padding)
+                     cfg.warmup_batch_size, cfg.eval_batch_size, side, cfg.crop_padding, bf16=cfg.bf16)
     ssl_epochs = cfg.epochs - cfg.warmup_epochs
     warm = 2 * result["seconds_per_warmup_network_epoch"] + result["seconds_per_test_pass"]
     result["seconds_per_run"] = {
@@ -149,7 +149,7 @@ def main() -> None:
               "image_side": side,
               "arch": cfg.arch, "width_mult": cfg.width_mult, "batch_size": cfg.batch_size,
               "vae_batch_size": cfg.vae_batch_size, "epochs": cfg.epochs, "warmup_epochs": cfg.warmup_epochs,
-              "iterations_timed": iterations, "bf16": gpu, "device": device,
+              "iterations_timed": iterations, "bf16": bool(cfg.bf16 and gpu), "device": device,
               "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
               "torch": torch.__version__,
               "nlkit_version": __version__, "git_commit": commit,

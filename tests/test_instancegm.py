@@ -92,6 +92,16 @@ def test_every_cell_resolves_under_every_profile():
     assert (c100.warmup_epochs, c100.epochs, c100.lr_drop_epoch) == (30, 100, 80)
 
 
+def test_precision_is_fp32_except_in_quick():
+    """The original code computes in fp32; bf16 autocast is a named speed switch, on only in `quick`."""
+    assert igm.Config().bf16 is False
+    for path in find_cells("instancegm"):
+        for profile in PROFILES:
+            cell = load_cell(path, profile)
+            assert igm.Config.from_cell(cell).bf16 is (profile == "quick"), (path.stem, profile)
+        assert load_cell(path, "paper")["train"]["bf16"] is False   # stated, not only a code default
+
+
 # ---------------------------------------------------------------------------------------------- networks
 
 def test_dividemix_preact_resnet18():
@@ -108,6 +118,33 @@ def test_dividemix_preact_resnet18():
         act = torch.relu(block.bn1(x))
         assert torch.allclose(out, block.conv2(torch.relu(block.bn2(block.conv1(act)))) + act)
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_animal10n_vgg19_bn_head_is_a_fresh_default_linear(monkeypatch):
+    """instanceGM_animal10N.py: torchvision vgg19_bn() (1000 classes, torchvision's init), then classifier[6] =
+    nn.Linear(4096, 10) with PyTorch's default init (not torchvision's N(0, 0.01) head with zero bias). A narrow
+    stand-in for torchvision's builder keeps the test fast; the random draws happen in the same order."""
+    import torchvision
+
+    calls = []
+
+    def narrow_vgg19_bn(**kwargs):   # torchvision's VGG layout, 64 features instead of 4096
+        calls.append(kwargs)
+        net = torch.nn.Module()
+        net.features = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1))
+        net.classifier = torch.nn.Sequential(*[torch.nn.Identity()] * 6, torch.nn.Linear(64, 1000))
+        torch.nn.init.normal_(net.classifier[6].weight, 0, 0.01)
+        torch.nn.init.zeros_(net.classifier[6].bias)
+        return net
+
+    monkeypatch.setattr(torchvision.models, "vgg19_bn", narrow_vgg19_bn)
+    torch.manual_seed(11)
+    kit = igm.build_classifier("vgg19_bn", 10, 3)
+    torch.manual_seed(11)
+    narrow_vgg19_bn()
+    head = torch.nn.Linear(64, 10)
+    assert calls[0] == {"weights": None}   # built with its 1000-class head, as the original
+    assert torch.equal(kit.classifier[6].weight, head.weight) and torch.equal(kit.classifier[6].bias, head.bias)
 
 
 def test_generative_module_layout():

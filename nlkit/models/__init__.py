@@ -11,8 +11,9 @@ from .classifiers import (
            architecture_kwargs,
            build_model,
            load_model,
+           preact_state_from_dividemix,
            save_model,
 )
 
 __all__ = ["ARCHITECTURES", "CasCNN", "CasResNet50", "CifarResNet34", "PreActResNet", "SmallCNN", "WideResNet",
-           "architecture_kwargs", "build_model", "load_model", "save_model"]
+           "architecture_kwargs", "build_model", "load_model", "preact_state_from_dividemix", "save_model"]

@@ -199,6 +199,37 @@ class CasResNet50(nn.Module):
         return self.head(self.features(x))
 
 
+def preact_state_from_dividemix(state: dict) -> dict:
+    """Map a state dict of the DivideMix code's PreAct ResNet (PreResNet.py `ResNet(PreActBlock, ...)`, reused by
+    InstanceGM) onto `PreActResNet(dividemix=True)`: conv1/bn1 -> stem.0/stem.1, layerL.i -> layers.k (blocks
+    counted across stages), shortcut.0 -> shortcut, linear -> head. Every tensor is kept; the shapes are unchanged."""
+    counts: dict[int, int] = {}
+    for key in state:
+        if key.startswith("layer"):
+            stage, block = key.split(".")[:2]
+            counts[int(stage[5:])] = max(counts.get(int(stage[5:]), 0), int(block) + 1)
+    offsets, total = {}, 0
+    for stage in sorted(counts):
+        offsets[stage], total = total, total + counts[stage]
+    mapped = {}
+    for key, value in state.items():
+        head, _, rest = key.partition(".")
+        if head == "conv1":
+            new = f"stem.0.{rest}"
+        elif head == "bn1":
+            new = f"stem.1.{rest}"
+        elif head == "linear":
+            new = f"head.{rest}"
+        elif head.startswith("layer"):
+            block, _, inner = rest.partition(".")
+            inner = inner.replace("shortcut.0.", "shortcut.")
+            new = f"layers.{offsets[int(head[5:])] + int(block)}.{inner}"
+        else:
+            raise UserError(f"unexpected key {key!r} in a DivideMix PreAct ResNet state dict")
+        mapped[new] = value
+    return mapped
+
+
 def _preact18(**kw):
     return PreActResNet(depth=18, **kw)
 

@@ -205,6 +205,27 @@ def pmd_generate(probs, pmd_type: int, factor: float, seed: int, clean=None) -> 
     return make_result("pmd_generate", ref, noisy, None, {"type": pmd_type, "factor": factor}, seed, eta.shape[1])
 
 
+def ptd_flip_probabilities(x: np.ndarray, y: np.ndarray, q: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """The PTD transition row of each sample: p_i = q_i * softmax(x_i W[y_i] with the own class masked) plus 1 - q_i
+    on y_i. x: N x D float32 features (flattened pixels), y: clean labels, q: flip rates, W: C x D x C."""
+    x = np.asarray(x, dtype=np.float32)
+    W = np.asarray(W, dtype=np.float32)
+    N, C = len(y), W.shape[0]
+    P = np.empty((N, C), dtype=np.float64)
+    for c in range(C):  # one matmul per clean class (float32, as the original's torch matmul)
+        idx = np.flatnonzero(y == c)
+        if not len(idx):
+            continue
+        a = x[idx] @ W[c]
+        a[:, c] = -np.inf
+        a = a - a.max(axis=1, keepdims=True)
+        e = np.exp(a)
+        P[idx] = (e / e.sum(axis=1, keepdims=True)).astype(np.float64)
+    P *= np.asarray(q, dtype=np.float64)[:, None]
+    P[np.arange(N), y] += 1.0 - np.asarray(q, dtype=np.float64)
+    return P
+
+
 def idn_ptd(images, labels, rate: float, num_classes: int, seed: int = 123, norm_std: float = 0.1,
             flatten: str = "hwc", pixels: str = "original") -> NoiseResult:
     """Part-dependent instance noise of Xia et al. 2020, as InstanceGM generates it (docs/noise.md §4).
@@ -232,18 +253,7 @@ def idn_ptd(images, labels, rate: float, num_classes: int, seed: int = 123, norm
     else:
         q = np.full(N, n)
     W = rs.randn(C, D, C).astype(np.float32)
-    P = np.empty((N, C), dtype=np.float64)
-    for c in range(C):  # one matmul per clean class (float32, as the original's torch matmul)
-        idx = np.flatnonzero(y == c)
-        if not len(idx):
-            continue
-        a = x[idx] @ W[c]
-        a[:, c] = -np.inf
-        a = a - a.max(axis=1, keepdims=True)
-        e = np.exp(a)
-        P[idx] = (e / e.sum(axis=1, keepdims=True)).astype(np.float64)
-    P *= q[:, None]
-    P[np.arange(N), y] += 1.0 - q
+    P = ptd_flip_probabilities(x, y, q, W)
     noisy = np.array([rs.choice(C, p=P[i] / P[i].sum()) for i in range(N)], dtype=np.int64)
     res = make_result("idn_ptd", y, noisy, None,
                   {"rate": n, "norm_std": norm_std, "flatten": flatten, "pixels": pixels}, seed, C)

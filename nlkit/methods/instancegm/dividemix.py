@@ -55,7 +55,8 @@ class DivideMixConfig:
     gmm_reg_covar: float = 5e-4
     gmm_loss_average: int = 1             # epochs of normalised losses averaged before the GMM (DivideMix: 5 at r=0.9)
     warmup_neg_entropy: bool = False      # DivideMix's confidence penalty during warm-up (asymmetric noise only)
-    bf16: bool = True                     # bf16 autocast on CUDA; CPU runs fp32
+    bf16: bool = False                    # bf16 autocast on CUDA (a speed switch, on in `quick`); the original code
+                                          # and the `paper` profile compute in fp32. CPU always runs fp32
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -157,7 +158,7 @@ def neg_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def co_guess(net: nn.Module, peer: nn.Module, u1: torch.Tensor, u2: torch.Tensor, temperature: float,
-             bf16: bool = True) -> torch.Tensor:
+             bf16: bool = False) -> torch.Tensor:
     """Sharpened mean of both networks' softmax on both views. `net` stays in train mode (as in the code): these
     no-grad passes update its BN running statistics."""
     with autocast_for(u1.device, bf16):
@@ -168,7 +169,7 @@ def co_guess(net: nn.Module, peer: nn.Module, u1: torch.Tensor, u2: torch.Tensor
 
 @torch.no_grad()
 def co_refine(net: nn.Module, x1: torch.Tensor, x2: torch.Tensor, onehot: torch.Tensor, w: torch.Tensor,
-              temperature: float, bf16: bool = True) -> torch.Tensor:
+              temperature: float, bf16: bool = False) -> torch.Tensor:
     """w * given label + (1 - w) * the network's mean prediction on both views, sharpened."""
     with autocast_for(x1.device, bf16):
         o1, o2 = net(x1), net(x2)
@@ -178,7 +179,7 @@ def co_refine(net: nn.Module, x1: torch.Tensor, x2: torch.Tensor, onehot: torch.
 
 
 def dividemix_loss(net: nn.Module, peer: nn.Module, x1, x2, onehot, w, u1, u2, lam: float, lambda_u: float,
-                   temperature: float, perm: torch.Tensor, bf16: bool = True) -> tuple[torch.Tensor, dict]:
+                   temperature: float, perm: torch.Tensor, bf16: bool = False) -> tuple[torch.Tensor, dict]:
     """L_DM = L_x + lambda_u * L_u + L_reg for one iteration (co-guessing, co-refinement, MixMatch with one
     permutation `perm` over the 2b + 2u rows, one forward of `net` on the mixed batch)."""
     b = x1.shape[0]

@@ -61,9 +61,13 @@ def cb_mean(lam: torch.Tensor, lims=CB_LIMS) -> torch.Tensor:
     return torch.where(outside, exact, taylor).float()
 
 
-def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """F.gumbel_softmax(logits, tau, hard=False) with the noise drawn from `generator` (reproducible, resumable)."""
-    gumbels = -torch.empty_like(logits).exponential_(generator=generator).log()
+def gumbel_softmax(logits: torch.Tensor, tau: float = 1.0, generator: torch.Generator | None = None,
+                   exponentials: torch.Tensor | None = None) -> torch.Tensor:
+    """F.gumbel_softmax(logits, tau, hard=False) with the noise drawn from `generator` (reproducible, resumable);
+    `exponentials` supplies the Exp(1) draws instead (Gumbel noise = -log of them), e.g. a golden's."""
+    if exponentials is None:
+        exponentials = torch.empty_like(logits).exponential_(generator=generator)
+    gumbels = -exponentials.to(logits).log()
     return torch.softmax((logits + gumbels) / tau, dim=-1)
 
 
@@ -176,14 +180,18 @@ class GenerativeModule(nn.Module):
 
     def forward(self, x: torch.Tensor, c_logits: torch.Tensor, generator: torch.Generator | None = None, *,
                 eps_dist: str = "uniform", double_sigmoid: bool = True, t_decoder_input: str = "xhat",
-                tau: float = 1.0) -> dict:
+                tau: float = 1.0, exponentials: torch.Tensor | None = None,
+                eps: torch.Tensor | None = None) -> dict:
         """The code's VAE forward given the DivideMix network's logits c (with their gradient): y = Gumbel-softmax
         sample of c; (μ, log σ²) = Enc(x, y); z = μ + ε σ; λ = Dec(z, y) (then a second sigmoid by default);
-        noisy logits = Cls(λ or x, y)."""
-        y = gumbel_softmax(c_logits.float(), tau, generator)
+        noisy logits = Cls(λ or x, y). `exponentials` (the Gumbel sample's Exp(1) draws) and `eps` replace the
+        random draws when given (goldens)."""
+        y = gumbel_softmax(c_logits.float(), tau, generator, exponentials)
         mu, logvar = self.z_encoder(x, y)
         std = torch.exp(0.5 * logvar)
-        if eps_dist == "uniform":   # U[0, 1) as coded (CausalNL's rand_like)
+        if eps is not None:
+            eps = eps.to(std)
+        elif eps_dist == "uniform":   # U[0, 1) as coded (CausalNL's rand_like)
             eps = torch.rand(std.shape, generator=generator, device=std.device, dtype=std.dtype)
         else:
             eps = torch.randn(std.shape, generator=generator, device=std.device, dtype=std.dtype)
@@ -212,6 +220,26 @@ class GenerativeModule(nn.Module):
         lam = self.x_decoder(z, y)
         lam = torch.sigmoid(lam) if double_sigmoid else lam
         return {"lam": lam.float(), "mean": cb_mean(lam)}
+
+
+def generative_state_from_original(state: dict) -> dict:
+    """Map a state dict of the InstanceGM code's VAE (mylib/models/vae.py VAE_CIFAR10 / VAE_CIFAR100 / VAE_ANIMAL)
+    onto `GenerativeModule`: the never-called `y_encoder` is dropped; the decoder's flat `final_layer` (ConvT, BN,
+    LeakyReLU [, ConvT, BN, LeakyReLU], Conv, Sigmoid) becomes the kit's [up-blocks..., Conv, Sigmoid]; every other
+    name is the same."""
+    finals = [int(k.split(".")[2]) for k in state if k.startswith("x_decoder.final_layer.")]
+    last_conv = max(finals) if finals else 0
+    mapped = {}
+    for key, value in state.items():
+        if key.startswith("y_encoder."):
+            continue
+        if key.startswith("x_decoder.final_layer."):
+            _, _, index, rest = key.split(".", 3)
+            k = int(index)
+            key = (f"x_decoder.final_layer.{k // 3}.{k % 3}.{rest}" if k < last_conv
+                   else f"x_decoder.final_layer.{last_conv // 3}.{rest}")
+        mapped[key] = value
+    return mapped
 
 
 def log_standard_categorical(y: torch.Tensor) -> torch.Tensor:

@@ -92,7 +92,10 @@ def build_classifier(arch: str, num_classes: int, in_channels: int, width_mult: 
     if arch == "vgg19_bn":
         import torchvision
 
-        net = torchvision.models.vgg19_bn(weights=None, num_classes=num_classes)
+        # as instanceGM_animal10N.py create_model: the 1000-class network (torchvision's init draws its head from
+        # N(0, 0.01)), then a fresh nn.Linear(4096, C) with PyTorch's default init in place of classifier[6]
+        net = torchvision.models.vgg19_bn(weights=None)
+        net.classifier[6] = torch.nn.Linear(net.classifier[6].in_features, num_classes)
         if in_channels != 3:
             net.features[0] = torch.nn.Conv2d(in_channels, 64, 3, padding=1)
         return net
