@@ -77,15 +77,16 @@ def encoder_features(data: LRAData, encoder: dict, *, train_feat: str = "augment
     dev = str(device or default_device())
     precision = encoder.get("precision") or "code"
     check_choice(precision, CLIP_PRECISIONS, "encoder precision")
-    # the arithmetic the features were computed in is part of their identity (CLIP: fp16 weights on CUDA under
-    # 'code'; SimCLR: fp32 under 'code', as the LRA code); "build" marks the CLIP construction (QuickGELU for the
-    # OpenAI tag, no clamp after the resize), so features cached by an older construction are not reused
-    ran_in = clip_precision(precision, dev) if name == "clip" else ("bf16" if precision == "bf16" else "fp32")
-    if name == "clip" and precision == "bf16":
-        ran_in = "bf16-autocast"
+    if name == "simclr" and precision == "fp16":
+        raise UserError("SimCLR features run in fp32 (precision 'code', as the LRA code), 'fp32' or 'bf16'")
     ident = {"encoder": key_encoder, "n": [len(data.train_images), len(data.val_images), len(data.test_images)],
              "pixels": data.pixels, "digest": _digest(data.train_images)}
     if name != "pca":
+        # the arithmetic is part of the features' identity (CLIP under 'code': fp16 weights on CUDA, as the LRA
+        # code; SimCLR: fp32); "build" 2 = CLIP with QuickGELU for the OpenAI tag and no clamp after the resize,
+        # so features cached by the earlier construction are not reused
+        ran_in = "bf16-autocast" if precision == "bf16" else \
+            clip_precision(precision, dev) if name == "clip" else "fp32"
         ident.update(precision=ran_in, build=2)
     feats = {}
     if name == "pca":  # smoke substitute: deterministic PCA of the pixels (needs no weights)
