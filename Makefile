@@ -18,25 +18,32 @@ DATA_ROOT  ?=
 NOISE_ROOT ?=
 PYTEST_ARGS ?=
 
-.PHONY: all install hooks test test-browser reproduce tables notebooks clean-venv gpu-check gpu-check-dry
+.PHONY: all install hooks git-hooks test test-browser reproduce tables notebooks clean-venv gpu-check gpu-check-dry
 
 all: test
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[all]"
+	@$(MAKE) --no-print-directory git-hooks
 	touch $@
 
 install: $(STAMP)
 
-# Once per clone, before working in JupyterLab: git ignores the outputs Lab saves into notebooks (nbstripout's
-# filter), and commits run the hooks of .pre-commit-config.yaml (outputs stripped, notebook pairs in sync).
+# Set up by every install in a git checkout: git ignores the outputs JupyterLab saves into notebooks (nbstripout's
+# filter), and commits run the local hooks of .pre-commit-config.yaml (outputs stripped, notebook pairs in sync),
+# which need no network.
 STRIP := $(abspath $(PY)) -m nbstripout --keep-id --extra-keys 'metadata.language_info metadata.widgets metadata.papermill cell.metadata.execution cell.metadata.papermill'
 hooks: $(STAMP)
-	git config filter.nbstripout.clean "$(STRIP)"
-	git config filter.nbstripout.smudge cat
-	git config diff.ipynb.textconv "$(STRIP) -t"
-	$(PY) -m pip install --quiet pre-commit && $(VENV)/bin/pre-commit install
+	@$(MAKE) --no-print-directory git-hooks
+
+git-hooks:
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git config filter.nbstripout.clean "$(STRIP)" && \
+		git config filter.nbstripout.smudge cat && \
+		git config diff.ipynb.textconv "$(STRIP) -t" && \
+		$(VENV)/bin/pre-commit install >/dev/null && echo "git hooks set up (notebook outputs stripped, pairs in sync)"; \
+	fi
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -1,5 +1,7 @@
 """Files written whole or not at all: a temporary file in the same folder, then an atomic rename, so a reader
-(or a run killed mid-write) never sees half a file; and inter-process locks for shared entries."""
+(or a run killed mid-write) never sees half a file; inter-process locks for shared entries; and the one rule for
+relative paths in notebooks and params files (they mean the same in JupyterLab, whose kernels start in
+notebooks/, and on the command line)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+
+def project_root() -> Path:
+    """The project folder holding params/ and notebooks/ ($NLKIT_ROOT, else the checkout the package lives in,
+    else the working directory)."""
+    if os.environ.get("NLKIT_ROOT"):
+        return Path(os.environ["NLKIT_ROOT"]).resolve()
+    here = Path(__file__).resolve().parents[1]
+    if (here / "params").is_dir():
+        return here
+    return Path.cwd()
+
+
+def project_path(path) -> Path | None:
+    """A path given in a notebook, a params file or an NLKIT_* variable: `~` expanded, and a relative one taken
+    from the project folder, whatever the working directory. None stays None."""
+    if path is None or str(path) == "":
+        return None
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root() / path
 
 
 def atomic_write(path, write_fn) -> None:

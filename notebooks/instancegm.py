@@ -2,9 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -77,9 +79,10 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
 params_file = "params/instancegm/cifar10-idn-0.50-instancegm.yaml"   # the table cell
 profile = "smoke"       # smoke (CPU, digits), cpu (real CIFAR-10, reduced), quick (one GPU, 100 epochs) or paper
 seed = 0
-out_dir = "outputs/explore/instancegm"
+out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for the cpu, quick and paper profiles
 noise_root = None
+needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
 
 # %%
 
@@ -88,9 +91,10 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from nlkit.methods import Roots, instancegm, write_results
+from nlkit.methods import instancegm, write_results
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.notebook import notebook_roots
 from nlkit.pipeline.tables import table_entries
 from nlkit.train import default_device
 from nlkit.viz import (
@@ -104,7 +108,7 @@ from nlkit.viz import (
 
 cell = load_cell(params_file, profile)
 cfg = instancegm.Config.from_cell(cell)
-out = output_dir(out_dir)
+out = output_dir(out_dir, cell, seed)
 ran = run_label(cell)  # names the stand-in when the profile swaps the data, e.g. digits for CIFAR-10
 print(f"{ran}: method {cfg.method}, {cfg.epochs} epochs ({cfg.warmup_epochs} warm-up), "
       f"net {cfg.arch} (width x{cfg.width_mult}), batch {cfg.batch_size}, device {default_device()}")
@@ -115,7 +119,7 @@ print(f"{ran}: method {cfg.method}, {cfg.epochs} epochs ({cfg.warmup_epochs} war
 # full training set; reduced profiles then keep a subset. Red frames mark flipped labels.
 
 # %%
-data = instancegm.prepare(cell, seed, Roots(data_root, noise_root))
+data = instancegm.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
 rate = f"{data.noise_rate:.2%} of the training labels are wrong" if data.noise_rate is not None else \
     "true labels unknown (real-world noise)"
 print(f"{cell['dataset']}: {len(data.noisy)} training images ({data.pixels} pixels), {len(data.test_labels)} test; "

@@ -2,9 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -41,10 +43,10 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
 params_file = "params/lra_diffusion/cifar10-pmd-0.35-clip.yaml"   # the table cell
 profile = "smoke"       # smoke (CPU, digits), quick (one GPU, cached features) or paper
 seed = 0
-out_dir = "outputs/explore/lra_diffusion"
+out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz)
 noise_root = None       # folder holding the published label files (lra-pmd/*.npy)
-needs = {}              # artefacts of the cells this one needs, e.g. {"encoder": "<simclr run>/simclr.pt"}
+needs = {}              # {}: the cell's own `needs:` (run first when missing); or {artefact: file} by hand
 
 # %%
 
@@ -53,16 +55,17 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from nlkit.methods import Roots, write_results
+from nlkit.methods import write_results
 from nlkit.methods import lra_diffusion as lra
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.notebook import notebook_roots
 from nlkit.train import default_device
 from nlkit.viz import per_class_noise_bars, save_figure
 
 cell = load_cell(params_file, profile)
 cfg = lra.Config.from_cell(cell)
-out = output_dir(out_dir)
+out = output_dir(out_dir, cell, seed)
 ran = run_label(cell)  # names the stand-ins when the profile swaps data or encoder (digits, PCA features)
 variant = "LRA-MLP (cached features)" if cfg.image_encoder == "none" else "LRA-Diffusion"
 print(f"{ran}: {variant}, f_p = {cell['encoder']['name']}, k = {cfg.k}, "
@@ -74,7 +77,7 @@ print(f"{ran}: {variant}, f_p = {cell['encoder']['name']}, k = {cfg.k}, "
 # reuses them.
 
 # %%
-inputs = lra.prepare(cell, seed, Roots(data_root, noise_root, needs))
+inputs = lra.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
 data, feats = inputs.data, inputs.features
 print(f"{cell['dataset']}: train {len(data.noisy)} (noisy labels, {np.mean(data.noisy != data.clean):.1%} wrong), "
       f"val {len(data.val_labels)} (clean), test {len(data.test_labels)}; features {feats['train'].shape[1]}-d")

@@ -2,9 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -37,9 +39,10 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
 params_file = "params/simclr/cifar10.yaml"
 profile = "smoke"
 seed = 0
-out_dir = "outputs/explore/simclr"
+out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None
 noise_root = None
+needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
 
 # %%
 from pathlib import Path
@@ -48,17 +51,18 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from nlkit.methods import Roots, simclr, write_results
+from nlkit.methods import simclr, write_results
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.notebook import notebook_roots
 from nlkit.train import default_device
 from nlkit.viz import save_figure
 
 cell = load_cell(params_file, profile)
 cfg = simclr.Config.from_cell(cell)
 ran = run_label(cell)
-out_dir = output_dir(out_dir)
-data = simclr.prepare(cell, seed, Roots(data_root, noise_root))
+out_dir = output_dir(out_dir, cell, seed)
+data = simclr.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
 print(f"{ran}: {data.dataset.name}, {len(data.dataset.train_labels)} training images; SimCLR {cfg.arch}, {cfg.epochs} epochs, "
       f"batch {cfg.batch_size}, device {default_device()}")
 

@@ -2,9 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -40,9 +42,10 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
 params_file = "params/sln/cifar10-sym-0.40-paper-sln.yaml"   # the table cell
 profile = "smoke"       # smoke (CPU, digits), quick (one GPU, 120 epochs) or paper (300 epochs)
 seed = 0
-out_dir = "outputs/explore/sln"
+out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for quick and paper runs
 noise_root = None       # folder holding the published label files (sln/<dataset>/*.csv)
+needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
 
 # %%
 
@@ -50,9 +53,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from nlkit.methods import Roots, sln, write_results
+from nlkit.methods import sln, write_results
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.notebook import notebook_roots
 from nlkit.train import default_device
 from nlkit.viz import (
     confidence_histogram,
@@ -64,7 +68,7 @@ from nlkit.viz import (
 
 cell = load_cell(params_file, profile)
 cfg = sln.Config.from_cell(cell)
-out = output_dir(out_dir)
+out = output_dir(out_dir, cell, seed)
 ran = run_label(cell)  # names the stand-in when the profile swaps the data, e.g. digits for CIFAR-10
 lc = f"label correction from epoch {cfg.lc_start}" if cfg.lc_start is not None else "no label correction"
 print(f"{ran}: method {cell['method']}, sigma {cfg.sigma}, {cfg.epochs} epochs, {lc}, net {cfg.arch}, "
@@ -74,7 +78,7 @@ print(f"{ran}: method {cell['method']}, sigma {cfg.sigma}, {cfg.epochs} epochs, 
 # ## Data and label noise
 
 # %%
-data = sln.prepare(cell, seed, Roots(data_root, noise_root))
+data = sln.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
 print(f"{cell['dataset']}: {len(data.noisy)} training images ({data.pixels} pixels), {len(data.test_labels)} test; "
       f"noise {data.noise_meta.get('generator')}: {data.noisy_mask.mean():.2%} of the training samples are noisy")
 if data.val_labels is not None:

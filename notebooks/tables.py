@@ -2,9 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -32,7 +34,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
                            "nlkit[notebooks] @ git+https://github.com/nlkit/nlkit"])
 
 # %% tags=["parameters"]
-profile = "smoke"     # smoke, quick or paper
+profile = None        # None: every profile with results (committed cpu/quick runs first); or smoke, cpu, quick, paper
 paper = None          # one paper (a folder of params/), or None for all
 
 # %%
@@ -43,19 +45,48 @@ from nlkit.pipeline.params import repo_root
 from nlkit.pipeline.tables import (
     collect,
     plot_reproduced_vs_paper,
+    profiles_with_results,
+    reading,
     table_meta,
     to_markdown,
 )
 
 papers = [paper] if paper else sorted(p.name for p in (repo_root() / "params").iterdir() if p.is_dir())
-print(f"profile {profile!r}: {', '.join(papers)}")
+found = profiles_with_results()
+profiles = [profile] if profile else [name for name, _ in found]
+print("results found: " + (", ".join(f"{name} ({n} runs)" for name, n in found) or "none yet (run make reproduce)"))
+
+# %% [markdown]
+# ## What the runs show
+# Each paper's reading of its runs, per profile, before the tables: the `cpu` profile runs every paper on real data
+# at a reduced budget (2 CPU cores), `quick` on one GPU; `smoke` runs on digits stand-ins and only checks the
+# pipeline.
 
 # %%
-for name in papers:
-    df = collect(profile, name)
-    if df.empty:
-        continue
-    display(Markdown(to_markdown(df, name, profile)))
-    fig = plot_reproduced_vs_paper(df, f"{table_meta(name).get('title', name)}, profile {profile}", paper=name)
-    display(fig)
-    plt.close(fig)
+for prof in profiles:
+    for name in papers:
+        df = collect(prof, name)
+        if df.empty or not (df["n_seeds"] > 0).any():
+            continue
+        text = reading(name, prof)
+        title = table_meta(name).get("title", name)
+        display(Markdown(f"**{title}, `{prof}`:** " + (text or "no reading written for this profile.")))
+
+# %% [markdown]
+# ## The tables
+# Reproduced numbers beside the paper's; tables with no result under a profile are named in one line, not drawn.
+
+# %%
+for prof in profiles:
+    without = []
+    for name in papers:
+        df = collect(prof, name)
+        if df.empty or not (df["n_seeds"] > 0).any():
+            without.append(name)
+            continue
+        display(Markdown(to_markdown(df, name, prof, hide_empty=True)))
+        fig = plot_reproduced_vs_paper(df, f"{table_meta(name).get('title', name)}, profile {prof}", paper=name)
+        display(fig)
+        plt.close(fig)
+    if without:
+        display(Markdown(f"*Profile `{prof}`: no results for {', '.join(without)}.*"))

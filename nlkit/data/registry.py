@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
+from ..io import project_path
 from .cache import cache_dir
 from .dataset import ImageDataset
 from .realworld import load_animal10n, load_clothing1m, load_red_mini_imagenet
@@ -29,8 +30,8 @@ _COMMON = {"root", "download", "image_size"}
 
 
 def default_data_root() -> Path:
-    """`$NLKIT_DATA_ROOT` if set, else ./data."""
-    return Path(os.environ.get("NLKIT_DATA_ROOT") or "data").expanduser()
+    """`$NLKIT_DATA_ROOT` if set, else the project's data/ (a relative one taken from the project folder)."""
+    return project_path(os.environ.get("NLKIT_DATA_ROOT") or "data")
 
 
 def load_dataset(name: str, data_root=None, download: bool | None = None, image_size=None, **options) -> ImageDataset:
@@ -49,7 +50,7 @@ def load_dataset(name: str, data_root=None, download: bool | None = None, image_
     if unknown:
         takes = f"its options: {', '.join(sorted(allowed))}" if allowed else "it takes no options"
         raise UserError(f"dataset {name!r} has no option {unknown[0]!r}; {takes}")
-    root = Path(data_root).expanduser() if data_root is not None else default_data_root()
+    root = project_path(data_root) if data_root is not None else default_data_root()
     kwargs = dict(options)
     if image_size is not None:  # leave a loader's own default size in place
         kwargs["image_size"] = image_size

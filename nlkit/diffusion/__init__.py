@@ -1,5 +1,6 @@
 """Score-based diffusion shared by the methods: EDM preconditioning, loss and Heun sampler (`edm`), a non-leaking
-augmentation pipe (`augment`), the DDPM++ UNet (`unet`) and noise-level-conditioned classifiers (`classifier`).
+augmentation pipe (`augment`), the DDPM++ UNet (`unet`) and noise-level-conditioned classifiers (`classifier`);
+`original_layout` maps state dicts of the EDM/TDSM reference code to these modules.
 It sits at the models/train layer: nothing here imports the methods, the pipeline or the figures."""
 
 from .augment import AUGMENT_DIM, AugmentPipe

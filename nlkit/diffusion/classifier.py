@@ -17,16 +17,19 @@ from torch import nn
 
 from ..errors import check_choice
 from .edm import SIGMA_DATA, precond_coefficients
-from .unet import PositionalEmbedding
+from .unet import PositionalEmbedding, xavier_init
 
 
 class NoiseEmbedding(nn.Module):
+    """The classifier's noise (and augment-label) embedding; its linear layers are initialised as EDM's `Linear`
+    with init_mode='xavier_uniform' (Xavier-uniform weights, zero biases), like the UNet's mapping layers."""
+
     def __init__(self, augment_dim: int = 0, noise_channels: int = 128, emb_channels: int = 512):
         super().__init__()
         self.map_noise = PositionalEmbedding(noise_channels, endpoint=True, flip=True)
-        self.map_augment = nn.Linear(augment_dim, noise_channels, bias=False) if augment_dim else None
-        self.layer0 = nn.Linear(noise_channels, emb_channels)
-        self.layer1 = nn.Linear(emb_channels, emb_channels)
+        self.map_augment = xavier_init(nn.Linear(augment_dim, noise_channels, bias=False)) if augment_dim else None
+        self.layer0 = xavier_init(nn.Linear(noise_channels, emb_channels))
+        self.layer1 = xavier_init(nn.Linear(emb_channels, emb_channels))
         self.emb_channels = emb_channels
 
     def forward(self, c_noise, augment_labels=None):

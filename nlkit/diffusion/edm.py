@@ -35,9 +35,10 @@ def loss_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Te
 
 
 def sample_sigma(n: int, generator: torch.Generator | None = None, device=None, p_mean: float = P_MEAN,
-                 p_std: float = P_STD) -> torch.Tensor:
-    """sigma = exp(P_mean + P_std n), n ~ N(0, 1): shape (n, 1, 1, 1) so that it broadcasts over images."""
-    z = torch.randn(n, 1, 1, 1, generator=generator, device=device)
+                 p_std: float = P_STD, normal: torch.Tensor | None = None) -> torch.Tensor:
+    """sigma = exp(P_mean + P_std n), n ~ N(0, 1): shape (n, 1, 1, 1) so that it broadcasts over images.
+    `normal` gives the standard-normal draws instead (n values)."""
+    z = torch.randn(n, 1, 1, 1, generator=generator, device=device) if normal is None else normal.reshape(n, 1, 1, 1)
     return (z * p_std + p_mean).exp()
 
 
@@ -89,18 +90,29 @@ def heun_schedule(num_steps: int = 18, sigma_min: float = SIGMA_MIN, sigma_max: 
 
 @torch.no_grad()
 def heun_sample(denoiser, latents: torch.Tensor, class_labels: torch.Tensor | None = None, *, num_steps: int = 18,
-                sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
-    """EDM's deterministic sampler (S_churn = 0): an Euler step plus a trapezoidal correction, except on the last
-    step: 2N - 1 denoiser calls (35 for N = 18). `denoiser(x, sigma, labels)`; starts from z * sigma_0 in float64."""
+                sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO, S_churn: float = 0.0,
+                S_min: float = 0.0, S_max: float = float("inf"), S_noise: float = 1.0, randn_like=None) -> torch.Tensor:
+    """EDM's sampler (Algorithm 2): an Euler step plus a trapezoidal correction, except on the last step: 2N - 1
+    denoiser calls (35 for N = 18). `denoiser(x, sigma, labels)`; starts from z * sigma_0 in float64.
+
+    The default S_churn = 0 is the deterministic sampler TDSM uses. With S_churn > 0, steps with
+    S_min <= sigma <= S_max first raise the noise to sigma (1 + gamma), gamma = min(S_churn / N, sqrt(2) - 1), with
+    fresh noise x S_noise; `randn_like(x)` draws it and, as in EDM, is called once per step (also where gamma = 0)."""
     t_steps = heun_schedule(num_steps, sigma_min, sigma_max, rho, latents.device)
+    randn_like = torch.randn_like if randn_like is None else randn_like
     x_next = latents.to(torch.float64) * t_steps[0]
     for i, (t_cur, t_next) in enumerate(zip(t_steps[:-1], t_steps[1:])):
         x_cur = x_next
-        d_cur = (x_cur - denoiser(x_cur, t_cur, class_labels).to(torch.float64)) / t_cur
-        x_next = x_cur + (t_next - t_cur) * d_cur
+        t_hat, x_hat = t_cur, x_cur
+        if S_churn > 0:
+            gamma = min(S_churn / num_steps, math.sqrt(2) - 1) if S_min <= t_cur <= S_max else 0.0
+            t_hat = t_cur + gamma * t_cur
+            x_hat = x_cur + (t_hat ** 2 - t_cur ** 2).sqrt() * S_noise * randn_like(x_cur)
+        d_cur = (x_hat - denoiser(x_hat, t_hat, class_labels).to(torch.float64)) / t_hat
+        x_next = x_hat + (t_next - t_hat) * d_cur
         if i < num_steps - 1:
             d_prime = (x_next - denoiser(x_next, t_next, class_labels).to(torch.float64)) / t_next
-            x_next = x_cur + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+            x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
     return x_next
 
 

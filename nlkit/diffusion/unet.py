@@ -7,8 +7,9 @@ down-sampling residual block, then `num_blocks` residual blocks (self-attention 
 decoder mirrors it with one more block per level and skip concatenation, two blocks at the bottom (the first with
 attention), and ends in GroupNorm + SiLU + 3x3 conv. Residual blocks: GroupNorm, SiLU, conv, + affine(emb), GroupNorm,
 SiLU, dropout, zero-initialised conv, a 1x1 skip projection when the shape changes, all scaled by sqrt(0.5).
-Resampling uses the [1, 1] filter (2x2 average pooling, nearest up-sampling). Weights are Xavier-uniform; the last
-conv of every block and every attention projection start near zero.
+Resampling uses the [1, 1] filter (2x2 average pooling, nearest up-sampling). Weights are Xavier-uniform with zero
+biases; as in EDM's `init_zero`, the last conv of every block, every attention projection and the output conv are
+Xavier-uniform x 1e-5, so the network's output F starts near zero (D = c_skip x at initialisation).
 
 Presets (docs/tdsm.md §8.2): `ddpmpp` (128 ch, [2, 2, 2], 4 blocks, 55.7M parameters for 10 classes), `ddpmpp_mnist`
 (32 ch, 1 block, 1.56M), `ddpmpp_c10_reduced` (64 ch, 2 blocks), and `ddpmpp_tiny` for CPU runs.
@@ -26,7 +27,8 @@ from torch import nn
 from ..errors import UserError, check_choice
 
 
-def _init(module: nn.Module, scale: float = 1.0) -> nn.Module:
+def xavier_init(module: nn.Module, scale: float = 1.0) -> nn.Module:
+    """EDM's layer init with init_mode='xavier_uniform': Xavier-uniform weights x `scale`, zero bias."""
     nn.init.xavier_uniform_(module.weight)
     with torch.no_grad():
         module.weight.mul_(scale)
@@ -66,19 +68,19 @@ class UNetBlock(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.up, self.down, self.skip_scale = up, down, skip_scale
         self.norm0 = group_norm(in_channels)
-        self.conv0 = _init(nn.Conv2d(in_channels, out_channels, 3, padding=1))
-        self.affine = _init(nn.Linear(emb_channels, out_channels))
+        self.conv0 = xavier_init(nn.Conv2d(in_channels, out_channels, 3, padding=1))
+        self.affine = xavier_init(nn.Linear(emb_channels, out_channels))
         self.norm1 = group_norm(out_channels)
         self.dropout = nn.Dropout(dropout)
-        self.conv1 = _init(nn.Conv2d(out_channels, out_channels, 3, padding=1), 1e-5)
+        self.conv1 = xavier_init(nn.Conv2d(out_channels, out_channels, 3, padding=1), 1e-5)
         self.skip = None
         if out_channels != in_channels or up or down:
-            self.skip = _init(nn.Conv2d(in_channels, out_channels, 1))
+            self.skip = xavier_init(nn.Conv2d(in_channels, out_channels, 1))
         self.attention = attention
         if attention:
             self.norm2 = group_norm(out_channels)
-            self.qkv = _init(nn.Conv2d(out_channels, out_channels * 3, 1), attn_init)
-            self.proj = _init(nn.Conv2d(out_channels, out_channels, 1), 1e-5)
+            self.qkv = xavier_init(nn.Conv2d(out_channels, out_channels * 3, 1), attn_init)
+            self.proj = xavier_init(nn.Conv2d(out_channels, out_channels, 1), 1e-5)
 
     def _resample(self, x: torch.Tensor) -> torch.Tensor:
         if self.up:
@@ -114,10 +116,10 @@ class SongUNet(nn.Module):
         emb_channels = model_channels * channel_mult_emb
         noise_channels = model_channels
         self.map_noise = PositionalEmbedding(noise_channels, endpoint=True, flip=True)
-        self.map_label = _init(nn.Linear(label_dim, noise_channels)) if label_dim else None
-        self.map_augment = _init(nn.Linear(augment_dim, noise_channels, bias=False)) if augment_dim else None
-        self.map_layer0 = _init(nn.Linear(noise_channels, emb_channels))
-        self.map_layer1 = _init(nn.Linear(emb_channels, emb_channels))
+        self.map_label = xavier_init(nn.Linear(label_dim, noise_channels)) if label_dim else None
+        self.map_augment = xavier_init(nn.Linear(augment_dim, noise_channels, bias=False)) if augment_dim else None
+        self.map_layer0 = xavier_init(nn.Linear(noise_channels, emb_channels))
+        self.map_layer1 = xavier_init(nn.Linear(emb_channels, emb_channels))
         block = dict(emb_channels=emb_channels, dropout=dropout)
 
         self.enc = nn.ModuleDict()
@@ -126,7 +128,7 @@ class SongUNet(nn.Module):
             res = img_resolution >> level
             if level == 0:
                 cin, cout = cout, model_channels
-                self.enc[f"{res}x{res}_conv"] = _init(nn.Conv2d(cin, cout, 3, padding=1))
+                self.enc[f"{res}x{res}_conv"] = xavier_init(nn.Conv2d(cin, cout, 3, padding=1))
             else:
                 self.enc[f"{res}x{res}_down"] = UNetBlock(cout, cout, down=True, **block)
             for idx in range(num_blocks):
@@ -147,7 +149,7 @@ class SongUNet(nn.Module):
                 attn = idx == num_blocks and res in attn_resolutions
                 self.dec[f"{res}x{res}_block{idx}"] = UNetBlock(cin, cout, attention=attn, **block)
         self.out_norm = group_norm(cout)
-        self.out_conv = _init(nn.Conv2d(cout, out_channels, 3, padding=1), 0.2)
+        self.out_conv = xavier_init(nn.Conv2d(cout, out_channels, 3, padding=1), 1e-5)  # EDM's init_zero: F starts near 0
 
     def forward(self, x, noise_labels, class_labels=None, augment_labels=None):
         emb = self.map_noise(noise_labels)

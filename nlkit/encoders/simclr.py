@@ -170,7 +170,7 @@ def train_simclr(images: np.ndarray, *, arch: str = "resnet18", epochs: int = 10
     """Train SimCLR (Adam, NT-Xent) on uint8 NHWC images held on the device; returns (model, LoopResult).
     Resumes from `checkpoint_dir/checkpoints/last.pt` when present."""
     from ..data import DeviceBatcher
-    from ..train import TrainLoop
+    from ..train import TrainLoop, run_identity
 
     torch.manual_seed(seed)
     device = torch.device(device or default_device())
@@ -210,7 +210,10 @@ def train_simclr(images: np.ndarray, *, arch: str = "resnet18", epochs: int = 10
         gen.set_state(state["generator"])
 
     loop = TrainLoop(checkpoint_dir, epochs=epochs, desc="SimCLR", checkpoint_every_seconds=checkpoint_every_seconds,
-                     time_budget_seconds=time_budget_seconds, progress=progress, postfix=("loss",))
+                     time_budget_seconds=time_budget_seconds, progress=progress, postfix=("loss",),
+                     identity=run_identity({"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                                            "weight_decay": weight_decay, "temperature": temperature,
+                                            "mean": mean, "std": std}, seed, images))
     result = loop.run(epoch_fn, get_state, set_state, map_location=device)
     return model.eval(), result
 

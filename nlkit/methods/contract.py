@@ -30,7 +30,7 @@ from pydantic import ConfigDict, Field, ValidationError, create_model
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt  # noqa: F401 - for Config fields
 
 from ..errors import UserError
-from ..io import atomic_write, atomic_write_json
+from ..io import atomic_write, atomic_write_json, project_path
 
 # Value ranges for Config fields (and CELL_KEYS): annotate a field with one of these and Config.from_cell rejects
 # a value outside it with the key and the reason.
@@ -63,9 +63,10 @@ class Roots:
 
     def artefact(self, name: str) -> Path:
         if name not in self.needs:
-            raise UserError(f"this cell needs the artefact {name!r} of another cell; declare it under `needs:` "
-                            "(e.g. `needs: {encoder: simclr/cifar10-simclr}`) and run that cell first")
-        return Path(self.needs[name])
+            raise UserError(f"this cell needs the artefact {name!r} of another cell, and none was given; run it "
+                            "through the pipeline (`nlkit run`, `make reproduce`), or in a notebook leave `needs` "
+                            "empty so that the cell's own `needs:` are resolved")
+        return project_path(self.needs[name])
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ..errors import UserError, check_choice
 from ..models import build_model
 from ..noise import noise_report, openset
 from ..noise.setting import apply_noise_model, restrict, setting_from_params
-from ..train import Trainer, TrainLoop, predict
+from ..train import Trainer, TrainLoop, predict, run_identity
 from .contract import (
     PROTOCOL_METRICS,
     Fraction,
@@ -296,7 +296,8 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
     loop = TrainLoop(out_dir, epochs=cfg.epochs, desc="SLN" if cfg.sigma else "CE",
                      checkpoint_every_seconds=cfg.checkpoint_every_seconds,
                      time_budget_seconds=cfg.time_budget_seconds, progress=progress,
-                     postfix=("loss", "test_acc_live", "test_acc_ema"))
+                     postfix=("loss", "test_acc_live", "test_acc_ema"),
+                     identity=run_identity(cfg, seed, data.train_images, data.noisy, data.test_images))
     result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
     hist = pd.DataFrame(result.history)
     return SLNRun(hist, summarise(hist, len(data.train_images)), trainer, targets, cfg, result.completed)

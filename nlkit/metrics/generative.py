@@ -46,17 +46,28 @@ def fid_from_features(real, fake) -> float:
     return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
 
 
-def inception_score(logits_or_probs, splits: int = 10, from_logits: bool = True) -> tuple[float, float]:
-    """exp(E_x KL(p(y|x) || p(y))) per split; (mean, std) over the splits, in sample order."""
+def inception_score(logits_or_probs, splits: int = 10, from_logits: bool = True, shuffle: bool = True,
+                    seed: int = 2020) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) per split; (mean, std) over the splits.
+
+    The samples are first put in a seeded random order (torch-fidelity's convention: a NumPy RandomState(2020)
+    permutation, splits at i N // splits): generated samples often come in class blocks, and splitting them in
+    order would give each split a marginal p(y) concentrated on a few classes and a score far too low.
+    `shuffle=False` keeps the given order."""
     x = np.asarray(logits_or_probs, dtype=np.float64)
+    if x.ndim != 2 or len(x) < splits:
+        raise UserError(f"need an (N >= {splits}, classes) array for {splits} splits, got shape {x.shape}")
+    if shuffle:
+        x = x[np.random.RandomState(seed).permutation(len(x))]
     if from_logits:
         x = x - x.max(1, keepdims=True)
         p = np.exp(x)
         p /= p.sum(1, keepdims=True)
     else:
         p = x
-    scores = []
-    for part in np.array_split(p, splits):
+    n, scores = len(p), []
+    for i in range(splits):
+        part = p[i * n // splits:(i + 1) * n // splits]
         py = part.mean(0, keepdims=True)
         kl = (part * (np.log(np.clip(part, 1e-30, None)) - np.log(np.clip(py, 1e-30, None)))).sum(1)
         scores.append(float(np.exp(kl.mean())))

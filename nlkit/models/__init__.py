@@ -3,13 +3,16 @@
 from .cifar_resnet import CifarResNet34
 from .classifiers import (
            ARCHITECTURES,
+           CasCNN,
+           CasResNet50,
            PreActResNet,
            SmallCNN,
            WideResNet,
+           architecture_kwargs,
            build_model,
            load_model,
            save_model,
 )
 
-__all__ = ["ARCHITECTURES", "CifarResNet34", "PreActResNet", "SmallCNN", "WideResNet", "build_model", "load_model",
-           "save_model"]
+__all__ = ["ARCHITECTURES", "CasCNN", "CasResNet50", "CifarResNet34", "PreActResNet", "SmallCNN", "WideResNet",
+           "architecture_kwargs", "build_model", "load_model", "save_model"]

@@ -152,6 +152,53 @@ class PreActResNet(nn.Module):
         return self.head(self.features(x))
 
 
+class CasCNN(nn.Module):
+    """The CAS classifier the TDSM code defines for MNIST (`ClassifierCAS_CNN_MNIST`): a 5x5 conv to 16 channels
+    (padding 2) + ReLU + 2x2 max-pool, a 5x5 conv to 32 channels (padding 2) + ReLU + 2x2 max-pool, flatten, and one
+    linear layer to the classes. 33,738 parameters for 1x32x32 inputs and 10 classes; the linear layer's input is
+    32 (H/4)^2 (the original fixes it at 32x8x8 for 32x32 images)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, img_resolution: int = 32):
+        super().__init__()
+        if img_resolution % 4:
+            raise UserError(f"the CAS CNN needs an image size divisible by 4, got {img_resolution}")
+        self.conv1 = nn.Conv2d(in_channels, 16, 5, padding=2)
+        self.conv2 = nn.Conv2d(16, 32, 5, padding=2)
+        self.feature_dim = 32 * (img_resolution // 4) ** 2
+        self.head = nn.Linear(self.feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        return x.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class CasResNet50(nn.Module):
+    """The CAS classifier the TDSM code uses for CIFAR (`ClassifierCAS`): torchvision's ImageNet ResNet-50
+    (Bottleneck blocks [3, 4, 6, 3], 7x7 stride-2 stem and max-pool kept) trained from scratch, its first conv
+    rebuilt as Conv2d(in_channels, 64, 7, stride 2, padding 3, no bias) for the input's channels. 23,528,522
+    parameters for 3 channels and 10 classes."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, img_resolution: int = 32):
+        super().__init__()
+        from torchvision.models import resnet50
+
+        net = resnet50(weights=None, num_classes=num_classes)
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.head, net.fc = net.fc, nn.Identity()   # the body ends in the 2048-d pooled features
+        self.body = net
+        self.feature_dim = self.head.in_features
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
 def _preact18(**kw):
     return PreActResNet(depth=18, **kw)
 
@@ -169,7 +216,20 @@ def _wrn28_2(**kw):
 
 
 ARCHITECTURES = {"small_cnn": SmallCNN, "wrn28_2": _wrn28_2, "preact_resnet18": _preact18,
-                 "preact_resnet34": _preact34, "preact_resnet18_dividemix": _preact18_dividemix}
+                 "preact_resnet34": _preact34, "preact_resnet18_dividemix": _preact18_dividemix,
+                 "cas_cnn_mnist": CasCNN, "cas_resnet50": CasResNet50}
+
+
+def architecture_kwargs(arch: str, num_classes: int, in_channels: int, img_resolution: int) -> dict:
+    """The constructor arguments of `arch` for images of this size: the image size only where the network needs
+    it (a flattening head)."""
+    import inspect
+
+    check_choice(arch, ARCHITECTURES, "architecture")
+    kwargs = {"num_classes": num_classes, "in_channels": in_channels}
+    if "img_resolution" in inspect.signature(ARCHITECTURES[arch]).parameters:
+        kwargs["img_resolution"] = img_resolution
+    return kwargs
 
 
 def build_model(arch: str, **kwargs) -> nn.Module:

@@ -210,10 +210,12 @@ def resolve_noise_file(relative: str, noise_root=None, data_root=None, sha256: s
     from ..data import default_data_root
     from ..errors import DataMissingError
 
-    candidates = [Path(noise_root)] if noise_root else []
+    from ..io import project_path
+
+    candidates = [project_path(noise_root)] if noise_root else []
     if os.environ.get("NLKIT_NOISE_ROOT"):
-        candidates.append(Path(os.environ["NLKIT_NOISE_ROOT"]))
-    candidates += [Path(data_root) / "noise"] if data_root else []
+        candidates.append(project_path(os.environ["NLKIT_NOISE_ROOT"]))
+    candidates += [project_path(data_root) / "noise"] if data_root else []
     candidates.append(Path(default_data_root()) / "noise")
     for root in candidates:
         path = root / relative

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import UserError, check_choice, check_rate
+from ..io import project_path
 from .generators import (
     PMD_TYPES,
     NoiseResult,
@@ -16,7 +17,7 @@ from .generators import (
     make_result,
     pmd_generate,
 )
-from .labelfiles import read_labels, resolve_noise_file
+from .labelfiles import read_labels, resolve_noise_file, split_label_spec
 
 NOISE_MODELS = ("clean", "sym", "sym-incl", "asym", "pairflip", "idn", "pmd", "file")
 NOISE_MODEL_HELP = {
@@ -93,7 +94,9 @@ def apply_noise_model(dataset, model: str, rate: float, seed: int, *, asym_map: 
         return res
     if not label_file:
         raise UserError("noise model 'file' needs a label file PATH[:FIELD]")
-    noisy = read_labels(label_file, num_classes=c, expected_length=len(y))
+    path, field = split_label_spec(label_file)
+    resolved = str(project_path(path)) + (f":{field}" if field is not None else "")  # relative: from the project
+    noisy = read_labels(resolved, num_classes=c, expected_length=len(y))
     return make_result("file", y, noisy, None, {"file": label_file}, None, c)
 
 

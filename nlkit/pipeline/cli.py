@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .params import PROFILES
 
 
@@ -56,10 +58,18 @@ def _cmd_tables(args) -> int:
     return 0
 
 
+def _from_cwd(text: str) -> str:
+    return str(Path(text).expanduser().absolute())
+
+
 def _common(p, profile_default="smoke"):
     p.add_argument("--profile", default=profile_default, choices=PROFILES)
-    p.add_argument("--data-root", help="folder holding the datasets (default: $NLKIT_DATA_ROOT or ./data)")
-    p.add_argument("--noise-root", help="folder holding published label files (default: <data-root>/noise)")
+    # on the command line a relative folder means what the shell means (the working directory); in notebooks and
+    # params files it is taken from the project folder
+    p.add_argument("--data-root", type=_from_cwd,
+                   help="folder holding the datasets (default: $NLKIT_DATA_ROOT or the project's data/)")
+    p.add_argument("--noise-root", type=_from_cwd,
+                   help="folder holding published label files (default: <data-root>/noise)")
     p.add_argument("--executor", default="auto", choices=("auto", "papermill", "direct"),
                    help="papermill when installed (default), or run the notebook's code directly (no Jupyter)")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .params import load_cell, repo_root
+from .params import load_cell, params_hash, repo_root
 
 
 def _encoder(resolved: dict) -> str | None:
@@ -74,9 +74,16 @@ def setting_label(dataset: str, noise: str | None, rate: float | None = None, se
     return text
 
 
-def output_dir(out_dir) -> Path:
+def output_dir(out_dir, cell: dict | None = None, seed: int | None = None) -> Path:
     """Where a notebook writes: a relative `out_dir` lies under the project folder, whatever the working directory
-    (JupyterLab starts kernels in notebooks/, which must stay free of outputs)."""
+    (JupyterLab starts kernels in notebooks/, which must stay free of outputs). Without an `out_dir`, a folder of
+    its own for what the run computes: `outputs/explore/<paper>/<cell>/<profile>-seed<k>-<settings hash>`, so
+    changing the parameters cell never resumes or overwrites another run's results."""
+    if out_dir is None:
+        if cell is None or seed is None:
+            raise ValueError("output_dir needs the cell and the seed when no out_dir is given")
+        name = f"{cell.get('profile', 'run')}-seed{seed}-{params_hash(cell, seed)[:8]}"
+        return repo_root() / "outputs" / "explore" / str(cell.get("paper")) / str(cell.get("cell_id")) / name
     path = Path(out_dir)
     return path if path.is_absolute() else repo_root() / path
 

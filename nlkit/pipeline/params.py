@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import UserError, check_choice
+from ..io import project_root
 from .schema import PROFILE_NAMES, check_overlay_keys, validate_cell
 
 PROFILES = PROFILE_NAMES
@@ -28,14 +29,8 @@ DEFAULTS_FILE = "_defaults.yaml"
 
 
 def repo_root() -> Path:
-    """The project folder holding params/ and notebooks/ ($NLKIT_ROOT, else the checkout the package lives in,
-    else the working directory)."""
-    if os.environ.get("NLKIT_ROOT"):
-        return Path(os.environ["NLKIT_ROOT"]).resolve()
-    here = Path(__file__).resolve().parents[2]
-    if (here / "params").is_dir():
-        return here
-    return Path.cwd()
+    """The project folder holding params/ and notebooks/ (see nlkit.io.project_root)."""
+    return project_root()
 
 
 def deep_merge(base: dict, overlay: dict) -> dict:

@@ -15,7 +15,7 @@ import yaml
 from ..errors import UserError
 from ..io import atomic_write
 from .describe import is_stand_in, run_label
-from .params import find_cells, load_cell, repo_root
+from .params import PROFILES, find_cells, load_cell, repo_root
 from .runner import current_metrics, outputs_root
 
 COLUMNS = ["paper", "table", "row", "column", "reproduced_mean", "reproduced_std", "n_seeds", "paper_value",
@@ -137,7 +137,25 @@ def csv_frame(df: pd.DataFrame, paper: str) -> pd.DataFrame:
     return out.rename(columns={c: c + suffix for c in VALUE_COLUMNS})
 
 
-def to_markdown(df: pd.DataFrame, paper: str, profile: str) -> str:
+def profiles_with_results(root: Path | None = None) -> list[tuple[str, int]]:
+    """(profile, number of finished runs) for every profile with at least one `metrics.json` under outputs/: the
+    real-data profiles first (paper, quick, cpu: the committed evidence), then smoke (digits stand-ins, a pipeline
+    check), so a reader sees what the kit shows without running anything."""
+    base = root or outputs_root()
+    order = ("paper", "quick", "cpu", "smoke")
+    counts = [(name, sum(1 for _ in (base / name).glob("*/*/seed*/metrics.json")))
+              for name in sorted(PROFILES, key=lambda p: order.index(p) if p in order else len(order))]
+    return [c for c in counts if c[1]]
+
+
+def reading(paper: str, profile: str) -> str:
+    """The paper's note for this profile (what ran and what its numbers show), or ''."""
+    return str((table_meta(paper).get("profile_notes") or {}).get(profile) or "").strip()
+
+
+def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = False) -> str:
+    """The paper's tables as Markdown. `hide_empty`: tables none of whose cells has a result are left out and named
+    in one line (for reading; the files `make reproduce` writes keep every table)."""
     meta = table_meta(paper)
     scale = _scale(meta)
     unit = _unit(meta)
@@ -165,7 +183,10 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str) -> str:
         files = ", ".join(sorted(set(", ".join(published["published"]).split(", "))))
         lines += [f"{len(published)} cells ran with published weights ({files}) in place of the artefact of the "
                   "cell they name under `needs` (marked §).", ""]
+    empty = [t for t, part in df.groupby("table", sort=True) if not (part["n_seeds"] > 0).any()]
     for table_id, part in df.groupby("table", sort=True):
+        if hide_empty and table_id in empty:
+            continue
         info = (meta.get("tables") or {}).get(table_id, {})
         lines += [f"## {table_id}: {info.get('title', '')}".rstrip(": "), ""]
         if info.get("description"):
@@ -190,6 +211,8 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str) -> str:
                          f"{delta} | {r.expected_source} {('[' + r.expected_tag + ']') if r.expected_tag else ''} | "
                          f"{_fmt(r.wall_seconds, 1)} | {r.device or '—'} |")
         lines.append("")
+    if hide_empty and empty:
+        lines += [f"Not shown, no results under `{profile}`: {', '.join(empty)}.", ""]
     return "\n".join(lines)
 
 

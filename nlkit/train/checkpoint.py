@@ -36,11 +36,21 @@ class Checkpointer:
                 raise TypeError(f"holds a {type(state).__name__}, not a dict")
             return state
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is set aside, never fatal
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            self.path.replace(aside)
+            aside = self.set_aside("corrupt")
             warnings.warn(f"unreadable checkpoint {self.path} ({type(e).__name__}: {str(e)[:200]}); moved to "
                           f"{aside.name}, starting fresh", stacklevel=2)
             return None
+
+    def set_aside(self, why: str) -> Path:
+        """Move the checkpoint out of the way as `last.pt.<why>-<time>` (kept for inspection, never resumed)."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.{why}-{stamp}")
+        n = 1
+        while aside.exists():  # two in the same second: keep both
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.{why}-{stamp}-{n}")
+        self.path.replace(aside)
+        return aside
 
     def save(self, state: dict) -> None:
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))

@@ -3,7 +3,9 @@
 The method supplies one function per epoch (its step, on the device, no host syncs inside) and two functions that
 save and restore its state (networks, optimizers, generators, targets); the loop owns the rest:
 
-- resume from ``<workdir>/checkpoints/last.pt`` (history included) when it exists;
+- resume from ``<workdir>/checkpoints/last.pt`` (history included) when it exists and was written by the same
+  computation (its ``identity``: settings, seed and data, see :func:`run_identity`); a checkpoint of another run
+  (a notebook whose parameters changed, writing to the same folder) is set aside with one line, never resumed;
 - a checkpoint every few minutes, after the last epoch, on SIGTERM (then it stops), and when the time budget runs
   out (then it stops cleanly and the next run continues);
 - a tqdm bar with epoch, chosen statistics and an ETA.
@@ -13,6 +15,9 @@ Checkpoints hold only tensors and plain Python values, so they load with ``weigh
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import os
 import signal
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpointer
@@ -47,9 +53,33 @@ def plain(value):
     return value
 
 
+# Config fields that say how a run is carried out, not what it computes: changing them keeps a checkpoint valid.
+_NOT_IDENTITY = frozenset({"checkpoint_every_seconds", "time_budget_seconds", "progress"})
+
+
+def run_identity(config=None, seed: int | None = None, *arrays, **extra) -> str:
+    """A short hash of what a training run computes: its config (a dataclass or a dict, without the fields that
+    only schedule checkpoints), its seed, the content of the arrays it trains on (e.g. the noisy labels, which
+    differ between noise settings) and any extra named values. Two runs with the same identity may continue
+    each other's checkpoints; any other pair must not."""
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    settings = {k: v for k, v in (config or {}).items() if k not in _NOT_IDENTITY}
+    h = hashlib.sha256(json.dumps({"config": settings, "seed": seed, "extra": extra}, sort_keys=True,
+                                  default=repr).encode())
+    for a in arrays:
+        if hasattr(a, "detach"):
+            a = a.detach().cpu().numpy()
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
 class TrainLoop:
     def __init__(self, workdir=None, *, epochs: int, desc: str = "train", checkpoint_every_seconds: float = 300.0,
-                 time_budget_seconds: float | None = None, progress: bool = True, postfix: tuple[str, ...] = ()):
+                 time_budget_seconds: float | None = None, progress: bool = True, postfix: tuple[str, ...] = (),
+                 identity: str | None = None):
         if epochs < 1:
             from ..errors import UserError
 
@@ -62,6 +92,7 @@ class TrainLoop:
         if time_budget_seconds is None and os.environ.get(BUDGET_ENV):
             time_budget_seconds = float(os.environ[BUDGET_ENV])
         self.time_budget_seconds = time_budget_seconds
+        self.identity = identity
 
     def run(self, epoch_fn: Callable[[int], dict], get_state: Callable[[], dict],
             set_state: Callable[[dict], None], map_location=None) -> LoopResult:
@@ -69,6 +100,11 @@ class TrainLoop:
         history: list[dict] = []
         start = 0
         saved = self.checkpointer.load(map_location=map_location) if self.checkpointer else None
+        if saved is not None and self.identity is not None and saved.get("identity") != self.identity:
+            aside = self.checkpointer.set_aside("other")
+            tqdm.write(f"{self.desc}: {self.checkpointer.path} belongs to another run (other settings, seed or "
+                       f"data); moved to {aside.name}, starting fresh")
+            saved = None
         if saved is not None:
             set_state(saved["method"])
             history, start = list(saved["history"]), int(saved["epoch"])
@@ -77,7 +113,8 @@ class TrainLoop:
 
         def save(epoch: int) -> None:
             if self.checkpointer:
-                self.checkpointer.save({"method": get_state(), "history": history, "epoch": epoch})
+                self.checkpointer.save({"method": get_state(), "history": history, "epoch": epoch,
+                                        "identity": self.identity})
 
         bar = tqdm(total=self.epochs, initial=start, desc=self.desc, unit="epoch", disable=not self.progress)
         with bar, _sigterm_flag() as term:

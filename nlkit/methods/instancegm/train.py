@@ -22,7 +22,7 @@ import torch
 from ...data import DeviceBatcher
 from ...errors import UserError, check_choice
 from ...models import build_model
-from ...train import TrainLoop, autocast_for, default_device
+from ...train import TrainLoop, autocast_for, default_device, run_identity
 from ..contract import config_from_cell
 from .data import IGMData
 from .dividemix import DivideMix, DivideMixConfig, ExtraLoss, division_quality
@@ -197,7 +197,8 @@ def train_instancegm(data: IGMData, cfg: InstanceGMConfig, seed: int, out_dir=No
     desc = {"ce": "CE", "dividemix": "DivideMix", "instancegm": "InstanceGM"}[cfg.method]
     loop = TrainLoop(out_dir, epochs=cfg.epochs, desc=desc, checkpoint_every_seconds=cfg.checkpoint_every_seconds,
                      time_budget_seconds=cfg.time_budget_seconds, progress=progress,
-                     postfix=("test_acc", "auc_net1", "n_labelled_net1"))
+                     postfix=("test_acc", "auc_net1", "n_labelled_net1"),
+                     identity=run_identity(cfg, seed, data.train_images, data.noisy, data.test_images))
     result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
     history = pd.DataFrame(result.history)
     return IGMRun(history, summarise(history, divisions), divisions, dm, generative, cfg, result.completed)

@@ -35,6 +35,17 @@ def antithetic_timesteps(batch: int, generator=None, device="cpu") -> torch.Tens
     return torch.cat([t, T_STEPS - 1 - t])[:batch]
 
 
+def q_sample(y0: torch.Tensor, alphas_bar: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The forward process with f_q = 0: y_t = sqrt(a_t) y0 + sqrt(1 - a_t) noise."""
+    a = alphas_bar.index_select(0, t)[:, None]
+    return a.sqrt() * y0 + (1 - a).sqrt() * noise
+
+
+def weighted_eps_loss(eps_hat: torch.Tensor, eps: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_i w_i mean_c (eps_hat - eps)^2: the per-sample noise MSE weighted by the retrieval weights."""
+    return (weights * (eps_hat.float() - eps).pow(2).mean(1)).sum()
+
+
 DDIM_TIMESTEPS = (901, 801, 701, 601, 501, 401, 301, 201, 101, 1)
 
 

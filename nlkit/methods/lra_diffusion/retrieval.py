@@ -120,9 +120,13 @@ class LabelSampler:
         probs = None if self.probs is None else self.probs.index_select(0, idx)
         return self.draw(self.candidates.index_select(0, idx), probs)
 
-    def draw(self, cands: torch.Tensor, probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One label per row of candidates (uniformly, or by `probs`) and its count weight."""
-        if probs is None:
+    def draw(self, cands: torch.Tensor, probs: torch.Tensor | None = None,
+             pick: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One label per row of candidates (uniformly, or by `probs`; `pick` gives the drawn columns instead)
+        and its count weight."""
+        if pick is not None:
+            pick = pick.to(self.device)
+        elif probs is None:
             pick = torch.randint(0, cands.shape[1], (len(cands),), generator=self.generator, device=self.device)
         else:
             pick = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)

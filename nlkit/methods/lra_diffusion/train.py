@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ...errors import UserError
-from ...train import TrainLoop, autocast_for, default_device
+from ...train import TrainLoop, autocast_for, default_device, run_identity
 from ..contract import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, config_from_cell
 from .data import LRAData
 from .diffusion import (
@@ -21,6 +21,8 @@ from .diffusion import (
     ddim_sample,
     decode,
     learning_rate,
+    q_sample,
+    weighted_eps_loss,
 )
 from .model import LRAModel
 from .retrieval import neighbour_probs
@@ -208,12 +210,11 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
             y0 = nn.functional.one_hot(labels, c).float()
             t = antithetic_timesteps(len(labels), gen, dev)
             eps = torch.randn(y0.shape, generator=gen, device=dev)
-            a = alphas.index_select(0, t)[:, None]
-            y_t = a.sqrt() * y0 + (1 - a).sqrt() * eps
+            y_t = q_sample(y0, alphas, t, eps)
             with autocast_for(dev, cfg.bf16):
                 x_embed = model.embed(batch.x, fp)
                 eps_hat = model.denoiser(x_embed.float(), y_t, fp, t)
-            loss = (weights * (eps_hat.float() - eps).pow(2).mean(1)).sum()
+            loss = weighted_eps_loss(eps_hat, eps, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
@@ -244,7 +245,8 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
 
     loop = TrainLoop(out_dir, epochs=cfg.epochs, desc="LRA", checkpoint_every_seconds=cfg.checkpoint_every_seconds,
                      time_budget_seconds=cfg.time_budget_seconds, progress=progress,
-                     postfix=("loss", "val_acc", "test_acc"))
+                     postfix=("loss", "val_acc", "test_acc"),
+                     identity=run_identity(cfg, seed, data.train_images, data.noisy, *(feats[k] for k in sorted(feats))))
     result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
     history = result.history
     hist = pd.DataFrame(history)

@@ -48,7 +48,7 @@ from .weights import build_transition, check_transition, reverse_matrix
 SAMPLE_METRICS = ("label_consistency", "cas", "feature_fid", "cw_feature_fid")
 INCEPTION_METRICS = ("fid", "is", "density", "coverage", "cw_fid", "cw_density", "cw_coverage")
 SPEC = MethodSpec("tdsm", metrics=PROTOCOL_METRICS + SAMPLE_METRICS + tuple(f"{m}_min" for m in SAMPLE_METRICS)
-                  + INCEPTION_METRICS + (
+                  + INCEPTION_METRICS + tuple(f"{m}_min" for m in INCEPTION_METRICS) + (
     "extra_passes_per_sample", "kimg_per_s", "kimg", "ideal_dsm_consistency", "evaluator_test_acc",
     "cls_clean_acc_low_sigma", "cls_clean_acc_high_sigma", "cls_weight_on_observed_low_sigma",
     "toy_mean_error_dsm", "toy_mean_error_sdsm", "toy_mean_error_tdsm",
@@ -260,30 +260,35 @@ def _run_diffusion(data: TDSMData, cfg: TDSMConfig, seed: int, workdir, dev, pro
             raise UserError("affine_weight needs the DSM model of the same setting: declare "
                             "`needs: {noisy_model: tdsm/<setting>-dsm}`")
         other = data.noisy_model.to(dev).eval()
-    per_seed, samples = [], None
+    cas_arch = cfg.cas_arch or tdsm_metrics.default_cas_arch(data.dataset)
+    metrics["cas_arch"] = cas_arch
+    inception = cfg.inception_weights or os.environ.get(INCEPTION_ENV)
+    extractor = None
+    if inception:
+        from ...metrics import load_inception
+
+        extractor = load_inception(inception, device=dev)
+    per_seed, per_seed_inception, samples = [], [], None
     shape = (ch, h, h)
     for s in cfg.sampling_seeds:
         images, labels = generate(run.ema, k, cfg.samples_per_class, shape, seed * 1000 + int(s), device=dev,
                                   num_steps=cfg.num_steps, batch=cfg.sample_batch, other=other,
                                   affine_weight=cfg.affine_weight, bf16=cfg.precision == "bf16")
-        scores = tdsm_metrics.score_samples(ref, images, labels, cas_arch=cfg.eval_arch, cas_epochs=cfg.cas_epochs,
+        scores = tdsm_metrics.score_samples(ref, images, labels, cas_arch=cas_arch, cas_epochs=cfg.cas_epochs,
                                             seed=seed, device=dev)
         per_seed.append(scores)
+        if extractor is not None:  # every sampling seed, like the sample metrics (mean and min over the seeds)
+            per_seed_inception.append(tdsm_metrics.inception_metrics(
+                extractor, ref.real_images, ref.real_labels, images, labels, k, with_is=data.dataset != "mnist"))
         if samples is None:
             samples = (images, labels)
-    for key in SAMPLE_METRICS:
-        values = [p[key] for p in per_seed]
-        metrics[key], metrics[f"{key}_min"] = float(np.mean(values)), float(np.min(values))
+    metrics.update(tdsm_metrics.mean_and_min(per_seed, SAMPLE_METRICS))
     for key in ("label_consistency_per_class", "cw_feature_fid_per_class"):
         metrics[key] = np.round(np.mean([p[key] for p in per_seed], 0), 4).tolist()
     metrics["per_sampling_seed"] = [{k2: v for k2, v in p.items() if not k2.endswith("per_class")} for p in per_seed]
-    inception = cfg.inception_weights or os.environ.get(INCEPTION_ENV)
-    if inception:
-        from ...metrics import load_inception
-
-        extractor = load_inception(inception, device=dev)
-        metrics.update(tdsm_metrics.inception_metrics(extractor, ref.real_images, ref.real_labels, samples[0],
-                                                      samples[1], k, with_is=data.dataset != "mnist"))
+    if per_seed_inception:
+        metrics.update(tdsm_metrics.mean_and_min(per_seed_inception, INCEPTION_METRICS))
+        metrics["per_sampling_seed_inception"] = per_seed_inception
     grid = _grid_subset(samples[0], samples[1], k, 10)
     if workdir is not None:
         np.savez_compressed(workdir / "samples.npz", images=grid[0], labels=grid[1])

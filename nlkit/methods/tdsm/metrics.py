@@ -22,10 +22,18 @@ import torch
 
 from ...data import DeviceBatcher, cache_dir
 from ...metrics import classwise, density_coverage, feature_statistics, frechet_distance, inception_score
-from ...models import build_model, load_model, save_model
+from ...models import architecture_kwargs, build_model, load_model, save_model
 from ...train import Trainer, TrainLoop, default_device
 
 EVALUATOR_VERSION = 1
+# The CAS classifier per dataset, as in the TDSM code (training/networks.py): a ResNet-50 from scratch
+# (`ClassifierCAS`) for CIFAR, the two-conv CNN (`ClassifierCAS_CNN_MNIST`) for MNIST and its digits stand-in.
+CAS_ARCHS = {"mnist": "cas_cnn_mnist", "digits": "cas_cnn_mnist"}
+CAS_ARCH_DEFAULT = "cas_resnet50"
+
+
+def default_cas_arch(dataset: str) -> str:
+    return CAS_ARCHS.get(dataset, CAS_ARCH_DEFAULT)
 
 
 def _batcher(images, batch_size, device, shuffle=False, seed=0):
@@ -36,11 +44,12 @@ def _batcher(images, batch_size, device, shuffle=False, seed=0):
 def train_image_classifier(images: np.ndarray, labels: np.ndarray, num_classes: int, *, arch: str = "small_cnn",
                            epochs: int = 10, batch_size: int = 128, lr: float = 0.05, seed: int = 0, device=None,
                            progress: bool = False):
-    """A plain classifier on uint8 images in [-1, 1] scaling (SGD, momentum 0.9, cosine-free constant lr): the
-    evaluator (clean labels) and the CAS classifier (generated samples) are both trained this way."""
+    """A plain classifier on uint8 images in [-1, 1] scaling (SGD, momentum 0.9, weight decay 5e-4, constant lr,
+    batch 128): the evaluator (clean labels) and the CAS classifier (generated samples) are both trained this way;
+    the TDSM code ships the CAS networks but no recipe to train them (docs/tdsm.md §10)."""
     dev = torch.device(device or default_device())
     torch.manual_seed(seed)
-    model = build_model(arch, num_classes=num_classes, in_channels=images.shape[-1])
+    model = build_model(arch, **architecture_kwargs(arch, num_classes, images.shape[-1], images.shape[1]))
     trainer = Trainer(model, lr=lr, momentum=0.9, weight_decay=5e-4, device=dev, channels_last=False)
     batcher = _batcher(images, min(batch_size, len(images)), dev, shuffle=True, seed=seed)
     y = torch.as_tensor(labels, device=dev)
@@ -88,7 +97,7 @@ def clean_evaluator(dataset: str, images, labels, num_classes: int, *, arch: str
         except Exception:  # noqa: BLE001 - a damaged cache entry is retrained, never fatal
             path.unlink(missing_ok=True)
     model = train_image_classifier(images, labels, num_classes, arch=arch, epochs=epochs, seed=seed, device=device)
-    save_model(model, path, arch, num_classes=num_classes, in_channels=images.shape[-1])
+    save_model(model, path, arch, **architecture_kwargs(arch, num_classes, images.shape[-1], images.shape[1]))
     return model, False
 
 
@@ -110,7 +119,7 @@ def ideal_dsm_consistency(S: np.ndarray) -> np.ndarray:
 
 
 def classification_accuracy_score(gen_images, gen_labels, test_images, test_labels, num_classes: int, *,
-                                  arch: str = "small_cnn", epochs: int = 20, seed: int = 0, device=None) -> float:
+                                  arch: str = "cas_cnn_mnist", epochs: int = 20, seed: int = 0, device=None) -> float:
     """CAS: train only on generated samples, report top-1 accuracy (%) on the real clean test set."""
     model = train_image_classifier(gen_images, gen_labels, num_classes, arch=arch, epochs=epochs, seed=seed,
                                    device=device)
@@ -159,6 +168,16 @@ def score_samples(ref: Reference, images: np.ndarray, labels: np.ndarray, *, cas
     return {"label_consistency": lc, "label_consistency_per_class": lc_per_class, "cas": cas,
             "feature_fid": feature_fid(ref.real_feats, feats), "cw_feature_fid": cw_fid,
             "cw_feature_fid_per_class": cw_per_class}
+
+
+def mean_and_min(per_seed: list, keys) -> dict:
+    """`key` (the mean over the sampling seeds) and `key_min` (the minimum) for each key the seeds report."""
+    out = {}
+    for key in keys:
+        values = [float(p[key]) for p in per_seed if p.get(key) is not None]
+        if values:
+            out[key], out[f"{key}_min"] = float(np.mean(values)), float(np.min(values))
+    return out
 
 
 def inception_metrics(extractor, real_images, real_labels, images, labels, num_classes: int, *, k: int = 5,

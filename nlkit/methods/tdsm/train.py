@@ -32,7 +32,7 @@ from ...diffusion import (
 )
 from ...errors import UserError
 from ...io import atomic_write
-from ...train import EMA, TrainLoop, autocast_for, default_device
+from ...train import EMA, TrainLoop, autocast_for, default_device, run_identity
 from .objective import forward_corrected_ce, tdsm_loss, volmin_loss
 from .weights import reverse_matrix, tdsm_weights, volmin_transition, weight_entropy
 
@@ -95,7 +95,8 @@ class TDSMConfig:
     ema_halflife_kimg: float = 500
     ema_rampup: float | None = 0.05
     augment_p: float = 0.12
-    precision: str = "fp32"
+    precision: str = "fp32"          # the UNet's autocast: fp32 (the original) or bf16
+    tf32: bool | None = None         # TF32 matmuls/convolutions in the classifier and the UNet; None: on only with bf16
     # TDSM (docs/tdsm.md §5, §12)
     tau: float = 0.01
     temp: float = 1.0
@@ -119,7 +120,8 @@ class TDSMConfig:
     samples_per_class: int = 1000
     sampling_seeds: list = field(default_factory=lambda: [0, 1])
     sample_batch: int = 500
-    eval_arch: str = "small_cnn"
+    eval_arch: str = "small_cnn"     # the clean-trained evaluator (label consistency, feature-FID): a kit diagnostic
+    cas_arch: str | None = None      # the CAS classifier; None: the original's for the dataset (metrics.CAS_ARCHS)
     eval_epochs: int = 10
     cas_epochs: int = 20
     fid_real_max: int = 10000
@@ -146,7 +148,13 @@ class TDSMConfig:
             raise UserError("label dropout > 0 is incompatible with TDSM (dropped labels become all-zero one-hots)")
         if cfg.precision not in ("fp32", "bf16"):
             raise UserError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+        cfg.tf32 = cfg.allow_tf32  # resolved: the original disables TF32 in both loops; the bf16 setting allows it
         return cfg
+
+    @property
+    def allow_tf32(self) -> bool:
+        """TF32 as set (`tf32`), else on only with bf16: the original runs fp32 with TF32 off."""
+        return self.precision == "bf16" if self.tf32 is None else bool(self.tf32)
 
     def ticks(self, duration_kimg: float) -> int:
         return max(1, math.ceil(duration_kimg / self.kimg_per_tick))
@@ -160,11 +168,33 @@ def unet_overrides(cfg: TDSMConfig) -> dict:
             "attn_resolutions": cfg.attn_resolutions}
 
 
+def set_tf32(enabled: bool) -> None:
+    """TF32 for CUDA matmuls and cuDNN convolutions, process-wide, as the original's training loops set it (off)."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+
+
 def _steps_per_tick(kimg_per_tick: float, batch: int) -> int:
     return max(1, round(kimg_per_tick * 1000 / batch))
 
 
 # ---------------------------------------------------------------------------------------------- classifier
+
+def classifier_lr(base_lr: float, nimg: int, warmup_img: float, volmin_milestones_img=None) -> float:
+    """The classifier's learning rate after `nimg` images (training/classifier_loop.py): EDM's linear warm-up for
+    forward-corrected CE; for VolMinNet (milestones given) the step schedule alone, without the warm-up: x1 until
+    the first milestone (1.5 Mimg), x0.1 until the second (3 Mimg), x0.01 until the third (7.5 Mimg), then x1."""
+    if volmin_milestones_img is None:
+        return learning_rate(base_lr, nimg, warmup_img)
+    first, second, third = volmin_milestones_img[:3]
+    if nimg < first:
+        return base_lr
+    if nimg < second:
+        return base_lr * 0.1
+    if nimg < third:
+        return base_lr * 0.01
+    return base_lr
+
 
 @dataclass
 class ClassifierRun:
@@ -180,6 +210,7 @@ def train_classifier(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: 
     Adam with a linear warm-up and no decay, no EMA, the same sigma distribution and augmentation as the diffusion
     model (the classifier sees the augment labels in training, docs/tdsm.md §6.2)."""
     dev = torch.device(device or default_device())
+    set_tf32(cfg.allow_tf32)  # training/classifier_loop.py turns TF32 off
     torch.manual_seed(seed)
     k = int(S.shape[0])
     _, h, w, ch = images.shape
@@ -200,15 +231,6 @@ def train_classifier(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: 
     steps = _steps_per_tick(cfg.kimg_per_tick, batch)
     nimg = 0
     milestones = [m * 1000 for m in cfg.volmin_milestones_kimg]
-
-    def volmin_scale(n: int) -> float:
-        if n < milestones[0]:
-            return 1.0
-        if n < milestones[1]:
-            return 0.1
-        if n < milestones[2]:
-            return 0.01
-        return 1.0
 
     def epoch_fn(tick: int) -> dict:
         nonlocal nimg
@@ -231,9 +253,9 @@ def train_classifier(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: 
                 loss = volmin_loss(logits, y, volmin_transition(A), cfg.volmin_lambda).mean()
             else:
                 loss = forward_corrected_ce(logits, y, S_t).mean()
-            scale = volmin_scale(nimg) if A is not None else 1.0
             for g in opt.param_groups:
-                g["lr"] = learning_rate(cfg.cls_lr, nimg, cfg.cls_warmup_kimg * 1000) * scale
+                g["lr"] = classifier_lr(cfg.cls_lr, nimg, cfg.cls_warmup_kimg * 1000,
+                                        milestones if A is not None else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             sanitize_gradients(params)
@@ -265,7 +287,9 @@ def train_classifier(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: 
     loop = TrainLoop(out_dir, epochs=cfg.ticks(cfg.cls_duration_kimg), desc="classifier",
                      checkpoint_every_seconds=cfg.checkpoint_every_seconds,
                      time_budget_seconds=cfg.time_budget_seconds, progress=progress,
-                     postfix=("kimg", "loss", "train_acc_noisy"))
+                     postfix=("kimg", "loss", "train_acc_noisy"),
+                     identity=run_identity(cfg, seed, images, noisy, S, stage="classifier",
+                                           learn_transition=learn_transition))
     result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
     model.eval()
     T = volmin_transition(A.detach()).cpu().numpy().astype(np.float64) if A is not None else np.asarray(S)
@@ -348,8 +372,7 @@ def train_diffusion(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: T
     if method == "tdsm" and classifier is None:
         raise UserError("TDSM needs the noise-level-conditioned classifier (the classifier cell's artefact)")
     dev = torch.device(device or default_device())
-    if dev.type == "cuda":  # EDM trains in fp32 with TF32 off; the bf16 profile allows both
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.precision == "bf16"
+    set_tf32(cfg.allow_tf32)  # EDM trains in fp32 with TF32 off; the quick profile allows both bf16 and TF32
     torch.manual_seed(seed)
     k = int(S.shape[0])
     _, h, w, ch = images.shape
@@ -440,7 +463,8 @@ def train_diffusion(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: T
     loop = TrainLoop(out_dir, epochs=cfg.ticks(cfg.duration_kimg), desc=method.upper(),
                      checkpoint_every_seconds=cfg.checkpoint_every_seconds,
                      time_budget_seconds=cfg.time_budget_seconds, progress=progress,
-                     postfix=("kimg", "loss", "extra_passes_per_sample"))
+                     postfix=("kimg", "loss", "extra_passes_per_sample"),
+                     identity=run_identity(cfg, seed, images, noisy, S, stage=method))
     result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
     net.eval()
     return DiffusionRun(pd.DataFrame(result.history), net, ema.model.eval(), result.completed, nimg)
@@ -467,6 +491,17 @@ def load_diffusion(path, device="cpu") -> EDMPrecond:
 
 # ---------------------------------------------------------------------------------------------- sampling
 
+def affine_denoiser(denoiser, other=None, weight: float = 0.0):
+    """The affine score of TDSM's sampler, D = (1 + a) D - a D_other (float64), used at both Heun evaluations on the
+    same label; the plain denoiser (in float64) when `other` is None or a = 0."""
+    def d(x, sigma, y):
+        out = denoiser(x, sigma, y).to(torch.float64)
+        if other is not None and weight:
+            out = (1 + weight) * out - weight * other(x, sigma, y).to(torch.float64)
+        return out
+    return d
+
+
 @torch.no_grad()
 def generate(denoiser, num_classes: int, per_class: int, shape: tuple, seed: int, *, device=None,
              num_steps: int = 18, batch: int = 500, other=None, affine_weight: float = 0.0, bf16: bool = False):
@@ -478,12 +513,11 @@ def generate(denoiser, num_classes: int, per_class: int, shape: tuple, seed: int
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     latents = torch.randn((len(labels),) + tuple(shape), generator=gen, device=dev)
 
+    mixed = affine_denoiser(denoiser, other, affine_weight)
+
     def d(x, sigma, y):
         with autocast_for(dev, bf16):
-            out = denoiser(x, sigma, y).to(torch.float64)
-            if other is not None and affine_weight:  # at both Heun evaluations, on the same label
-                out = (1 + affine_weight) * out - affine_weight * other(x, sigma, y).to(torch.float64)
-        return out
+            return mixed(x, sigma, y)
 
     out = []
     for start in range(0, len(labels), batch):

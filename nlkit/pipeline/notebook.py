@@ -1,0 +1,53 @@
+"""What a paper notebook needs from the pipeline when a person runs it by hand: the artefacts its cell declares
+under `needs:` (the TDSM classifier, a SimCLR encoder), found where the pipeline keeps them, or made by running
+the needed cell first. Run All then works on a fresh clone, exactly as `make reproduce` would order it."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from ..io import project_path
+from ..methods.contract import Roots
+from .deps import DependencyMissing, dependency_cell, first_seed, needs_of, resolve_needs
+from .runner import is_current, run_one
+
+
+def notebook_roots(cell: dict, data_root=None, noise_root=None, needs: dict | None = None, *,
+                   run_missing: bool = True, executor: str = "auto") -> Roots:
+    """The Roots a notebook passes to its paper's `prepare`. `needs` given by hand ({artefact: file}) win;
+    otherwise every `needs:` of the cell resolves to the finished artefact of the needed cell under the same
+    profile, and a needed cell that has not finished is run first (with its own progress bar) when `run_missing`.
+    Relative paths are taken from the project folder."""
+    data_root = str(project_path(data_root)) if data_root else None
+    noise_root = str(project_path(noise_root)) if noise_root else None
+    if needs:
+        return Roots(data_root, noise_root, {k: str(project_path(v)) for k, v in needs.items()})
+    if not needs_of(cell):
+        return Roots(data_root, noise_root, {})
+    if run_missing:
+        for ref in needs_of(cell).values():
+            _ensure_finished(ref, cell["profile"], data_root, noise_root, executor, chain=(cell_ref(cell),))
+    try:
+        found = resolve_needs(cell)
+    except DependencyMissing as e:
+        raise UserError(f"{cell_ref(cell)}: {e}") from None
+    return Roots(data_root, noise_root, {k: str(v) for k, v in found.paths.items()})
+
+
+def cell_ref(cell: dict) -> str:
+    return f"{cell.get('paper')}/{cell.get('cell_id')}"
+
+
+def _ensure_finished(ref: str, profile: str, data_root, noise_root, executor: str, chain: tuple[str, ...]) -> None:
+    if ref in chain:
+        raise UserError(f"`needs:` form a cycle: {' -> '.join(chain + (ref,))}")
+    dep = dependency_cell(ref, profile)
+    for sub in needs_of(dep).values():  # what the needed cell needs, first
+        _ensure_finished(sub, profile, data_root, noise_root, executor, chain + (ref,))
+    seed = first_seed(dep)
+    if is_current(dep, seed):
+        return
+    print(f"{chain[-1]} needs {ref} ({profile} profile), which has not finished: running it first")
+    result = run_one(dep, seed, data_root=data_root, noise_root=noise_root, executor=executor)
+    if result.status not in ("done", "skipped"):
+        raise UserError(f"{ref} ({profile}) did not finish ({result.status}: {result.message}); "
+                        f"see {result.out_dir}")
