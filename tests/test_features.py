@@ -135,7 +135,8 @@ def test_clip_input_is_not_clamped_after_the_resize():
     img = np.zeros((1, 8, 8, 3), dtype=np.uint8)
     img[:, :, 4:] = 255
     clip_features(img, model=model, device="cpu", normalize=False)
-    x = model.seen[0] * torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1) + torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std, mean = (torch.tensor(v).view(1, 3, 1, 1) for v in (OPENAI_DATASET_STD, OPENAI_DATASET_MEAN))
+    x = model.seen[0] * std + mean
     assert float(x.max()) > 1.01 and float(x.min()) < -0.01
 
 

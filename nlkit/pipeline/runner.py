@@ -58,7 +58,8 @@ def metrics_path(resolved: dict, seed: int, root: Path | None = None) -> Path:
 def current_metrics(resolved: dict, seed: int, root: Path | None = None, *, warn: bool = False,
                     data_root=None) -> dict | None:
     """The run's metrics when it finished with the cell's current params (and, for a dependent cell, the current
-    artefacts of what it needs, published files looked up as with `data_root`); None otherwise. An unreadable metrics.json counts as not run (with a warning)."""
+    artefacts of what it needs, published files looked up as with `data_root`); None otherwise. An unreadable
+    metrics.json counts as not run (with a warning)."""
     path = metrics_path(resolved, seed, root)
     if not path.is_file():
         return None
@@ -136,7 +137,8 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
             if not held:
                 return RunResult(label, seed, "busy", out_dir, 0.0,
                                  f"another process is running it (lock {out_dir / LOCK_NAME}); skipped here")
-            if not force and is_current(resolved, seed, root, data_root=data_root):  # finished by another process meanwhile
+            # finished by another process meanwhile
+            if not force and is_current(resolved, seed, root, data_root=data_root):
                 return RunResult(label, seed, "skipped", out_dir)
             return _run_locked(resolved, seed, out_dir, label, data_root=data_root, noise_root=noise_root,
                                executor=executor, force=force, root=root)
