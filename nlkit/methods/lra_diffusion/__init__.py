@@ -1,9 +1,11 @@
 """LRA-Diffusion (Chen et al., NeurIPS 2023): a conditional diffusion model over one-hot labels, trained on labels
 retrieved from the image's nearest neighbours in a frozen feature space (docs/lra-diffusion.md §1-§2).
 
-Faithful default = the paper's intent: a CIFAR ResNet-34 image encoder trained with the denoiser, cosine beta
+Default = the paper's intent: a CIFAR ResNet-34 image encoder trained with the denoiser, cosine beta
 schedule, 200 epochs. Named switches reproduce the public code's other behaviours: `head_compat` (untrained encoder,
-BN in train mode at test), `beta_schedule: linear`, `include_self`, `weight_norm`, `decode: argmax`.
+BN in train mode at test), `beta_schedule: linear`, `include_self`, `weight_norm`, `decode: argmax`, `real_fp`
+(f_p recomputed on every augmented batch, the code's SimCLR path). The code's precision is the default (fp32
+training; CLIP fp16 weights on CUDA); `bf16` is a speed switch.
 `image_encoder: none` is the labelled "LRA-MLP (cached features)" variant: x_embed = BN(Linear(f_p)).
 
 Modules: `diffusion` (schedules, DDIM), `model` (the denoiser), `retrieval` (kNN and label sampling), `data`
