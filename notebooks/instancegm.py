@@ -89,13 +89,13 @@ needs = {}              # artefacts of the cells this one needs; {}: the cell's 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Image, Markdown, display
 
 from nlkit.methods import instancegm, write_results
 from nlkit.pipeline import load_cell
-from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.describe import is_stand_in, output_dir, run_banner, run_label
 from nlkit.pipeline.notebook import notebook_roots
-from nlkit.pipeline.tables import table_entries
+from nlkit.pipeline.tables import committed_results, reduced_budget, table_entries
 from nlkit.train import default_device
 from nlkit.viz import (
     accuracy_curves,
@@ -112,6 +112,24 @@ out = output_dir(out_dir, cell, seed)
 ran = run_label(cell)  # names the stand-in when the profile swaps the data, e.g. digits for CIFAR-10
 print(f"{ran}: method {cfg.method}, {cfg.epochs} epochs ({cfg.warmup_epochs} warm-up), "
       f"net {cfg.arch} (width x{cfg.width_mult}), batch {cfg.batch_size}, device {default_device()}")
+if (banner := run_banner(cell)):
+    print(banner)
+
+# %% [markdown]
+# ## What the committed runs show
+# Before anything runs: the kit's real-data runs of this paper (committed under `outputs/`), their reading and
+# table figure. A smoke run below only checks the pipeline on stand-in data.
+
+# %%
+if out_dir is None:  # exploring by hand; the pipeline's runs (which pass out_dir) skip this
+    shown = committed_results("instancegm")
+    for found in shown:
+        display(Markdown(f"**`{found['profile']}` profile, {found['runs']} table cells:** "
+                         f"{found['reading'] or 'no reading written yet'}"))
+        if found["png"] is not None:
+            display(Image(filename=str(found["png"])))
+    if not shown:
+        print("no real-data (cpu/quick) results of this paper are in outputs/ yet")
 
 # %% [markdown]
 # ## Data and label noise
@@ -213,13 +231,18 @@ display(pd.Series(summary, dtype=float).round(4).to_frame("value"))
 # ## This cell in its results table
 
 # %%
+# a stand-in or reduced run is not the paper's experiment: its paper value is a reference, with no difference
+not_comparable = "stand-in" if is_stand_in(cell) else reduced_budget(cell)
 rows = []
 for entry in table_entries(cell):
     expected = entry.get("expected") or {}
     paper = expected.get("value")
     value = m.get(entry["metric"])
     rows.append({"table": entry["table"], "row": entry["row"], "column": entry["column"],
-                 f"reproduced ({profile})": value, "best": m.get("acc_best_test"), "last 10": m.get("acc_last10"),
-                 "paper": paper, "Δ": None if paper is None or value is None else value - paper,
+                 f"reproduced ({ran})": value, "best": m.get("acc_best_test"), "last 10": m.get("acc_last10"),
+                 "paper (reference)" if not_comparable else "paper": paper,
+                 "Δ": None if not_comparable or paper is None or value is None else value - paper,
                  "source": f"{expected.get('source', '')} [{expected.get('tag', '')}]"})
 display(pd.DataFrame(rows).round(2))
+if not_comparable:
+    print(f"no Δ: this run is not the paper's experiment ({not_comparable})")

@@ -46,42 +46,60 @@ noise_root = None
 needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import display
+from IPython.display import Image, Markdown, display
 
 from nlkit.methods import simclr, write_results
 from nlkit.pipeline import load_cell
-from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.describe import output_dir, run_banner, run_label
 from nlkit.pipeline.notebook import notebook_roots
+from nlkit.pipeline.tables import committed_results
 from nlkit.train import default_device
 from nlkit.viz import save_figure
 
 cell = load_cell(params_file, profile)
 cfg = simclr.Config.from_cell(cell)
 ran = run_label(cell)
-out_dir = output_dir(out_dir, cell, seed)
+out = output_dir(out_dir, cell, seed)
 data = simclr.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
 print(f"{ran}: {data.dataset.name}, {len(data.dataset.train_labels)} training images; SimCLR {cfg.arch}, {cfg.epochs} epochs, "
       f"batch {cfg.batch_size}, device {default_device()}")
+if (banner := run_banner(cell)):
+    print(banner)
+
+# %% [markdown]
+# ## What the committed runs show
+# Before anything runs: the kit's real-data runs of this paper (committed under `outputs/`), their reading and
+# table figure. A smoke run below only checks the pipeline on stand-in data.
+
+# %%
+if out_dir is None:  # exploring by hand; the pipeline's runs (which pass out_dir) skip this
+    shown = committed_results("simclr")
+    for found in shown:
+        display(Markdown(f"**`{found['profile']}` profile, {found['runs']} table cells:** "
+                         f"{found['reading'] or 'no reading written yet'}"))
+        if found["png"] is not None:
+            display(Image(filename=str(found["png"])))
+    if not shown:
+        print("no real-data (cpu/quick) results of this paper are in outputs/ yet")
 
 # %% [markdown]
 # ## Training, then how good the features are for retrieval
 # After training, a 10-nearest-neighbour majority vote with the clean training labels is measured on the test set.
 
 # %%
-output = simclr.run(data, cfg, seed, Path(out_dir))
+output = simclr.run(data, cfg, seed, out)
 hist, m = output.history, output.metrics
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(hist["epoch"], hist["loss"])
 ax.set_xlabel("epoch"), ax.set_ylabel("NT-Xent loss"), ax.grid(alpha=0.3)
 ax.set_title(f"SimCLR {cfg.arch} - {ran}")
-save_figure(fig, Path(out_dir) / "loss.png")
+save_figure(fig, out / "loss.png")
 display(fig)
 plt.close(fig)
 print(f"kNN (k={cfg.knn_k}, clean labels) test accuracy: {m['knn_clean_acc']:.2f}%; "
       f"training took {m['train_seconds'] / 60:.1f} min")
-write_results(out_dir, output)
+write_results(out, output)
 display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))

@@ -51,12 +51,13 @@ needs = {}              # artefacts of the cells this one needs; {}: the cell's 
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import display
+from IPython.display import Image, Markdown, display
 
 from nlkit.methods import sln, write_results
 from nlkit.pipeline import load_cell
-from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.describe import output_dir, run_banner, run_label
 from nlkit.pipeline.notebook import notebook_roots
+from nlkit.pipeline.tables import committed_results
 from nlkit.train import default_device
 from nlkit.viz import (
     confidence_histogram,
@@ -73,6 +74,24 @@ ran = run_label(cell)  # names the stand-in when the profile swaps the data, e.g
 lc = f"label correction from epoch {cfg.lc_start}" if cfg.lc_start is not None else "no label correction"
 print(f"{ran}: method {cell['method']}, sigma {cfg.sigma}, {cfg.epochs} epochs, {lc}, net {cfg.arch}, "
       f"device {default_device()}")
+if (banner := run_banner(cell)):
+    print(banner)
+
+# %% [markdown]
+# ## What the committed runs show
+# Before anything runs: the kit's real-data runs of this paper (committed under `outputs/`), their reading and
+# table figure. A smoke run below only checks the pipeline on stand-in data.
+
+# %%
+if out_dir is None:  # exploring by hand; the pipeline's runs (which pass out_dir) skip this
+    shown = committed_results("sln")
+    for found in shown:
+        display(Markdown(f"**`{found['profile']}` profile, {found['runs']} table cells:** "
+                         f"{found['reading'] or 'no reading written yet'}"))
+        if found["png"] is not None:
+            display(Image(filename=str(found["png"])))
+    if not shown:
+        print("no real-data (cpu/quick) results of this paper are in outputs/ yet")
 
 # %% [markdown]
 # ## Data and label noise

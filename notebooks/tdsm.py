@@ -73,13 +73,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Image, Markdown, display
 
 from nlkit.methods import tdsm, write_results
 from nlkit.methods.tdsm.train import classifier_diagnostic
 from nlkit.pipeline import load_cell
-from nlkit.pipeline.describe import output_dir, run_label
+from nlkit.pipeline.describe import output_dir, run_banner, run_label
 from nlkit.pipeline.notebook import notebook_roots
+from nlkit.pipeline.tables import committed_results
 from nlkit.train import default_device
 from nlkit.viz import (
     image_grid,
@@ -99,6 +100,24 @@ out = output_dir(out_dir, cell, seed)
 ran = run_label(cell)  # names the stand-in when the profile swaps the data, e.g. digits for MNIST
 method = cfg.method
 print(f"{ran}: method {method}, device {default_device()}")
+if (banner := run_banner(cell)):
+    print(banner)
+
+# %% [markdown]
+# ## What the committed runs show
+# Before anything runs: the kit's real-data runs of this paper (committed under `outputs/`), their reading and
+# table figure. A smoke run below only checks the pipeline on stand-in data.
+
+# %%
+if out_dir is None:  # exploring by hand; the pipeline's runs (which pass out_dir) skip this
+    shown = committed_results("tdsm")
+    for found in shown:
+        display(Markdown(f"**`{found['profile']}` profile, {found['runs']} table cells:** "
+                         f"{found['reading'] or 'no reading written yet'}"))
+        if found["png"] is not None:
+            display(Image(filename=str(found["png"])))
+    if not shown:
+        print("no real-data (cpu/quick) results of this paper are in outputs/ yet")
 
 # %% [markdown]
 # ## Data, label noise and the transition matrix

@@ -96,8 +96,11 @@ def write_index_tree(
     return dict(train_images=train_images, train_labels=train_labels, test_images=test_images, test_labels=test_labels)
 
 
-def write_mnist_idx(root: Path, n_train: int = 10, n_test: int = 4, seed: int = 3) -> dict:
-    """torchvision's MNIST/raw files in the idx format: big-endian magic 2051 (images) / 2049 (labels)."""
+def write_mnist_idx(root: Path, n_train: int = 10, n_test: int = 4, seed: int = 3, gz: bool = False) -> dict:
+    """torchvision's MNIST/raw files in the idx format: big-endian magic 2051 (images) / 2049 (labels); with `gz`,
+    only the gzipped files as published."""
+    import gzip
+
     rng = np.random.default_rng(seed)
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -105,8 +108,12 @@ def write_mnist_idx(root: Path, n_train: int = 10, n_test: int = 4, seed: int = 
     for prefix, split, n in (("train", "train", n_train), ("t10k", "test", n_test)):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, size=n).astype(np.uint8)
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.tobytes())
+        for name, blob in ((f"{prefix}-images-idx3-ubyte", struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes()),
+                           (f"{prefix}-labels-idx1-ubyte", struct.pack(">II", 2049, n) + labels.tobytes())):
+            if gz:
+                (raw / f"{name}.gz").write_bytes(gzip.compress(blob))
+            else:
+                (raw / name).write_bytes(blob)
         out.update({f"{split}_images": images, f"{split}_labels": labels})
     return out
 

@@ -223,6 +223,34 @@ def test_mnist_idx_files(tmp_path):
     assert ds.classes == [str(d) for d in range(10)] and ds.labels_are_clean
 
 
+def test_mnist_published_gz_files_are_read_in_place_by_parallel_runs(tmp_path):
+    """The published MNIST/raw/*.gz are read as they are: nothing is unpacked into the data folder (which may be
+    read-only), so parallel runs cannot race on half-written files (before, torchvision unpacked them and a second
+    run read an empty file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    written = fx.write_mnist_idx(tmp_path, gz=True)
+    raw = tmp_path / "MNIST" / "raw"
+    before = sorted(p.name for p in raw.iterdir())
+    raw.chmod(0o555)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            loaded = list(pool.map(lambda _: load_dataset("mnist", data_root=tmp_path, download=True), range(4)))
+    finally:
+        raw.chmod(0o755)
+    assert sorted(p.name for p in raw.iterdir()) == before
+    for ds in loaded:
+        assert np.array_equal(ds.train_images[..., 0], written["train_images"])
+        assert np.array_equal(ds.test_labels, written["test_labels"])
+
+
+def test_mnist_damaged_idx_file_is_one_line(tmp_path):
+    fx.write_mnist_idx(tmp_path)
+    (tmp_path / "MNIST/raw/train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00")
+    with pytest.raises(UserError, match="train-images-idx3-ubyte"):
+        load_dataset("mnist", data_root=tmp_path)
+
+
 def test_mnist_png_tree(tmp_path):
     written = fx.write_index_tree(tmp_path, [str(d) for d in range(10)], size=28, channels=1)
     ds = load_dataset("mnist", data_root=tmp_path)

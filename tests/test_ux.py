@@ -369,3 +369,21 @@ def test_tables_notebook_opens_on_the_committed_results_with_their_readings(tmp_
     nb = json.loads((ROOT / "notebooks/tables.ipynb").read_text())
     params = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     assert "profile = None" in "".join(params["source"])
+
+
+def test_smoke_runs_say_they_are_a_pipeline_check_and_notebooks_open_on_the_committed_results():
+    from nlkit.pipeline import load_cell
+    from nlkit.pipeline.describe import run_banner
+    from nlkit.pipeline.tables import committed_results
+
+    smoke = load_cell(ROOT / "params/sln/cifar10-sym-0.40-paper-sln.yaml", "smoke")
+    cpu = load_cell(ROOT / "params/sln/cifar10-sym-0.40-paper-sln.yaml", "cpu")
+    assert "PIPELINE CHECK" in run_banner(smoke) and "digits stand-in" in run_banner(smoke)
+    assert run_banner(cpu) is None
+    sln_cpu = next(r for r in committed_results("sln") if r["profile"] == "cpu")
+    assert "CE memorises" in sln_cpu["reading"] and sln_cpu["png"] is not None
+    for path in NOTEBOOKS:
+        code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        if "notebook_roots" in code:   # the paper notebooks
+            assert "run_banner(cell)" in code and "committed_results(" in code, path.name
+            assert "value - paper" not in code or "not_comparable" in code, f"{path.name}: a Δ for a stand-in"

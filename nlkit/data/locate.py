@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .imagefolder import tree_mismatch
-from .sources import _CIFAR, _MNIST_RAW, DIGIT_CLASSES
+from .sources import _CIFAR, _MNIST_RAW, DIGIT_CLASSES, mnist_idx_file
 
 __all__ = ["locate_dataset", "LOCATABLE"]
 
@@ -30,7 +30,7 @@ def _cifar(name: str, root: Path) -> str | None:
 
 def _mnist(root: Path) -> str | None:
     raw = root / "MNIST" / "raw"
-    if all((raw / f).is_file() for f in _MNIST_RAW):
+    if all(mnist_idx_file(raw, f) is not None for f in _MNIST_RAW):
         return f"{raw} (idx files)"
     for tree in (root / "mnist-png", root):
         if tree_mismatch(tree, DIGIT_CLASSES) is None:

@@ -222,17 +222,48 @@ def load_cifar100(root: Path, *, download=None, image_size=None) -> ImageDataset
 _MNIST_RAW = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def _read_mnist_raw(root: Path, image_size) -> ImageDataset:
-    import torchvision.datasets
+def mnist_idx_file(raw: Path, name: str) -> Path | None:
+    """The idx file `name` in MNIST/raw, plain or as published (`.gz`); None when neither is there."""
+    for path in (raw / name, raw / f"{name}.gz"):
+        if path.is_file():
+            return path
+    return None
 
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (MNIST's format: zero bytes, a type byte 0x08 = uint8, the number of dimensions, big-endian
+    sizes, then the data), plain or gzipped. Read directly, so the published .gz files are used where they lie,
+    never unpacked into the data folder (which may be read-only or shared by parallel runs)."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:
+        raise UserError(f"mnist: cannot read {path}: {err}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 3:
+        raise UserError(f"mnist: {path} is not an idx file of unsigned bytes")
+    nd = data[3]
+    if len(data) < 4 + 4 * nd:
+        raise UserError(f"mnist: {path} is truncated")
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(nd))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * nd)
+    if body.size != int(np.prod(shape)):
+        raise UserError(f"mnist: {path} holds {body.size} values where its header says {shape}")
+    return body.reshape(shape)
+
+
+def _read_mnist_raw(root: Path, image_size) -> ImageDataset:
+    raw = root / "MNIST" / "raw"
     splits = {}
-    for train in (True, False):
-        try:
-            # torchvision only checks that the raw files exist (no checksum), then parses the idx format
-            ds = torchvision.datasets.MNIST(str(root), train=train, download=False)
-        except (AssertionError, RuntimeError, TypeError, ValueError) as err:
-            raise UserError(f"mnist: cannot read the idx files in {root / 'MNIST' / 'raw'}: {err!r}") from None
-        splits[train] = (ds.data.numpy()[..., None], ds.targets.numpy().astype(np.int64))
+    for train, prefix in ((True, "train"), (False, "t10k")):
+        images = read_idx(mnist_idx_file(raw, f"{prefix}-images-idx3-ubyte"))
+        labels = read_idx(mnist_idx_file(raw, f"{prefix}-labels-idx1-ubyte"))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise UserError(f"mnist: the {prefix} images {images.shape} and labels {labels.shape} in {raw} "
+                            "do not match")
+        splits[train] = (images[..., None].copy(), labels.astype(np.int64))
     return ImageDataset(
         name="mnist",
         classes=list(DIGIT_CLASSES),
@@ -241,16 +272,17 @@ def _read_mnist_raw(root: Path, image_size) -> ImageDataset:
         test_images=resize_images(splits[False][0], image_size),
         test_labels=splits[False][1],
         labels_are_clean=True,
-        source=f"torchvision MNIST files {root / 'MNIST' / 'raw'}",
+        source=f"MNIST idx files {raw}",
     )
 
 
 def load_mnist(root: Path, *, download=None, image_size=None) -> ImageDataset:
-    """MNIST from torchvision's `MNIST/raw/*-ubyte` files, or a tree train/<digit>/<index>.png."""
+    """MNIST from torchvision's `MNIST/raw/*-ubyte` files (or the published `*-ubyte.gz`, read as they are), or a
+    tree train/<digit>/<index>.png."""
     raw = root / "MNIST" / "raw"
 
     def have_raw() -> bool:
-        return all((raw / f).is_file() for f in _MNIST_RAW)
+        return all(mnist_idx_file(raw, f) is not None for f in _MNIST_RAW)
 
     if not have_raw():
         notes = []
@@ -260,7 +292,7 @@ def load_mnist(root: Path, *, download=None, image_size=None) -> ImageDataset:
         not_found = _not_found(
             "mnist",
             root,
-            [f"{raw}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte (torchvision's layout)",
+            [f"{raw}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte[.gz] (torchvision's layout)",
              f"an image folder tree {root / 'mnist-png'}/train/<digit>/<index>.png",
              f"or {root}/train/<digit>/<index>.png"],
             notes,

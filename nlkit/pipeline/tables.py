@@ -148,6 +148,22 @@ def profiles_with_results(root: Path | None = None) -> list[tuple[str, int]]:
     return [c for c in counts if c[1]]
 
 
+def committed_results(paper: str, root: Path | None = None) -> list[dict]:
+    """What the real-data runs of a paper show, for the top of its notebook: per profile with results (quick,
+    cpu), its reading and the table figure `make reproduce` wrote (`png`, None when absent)."""
+    found = []
+    for profile, _ in profiles_with_results(root):
+        if profile == "smoke":
+            continue
+        df = collect(profile, paper, root)
+        if df.empty or not (df["n_seeds"] > 0).any():
+            continue
+        png = (root or outputs_root()) / profile / "tables" / f"{paper}.png"
+        found.append({"profile": profile, "reading": reading(paper, profile), "runs": int((df["n_seeds"] > 0).sum()),
+                      "png": png if png.is_file() else None})
+    return found
+
+
 def reading(paper: str, profile: str) -> str:
     """The paper's note for this profile (what ran and what its numbers show), or ''."""
     return str((table_meta(paper).get("profile_notes") or {}).get(profile) or "").strip()
