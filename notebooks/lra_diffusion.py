@@ -100,6 +100,10 @@ inputs = lra.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, nee
 data, feats = inputs.data, inputs.features
 print(f"{cell['dataset']}: train {len(data.noisy)} (noisy labels, {np.mean(data.noisy != data.clean):.1%} wrong), "
       f"val {len(data.val_labels)} (clean), test {len(data.test_labels)}; features {feats['train'].shape[1]}-d")
+f_p = lra.encoder_metrics(inputs.encoder)
+if "fp_weights" in f_p:  # SimCLR: the authors' published weights or the kit's own run
+    print(f"f_p weights: {f_p['fp_weights']}, {f_p['fp_weights_source']}, {f_p['fp_weights_arch']}, "
+          f"sha256 {f_p['fp_weights_sha256'][:12]}")
 
 # %% [markdown]
 # ## Retrieval, diffusion training and evaluation

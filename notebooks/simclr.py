@@ -19,10 +19,12 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nlkit/nlkit/blob/main/notebooks/simclr.ipynb)
 #
 # LRA-Diffusion retrieves labels from neighbours in a self-supervised feature space. The paper used SimCLR
-# ResNet-50 weights whose files are not distributed with the kit, so the kit trains its own: SimCLR (Chen et al.
-# 2020) with NT-Xent (temperature 0.5), Adam, and per-sample random resized crops, flips, colour jitter and
-# grayscale drawn on the device. No labels are used. The encoder is then judged by what retrieval needs: the
-# accuracy of a k-nearest-neighbour classifier with the **clean** labels (an upper bound on retrieval purity).
+# ResNet-50 weights that the authors publish in the `model/` folder of their repository (`SimCLR_128_cifar10.pt`,
+# `SimCLR_128_cifar100.pt`); placed in `<data root>/weights/`, the LRA cells use them and need no run of this
+# notebook. Without them the kit trains its own encoder here: SimCLR (Chen et al. 2020) with NT-Xent (temperature
+# 0.5), Adam, and per-sample random resized crops, flips, colour jitter and grayscale drawn on the device. No
+# labels are used. The encoder is then judged by what retrieval needs: the accuracy of a k-nearest-neighbour
+# classifier with the **clean** labels (an upper bound on retrieval purity).
 
 # %%
 # Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.

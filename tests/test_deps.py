@@ -143,3 +143,52 @@ def test_auto_jobs_follow_the_cores_and_each_runs_threads(monkeypatch):
     assert auto_jobs(runs[:3]) == 3  # never more workers than runs
     assert auto_jobs([({"resources": {"num_cpus": 1}}, 0)] * 20) == 8
     assert auto_jobs([({}, 0)] * 20) == 1  # a run that states no num_cpus computes with every core
+
+
+def _publish_need(project: Path, cell: str = "a"):
+    path = project / "params" / "use" / f"{cell}.yaml"
+    body = yaml.safe_load(path.read_text())
+    body["needs"] = {"encoder": {"cell": "enc/base", "published": "authors.bin"}}
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def test_a_published_file_meets_the_need_in_place_of_the_cell(dep_project, tmp_path, monkeypatch):
+    """`needs: {encoder: {cell, published}}`: the published file in <data root>/weights is used and the cell is not
+    needed; its content is part of the run key; without it the cell's artefact is used again."""
+    from nlkit.pipeline.deps import needs_of, resolve_needs, run_key
+
+    monkeypatch.delenv("NLKIT_WEIGHTS_ROOT", raising=False)
+    monkeypatch.setenv("NLKIT_DATA_ROOT", str(tmp_path / "default-data"))
+    data_root = tmp_path / "data"
+    path = _publish_need(dep_project)
+    use = load_cell(path, "smoke")
+    assert needs_of(use, data_root) == {"encoder": "enc/base"}  # not published yet: the cell is needed
+    (data_root / "weights").mkdir(parents=True)
+    published = data_root / "weights" / "authors.bin"
+    published.write_text("weights of the authors")
+    assert needs_of(use, data_root) == {} and needs_of(use) == {"encoder": "enc/base"}
+    [result] = run_cell(path, "smoke", executor="direct", data_root=data_root)  # enc/base never ran
+    assert result.status == "done", result.message
+    m = json.loads(metrics_path(use, 0).read_text())
+    assert m["weights_seen"] == "weights of the authors" and m["needs"]["encoder"]["published"] == "authors.bin"
+    assert is_current(use, 0, data_root=data_root) and not is_current(use, 0)  # another data root: not these
+    key = run_key(use, 0, data_root=data_root)
+    published.write_text("other weights")  # replaced: stale
+    assert run_key(use, 0, data_root=data_root) != key and not is_current(use, 0, data_root=data_root)
+    published.unlink()  # removed: the kit's cell provides the artefact again
+    assert reproduce("smoke", paper="use", executor="direct", data_root=data_root) == 0
+    assert json.loads(metrics_path(use, 0).read_text())["weights_seen"] == "weights 1"
+    assert resolve_needs(use, data_root=data_root).fingerprint["encoder"]["cell"] == "enc/base"
+
+
+def test_the_weights_root_variable_is_searched_first(tmp_path, monkeypatch):
+    from nlkit.pipeline.deps import published_file, weights_roots
+
+    monkeypatch.setenv("NLKIT_WEIGHTS_ROOT", str(tmp_path / "w"))
+    monkeypatch.setenv("NLKIT_DATA_ROOT", str(tmp_path / "d"))
+    assert weights_roots(tmp_path / "x") == [tmp_path / "w", tmp_path / "x" / "weights", tmp_path / "d" / "weights"]
+    for folder in (tmp_path / "w", tmp_path / "d" / "weights"):
+        folder.mkdir(parents=True)
+        (folder / "f.pt").write_text(str(folder))
+    assert published_file("f.pt") == tmp_path / "w" / "f.pt" and published_file("g.pt") is None

@@ -81,3 +81,69 @@ def test_knn_agreement_and_tsne():
     assert agree["noisy_label_equals_clean"] == pytest.approx(0.9)
     xy = tsne_2d(feats, perplexity=10, seed=0)
     assert xy.shape == (90, 2)
+
+
+def test_clip_for_the_openai_tag_uses_quickgelu(monkeypatch):
+    """The OpenAI CLIP weights were trained with QuickGELU; open_clip >= 2.25 builds plain GELU for a plain model
+    name unless asked. The cells' construction, without weights (nothing is downloaded) and on the meta device
+    (no memory, no initialisation time)."""
+    open_clip = pytest.importorskip("open_clip")
+    from open_clip.transformer import QuickGELU
+
+    from nlkit.encoders.features import create_clip, load_clip
+    from nlkit.errors import DataMissingError
+
+    def activations(name, tag):
+        with torch.device("meta"):
+            model = create_clip(name, tag, device="meta", load_weights=False)
+        return {type(m).__name__ for m in model.visual.modules() if isinstance(m, (QuickGELU, torch.nn.GELU))}
+
+    assert activations("ViT-L-14", "openai") == {"QuickGELU"}
+    assert activations("ViT-B-32", "laion2b_s34b_b79k") == {"GELU"}  # a tag trained with GELU keeps it
+    # load_clip (the feature pass) goes through create_clip
+    seen = {}
+
+    def fake_create_model(name, **kwargs):
+        seen.update(kwargs, name=name)
+        raise RuntimeError("no download in tests")
+
+    monkeypatch.setattr(open_clip, "create_model", fake_create_model)
+    with pytest.raises(DataMissingError):
+        load_clip("ViT-L-14", "openai", "cpu", precision="fp32")
+    assert seen["name"] == "ViT-L-14" and seen["force_quick_gelu"] is True and seen["precision"] == "fp32"
+
+
+def test_clip_input_is_not_clamped_after_the_resize():
+    """Bicubic upsampling of a sharp edge overshoots [0, 1]; the LRA code feeds that as is (no clamp)."""
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    from nlkit.encoders.features import clip_features
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.visual = torch.nn.Module()
+            self.visual.image_size = 64
+            self.visual.conv1 = torch.nn.Conv2d(3, 1, 1)
+            self.seen = []
+
+        def encode_image(self, x):
+            self.seen.append(x)
+            return x.flatten(1)[:, :4]
+
+    model = Recorder()
+    img = np.zeros((1, 8, 8, 3), dtype=np.uint8)
+    img[:, :, 4:] = 255
+    clip_features(img, model=model, device="cpu", normalize=False)
+    std, mean = (torch.tensor(v).view(1, 3, 1, 1) for v in (OPENAI_DATASET_STD, OPENAI_DATASET_MEAN))
+    x = model.seen[0] * std + mean
+    assert float(x.max()) > 1.01 and float(x.min()) < -0.01
+
+
+def test_clip_precision_per_setting():
+    from nlkit.encoders.features import clip_precision
+
+    assert clip_precision("code", "cuda") == "fp16" and clip_precision("code", "cpu") == "fp32"  # OpenAI clip.load
+    assert clip_precision("bf16", "cuda") == "fp32"  # fp32 weights under bf16 autocast
+    with pytest.raises(UserError):
+        clip_precision("fp16", "cpu")

@@ -158,7 +158,7 @@ def test_training_learns_on_digits_and_reports_the_protocol():
     run = lra.train_lra(data, feats, cfg, seed=0, progress=False)
     m = run.metrics
     assert run.history["loss"].iloc[-1] < run.history["loss"].iloc[0]
-    assert m["best_val_epoch"] in (2, 4, 6) and m["acc_val_selected"] is not None
+    assert m["best_val_epoch"] in (3, 5) and m["acc_val_selected"] is not None  # 0-based 2 and 4, as the code
     assert 0 <= m["retrieval_purity"] <= 100 and m["knn_majority_acc"] > 50 and m["linear_probe_acc"] > 50
     evaluated = run.history.dropna(subset=["test_acc"])
     assert m["acc_best_test"] == evaluated["test_acc"].max()
@@ -187,3 +187,195 @@ def test_clip_features_path_with_random_weights():
                                  device="cpu")
     assert feats["train"].shape[0] == 12 and feats["test"].shape[0] == 5
     assert not np.allclose(np.linalg.norm(feats["train"], axis=1), 1.0)  # raw encode_image, as the code
+
+
+# ---- fidelity to the public code ----------------------------------------------------------------------------
+
+def test_validation_follows_the_codes_zero_based_epochs():
+    """train_CIFAR.py validates after 0-based epoch e when e % 5 == 0 and e >= warmup: 1-based 6, 11, ..."""
+    from nlkit.methods.lra_diffusion.train import validation_epochs
+
+    assert validation_epochs(200, 5, 5) == list(range(6, 200, 5))  # 6 .. 196: epoch 200 is not validated
+    assert validation_epochs(31, 5, 5) == [6, 11, 16, 21, 26, 31]  # the HEAD-compat cells
+    assert validation_epochs(40, 5, 5)[:2] == [6, 11] and validation_epochs(3, 5, 5) == [3]
+
+
+def _digits_run(monkeypatch, **changes):
+    from nlkit import data as nlkit_data
+
+    made = []
+    real = nlkit_data.DeviceBatcher
+
+    def recording(images, **kwargs):
+        made.append(kwargs)
+        return real(images, **kwargs)
+
+    monkeypatch.setattr(nlkit_data, "DeviceBatcher", recording)
+    data = lra.prepare_data({"dataset": "digits", "val_size": 150, "noise": {"model": "pmd", "rate": 0.35, "seed": 0}})
+    feats = lra.encoder_features(data, {"name": "pca", "dim": 16}, cache=False)
+    cfg = lra.LRAConfig(**{**dict(epochs=1, warmup_epochs=0, eval_every=1, hidden=16, image_encoder="none",
+                                  batch_size=40), **changes})
+    run = lra.train_lra(data, feats, cfg, seed=0, progress=False, baselines=False)
+    return run, made, data, feats
+
+
+def test_evaluation_uses_the_training_batch_size(monkeypatch):
+    """The code's val/test loaders share the training batch size (200); with head_compat the untrained encoder's
+    BN normalises by each evaluation batch, so the size matters."""
+    _, made, _, _ = _digits_run(monkeypatch, batch_size=40)
+    assert [m["batch_size"] for m in made if not m["shuffle"]] == [40, 40]
+
+
+def test_dynamic_knn_weighting_reaches_the_per_batch_retrieval():
+    """With real_fp the labels come from batch_retrieval; the dynamic weighting must apply there, on the plain
+    Euclidean distances of torch.cdist."""
+    g = torch.Generator().manual_seed(0)
+    database = torch.randn(50, 6, generator=g)
+    fp = database[:8] + 0.3 * torch.randn(8, 6, generator=g)
+    noisy = torch.arange(50) % 5
+    sampler = LabelSampler(np.zeros((50, 11), dtype=np.int64), distances=np.ones((50, 10)), dynamic=True)
+    seen = {}
+
+    def draw(cands, probs=None):
+        seen["probs"] = probs
+        return cands[:, 0], torch.full((len(cands),), 1 / len(cands))
+
+    sampler.draw = draw
+    lra.batch_retrieval(fp, database, noisy, torch.arange(8), 10, sampler)
+    plain = torch.cdist(fp, database).topk(10, largest=False).values
+    assert seen["probs"] is not None
+    from nlkit.methods.lra_diffusion.retrieval import neighbour_probs
+
+    torch.testing.assert_close(seen["probs"], neighbour_probs(plain))
+    # exp(-d / mean d) of plain distances: the nearest neighbour's share is not that of squared ones
+    w = torch.exp(-plain / plain.mean(1, keepdim=True))
+    torch.testing.assert_close(seen["probs"][:, :10], 0.5 * w / w.sum(1, keepdim=True))
+
+
+def test_dynamic_knn_weighting_of_the_cached_table_uses_plain_distances(monkeypatch):
+    from nlkit.methods.lra_diffusion import retrieval
+
+    captured = {}
+    real = retrieval.LabelSampler
+
+    def recording(cands, **kwargs):
+        captured.update(kwargs)
+        return real(cands, **kwargs)
+
+    monkeypatch.setattr(retrieval, "LabelSampler", recording)
+    _, _, data, feats = _digits_run(monkeypatch, dynamic_knn=True)
+    x = torch.as_tensor(feats["train"])
+    plain = torch.cdist(x, x).topk(10, largest=False).values
+    # (cdist's self-distance is ~1e-3 of rounding where the exact search gives 0)
+    np.testing.assert_allclose(captured["distances"], plain.numpy(), rtol=1e-4, atol=5e-3)
+
+
+def test_simclr_cells_recompute_fp_per_batch_under_the_paper_profile():
+    """train_CIFAR.py's SimCLR branch sets real_fp = True; its CLIP branch False."""
+    from nlkit.pipeline.params import find_cells, load_cell
+
+    for path in find_cells("lra_diffusion"):
+        cfg = lra.Config.from_cell(load_cell(path, "paper"))
+        assert cfg.real_fp == ("-simclr" in path.stem), path.stem
+        assert not lra.Config.from_cell(load_cell(path, "smoke")).real_fp  # PCA features: no network
+
+
+def test_precision_per_profile():
+    """paper = the code's precision (fp32 training, CLIP fp16 weights on CUDA via encoder precision 'code');
+    bf16 is a named switch, on in quick."""
+    from nlkit.pipeline.params import load_cell
+
+    cell = "params/lra_diffusion/cifar10-pmd-0.35-clip.yaml"
+    assert lra.Config.from_cell(load_cell(cell, "paper")).bf16 is False
+    assert lra.Config.from_cell(load_cell(cell, "quick")).bf16 is True
+    assert lra.Config.from_cell(load_cell(cell, "cpu")).bf16 is False
+    from nlkit.encoders.features import clip_precision
+
+    precision = load_cell(cell, "paper")["encoder"].get("precision") or "code"
+    assert clip_precision(precision, "cuda") == "fp16"
+
+
+def _authors_simclr_state(seed: int = 0) -> tuple[dict, torch.nn.Module]:
+    """A state dict in the layout of the authors' SimCLR_128_<dataset>.pt, built from the architecture description
+    (utils/model_SimCLR.py: torchvision's ResNet-50 children with conv1 -> 3x3 s1 p1, without maxpool and fc, as
+    `f`; `g` = Linear(2048, 512, no bias), BN, ReLU, Linear(512, 128)), randomly initialised; and the backbone as a
+    plain torchvision network for reference features."""
+    import torchvision
+    from torch import nn
+
+    torch.manual_seed(seed)
+    net = torchvision.models.resnet50(weights=None)
+    net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    for m in net.modules():  # non-trivial BN statistics, so a layout mix-up would show in the features
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    index = {"conv1": 0, "bn1": 1, "layer1": 3, "layer2": 4, "layer3": 5, "layer4": 6}  # relu 2, avgpool 7
+    state = {f"f.{index[k.split('.')[0]]}.{k.split('.', 1)[1]}": v for k, v in net.state_dict().items()
+             if k.split(".")[0] in index}
+    head = nn.Sequential(nn.Linear(2048, 512, bias=False), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 128))
+    state.update({f"g.{k}": v for k, v in head.state_dict().items()})
+    return state, net.eval()
+
+
+def _tiny_cifar(n_train=6, n_val=4, n_test=3):
+    rng = np.random.default_rng(0)
+    imgs = lambda n: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # noqa: E731
+    return lra.LRAData(imgs(n_train), rng.integers(0, 10, n_train), rng.integers(0, 10, n_train), imgs(n_val),
+                       rng.integers(0, 10, n_val), imgs(n_test), rng.integers(0, 10, n_test), list("abcdefghij"),
+                       lra.CIFAR_MEAN, lra.CIFAR_STD, "original", {})
+
+
+def test_simclr_cells_use_the_authors_weights_when_present(tmp_path, monkeypatch):
+    """A paper-profile SimCLR cell takes SimCLR_128_cifar10.pt from <data root>/weights (its sha256 in the run
+    key), reads it with every key checked, and computes the same features as the network it describes; without
+    the file the kit-trained encoder of `needs` is used. Metrics say which ran."""
+    import hashlib
+
+    from nlkit.encoders.simclr import SimCLRModel, save_simclr
+    from nlkit.methods import Roots
+    from nlkit.pipeline.deps import dependency_cell, resolve_needs
+    from nlkit.pipeline.params import load_cell, params_hash
+    from nlkit.pipeline.runner import run_dir
+
+    monkeypatch.delenv("NLKIT_WEIGHTS_ROOT", raising=False)
+    monkeypatch.setenv("NLKIT_DATA_ROOT", str(tmp_path / "default-data"))
+    cell = load_cell("params/lra_diffusion/cifar10-pmd-0.35-simclr.yaml", "paper")
+    data = _tiny_cifar()
+    monkeypatch.setattr(lra, "prepare_data", lambda *a, **k: data)
+
+    # the kit's own encoder: a finished simclr/cifar10 run under a throw-away outputs root
+    outputs = tmp_path / "outputs"
+    dep = dependency_cell("simclr/cifar10", "paper")
+    folder = run_dir(dep, 0, outputs)
+    folder.mkdir(parents=True)
+    torch.manual_seed(1)
+    save_simclr(SimCLRModel("small_cnn"), folder / "simclr.pt")
+    (folder / "metrics.json").write_text(json.dumps({"params_hash": params_hash(dep, 0),
+                                                     "artefacts": {"encoder": "simclr.pt"}}))
+    data_root = tmp_path / "data"
+    kit = resolve_needs(cell, outputs, data_root)
+    assert kit.paths["encoder"] == folder / "simclr.pt" and kit.fingerprint["encoder"]["cell"] == "simclr/cifar10"
+    inputs = lra.prepare(cell, 0, Roots(needs={k: str(v) for k, v in kit.paths.items()}), device="cpu")
+    assert lra.encoder_metrics(inputs.encoder)["fp_weights_source"] == "kit-trained"
+
+    # the authors' file under <data root>/weights: used in place of the kit's run
+    state, reference = _authors_simclr_state()
+    (data_root / "weights").mkdir(parents=True)
+    published = data_root / "weights" / "SimCLR_128_cifar10.pt"
+    torch.save(state, published)
+    found = resolve_needs(cell, outputs, data_root)
+    assert found.paths["encoder"] == published
+    assert found.fingerprint["encoder"] == {"published": "SimCLR_128_cifar10.pt",
+                                            "sha256": hashlib.sha256(published.read_bytes()).hexdigest()}
+    inputs = lra.prepare(cell, 0, Roots(needs={k: str(v) for k, v in found.paths.items()}), device="cpu")
+    m = lra.encoder_metrics(inputs.encoder)
+    assert m["fp_weights"] == "SimCLR_128_cifar10.pt" and m["fp_weights_source"].startswith("published")
+    assert m["fp_weights_arch"] == "resnet50" and inputs.fp_model is not None  # real_fp: the network per batch
+    mean = torch.tensor(lra.CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(lra.CIFAR_STD).view(1, 3, 1, 1)
+    x = (torch.from_numpy(data.val_images).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    with torch.no_grad():
+        body = torch.nn.Sequential(*[c for n, c in reference.named_children() if n not in ("maxpool", "fc")])
+        expected = torch.nn.functional.normalize(torch.flatten(body(x), 1), dim=-1)
+    np.testing.assert_allclose(inputs.features["val"], expected.numpy(), atol=1e-5)

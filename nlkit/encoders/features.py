@@ -5,6 +5,7 @@ Features can be cached on disk, keyed by everything that determines them, so eac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -37,7 +38,37 @@ def pca_features(images: np.ndarray, n_components: int = 50, seed: int = 0) -> n
     return PCA(n_components=k, random_state=seed).fit_transform(x).astype(np.float32)
 
 
-def load_clip(model_name: str = "ViT-L-14", pretrained: str | None = "openai", device: str = "cpu"):
+CLIP_PRECISIONS = ("code", "fp16", "bf16", "fp32")
+
+
+def create_clip(model_name: str = "ViT-L-14", pretrained: str | None = "openai", device: str = "cpu",
+                precision: str = "fp32", load_weights: bool = True):
+    """Build an open_clip model as the pretrained tag was trained: the OpenAI weights use QuickGELU, which open_clip
+    (>= 2.25) no longer selects by itself for plain model names, so the tag's own config decides the activation.
+    `load_weights=False` builds the same architecture with random weights and downloads nothing (tests).
+    `precision` is open_clip's: 'fp16' converts the weights as OpenAI's clip.load does on CUDA (LayerNorm in fp32)."""
+    import open_clip
+    from open_clip.pretrained import get_pretrained_cfg
+
+    tag_cfg = get_pretrained_cfg(model_name, pretrained) if pretrained else {}
+    return open_clip.create_model(model_name, pretrained=pretrained if load_weights else None, device=device,
+                                  precision=precision, force_quick_gelu=bool(tag_cfg.get("quick_gelu")))
+
+
+def clip_precision(precision: str, device: str) -> str:
+    """The weights' precision for a CLIP feature pass. 'code' is the LRA code's (OpenAI clip.load): fp16 weights on
+    CUDA, fp32 on the CPU; 'bf16' keeps fp32 weights under bf16 autocast (a speed switch)."""
+    check_choice(precision, CLIP_PRECISIONS, "CLIP precision")
+    on_cuda = str(device).startswith("cuda")
+    if precision == "code":
+        return "fp16" if on_cuda else "fp32"
+    if precision == "fp16" and not on_cuda:
+        raise UserError("CLIP precision fp16 needs a CUDA device; use 'code' (fp32 on the CPU) or fp32")
+    return "fp32" if precision == "bf16" else precision
+
+
+def load_clip(model_name: str = "ViT-L-14", pretrained: str | None = "openai", device: str = "cpu",
+              precision: str = "fp32"):
     """An open_clip image model. `pretrained=None` gives random weights (tests, offline smoke runs)."""
     try:
         import open_clip
@@ -46,7 +77,7 @@ def load_clip(model_name: str = "ViT-L-14", pretrained: str | None = "openai", d
     if model_name not in open_clip.list_models():
         raise UserError(f"unknown CLIP model {model_name!r}; e.g. ViT-L-14, ViT-B-32, ViT-B-16")
     try:
-        model = open_clip.create_model(model_name, pretrained=pretrained or None, device=device)
+        model = create_clip(model_name, pretrained or None, device, precision)
     except Exception as e:  # noqa: BLE001 - a hub download failing offline surfaces as many exception types
         raise DataMissingError(
             f"CLIP weights {pretrained!r} for {model_name} could not be loaded ({type(e).__name__}: {e}). "
@@ -57,27 +88,31 @@ def load_clip(model_name: str = "ViT-L-14", pretrained: str | None = "openai", d
 
 @torch.no_grad()
 def clip_features(images: np.ndarray, model_name: str = "ViT-L-14", pretrained: str | None = "openai",
-                  device: str | None = None, batch_size: int = 256, model=None, normalize: bool = True) -> np.ndarray:
+                  device: str | None = None, batch_size: int = 256, model=None, normalize: bool = True,
+                  precision: str = "code") -> np.ndarray:
     """CLIP image embeddings (L2-normalised unless normalize=False); preprocessing (bicubic resize to the model's
-    input size, CLIP normalisation) runs on the device."""
+    input size, CLIP normalisation) runs on the device. The resized image is not clamped to [0, 1] (bicubic
+    overshoots a little), as in the LRA code. `precision` (see `clip_precision`) applies to a model built here; a
+    passed `model` keeps its weights' dtype and gets bf16 autocast only for precision='bf16'."""
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = model or load_clip(model_name, pretrained, device)
+    model = model or load_clip(model_name, pretrained, device, clip_precision(precision, device))
+    weights_dtype = model.visual.conv1.weight.dtype  # fp16 weights take fp16 input, as clip.load's encode_image
     size = model.visual.image_size
     size = size if isinstance(size, (tuple, list)) else (size, size)
     mean = torch.tensor(OPENAI_DATASET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(OPENAI_DATASET_STD, device=device).view(1, 3, 1, 1)
     out = []
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast(
-        "cpu", enabled=False)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" and device.startswith("cuda") \
+        else contextlib.nullcontext()
     for start in tqdm(range(0, len(images), batch_size), desc=f"CLIP {model_name}", leave=False):
         x = _as_float_nchw(images[start:start + batch_size]).to(device, non_blocking=True)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        x = torch.nn.functional.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False).clamp_(0, 1)
+        x = torch.nn.functional.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False)
         with amp:
-            f = model.encode_image((x - mean) / std)
+            f = model.encode_image(((x - mean) / std).to(weights_dtype))
         f = f.float()
         out.append((torch.nn.functional.normalize(f, dim=-1) if normalize else f).cpu())
     return torch.cat(out).numpy()

@@ -54,7 +54,11 @@ class SimCLRModel(nn.Module):
 def load_simclr(path, arch: str = "resnet50", map_location="cpu") -> SimCLRModel:
     """Load a SimCLR checkpoint, refusing a partial load: every key must match (a `module.` prefix from
     DataParallel is accepted). The public LRA code loaded with strict=False, which silently left a random
-    encoder when the keys did not match."""
+    encoder when the keys did not match.
+
+    Two layouts are read: the kit's (`save_simclr`: {"arch", "state_dict"}) and the authors' published files
+    (`SimCLR_128_<dataset>.pt`: a bare state dict of a ResNet-50 `f.*` and the projection head `g.*`, the module
+    layout of utils/model_SimCLR.py). `model.checkpoint_layout` says which ("nlkit" or "published")."""
     path = Path(path)
     if not path.is_file():
         raise DataMissingError(f"SimCLR weights not found: {path}. Supply the published file or train one with "
@@ -64,9 +68,11 @@ def load_simclr(path, arch: str = "resnet50", map_location="cpu") -> SimCLRModel
     state = torch_load(path, "SimCLR weights", map_location=map_location)
     if not isinstance(state, dict):
         raise UserError(f"{path} holds a {type(state).__name__}, not SimCLR weights (a state dict)")
+    layout = "published"
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         arch = state.get("arch", arch)
         state = state["state_dict"]
+        layout = "nlkit"
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = SimCLRModel(arch)
     expected = set(model.state_dict())
@@ -76,6 +82,7 @@ def load_simclr(path, arch: str = "resnet50", map_location="cpu") -> SimCLRModel
                         f"{arch}): {len(missing)} keys missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
                         f"(e.g. {unexpected[:3]})")
     model.load_state_dict(state, strict=True)
+    model.checkpoint_layout = layout
     return model.eval()
 
 
@@ -213,9 +220,10 @@ def train_simclr(images: np.ndarray, *, arch: str = "resnet18", epochs: int = 10
 
 @torch.no_grad()
 def simclr_features(model: SimCLRModel, images: np.ndarray, device=None, mean=(0.4914, 0.4822, 0.4465),
-                    std=(0.2023, 0.1994, 0.2010), batch_size: int = 512, augment_seed: int | None = None) -> np.ndarray:
+                    std=(0.2023, 0.1994, 0.2010), batch_size: int = 512, augment_seed: int | None = None,
+                    bf16: bool = False) -> np.ndarray:
     """L2-normalised backbone features; `augment_seed` draws one random crop (pad 4) and flip per image, as the
-    LRA code's cached training features."""
+    LRA code's cached training features. fp32 as the LRA code; `bf16` autocasts on CUDA (a speed switch)."""
     from ..data import DeviceBatcher
 
     device = torch.device(device or default_device())
@@ -226,6 +234,6 @@ def simclr_features(model: SimCLRModel, images: np.ndarray, device=None, mean=(0
                             seed=augment_seed or 0, mean=mean[:in_ch], std=std[:in_ch])
     out = torch.empty(len(images), model.feature_dim, device=device)
     for batch in batcher.epoch(0):
-        with autocast_for(device):
+        with autocast_for(device, bf16):
             out[batch.idx] = model.features(batch.x).float()
     return out.cpu().numpy()

@@ -1,5 +1,6 @@
-"""SimCLR encoders trained by the kit for LRA-Diffusion's label retrieval (the paper's SimCLR weights are not
-distributed). The run leaves its weights as the artefact `encoder`, which LRA cells declare under `needs:`."""
+"""SimCLR encoders trained by the kit for LRA-Diffusion's label retrieval, used where the authors' published
+weights (SimCLR_128_<dataset>.pt) are not at hand. The run leaves its weights as the artefact `encoder`, which LRA
+cells declare under `needs:`."""
 
 from __future__ import annotations
 

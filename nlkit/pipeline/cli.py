@@ -50,7 +50,7 @@ def _cmd_tables(args) -> int:
     from .tables import build_tables
 
     try:
-        paths = build_tables(args.profile, args.paper)
+        paths = build_tables(args.profile, args.paper, data_root=args.data_root)
     except OSError as e:
         raise UserError(f"cannot write the tables: {describe_os_error(e)}") from None
     for path in paths:
@@ -102,4 +102,6 @@ def add_commands(sub) -> None:
     tab = sub.add_parser("tables", help="rebuild the tables from the metrics under outputs/<profile>/")
     tab.add_argument("--profile", default="smoke", choices=PROFILES)
     tab.add_argument("--paper")
+    tab.add_argument("--data-root", help="the --data-root the runs used: published weights are looked up under "
+                     "<data-root>/weights (default: $NLKIT_WEIGHTS_ROOT, then $NLKIT_DATA_ROOT or ./data)")
     tab.set_defaults(func=_cmd_tables)

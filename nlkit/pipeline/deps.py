@@ -4,18 +4,26 @@ A run that needs another cell's artefact (an LRA cell the SimCLR encoder, a TDSM
 gets the file that the dependency's finished run listed under that name in its `metrics.json`. The dependency's
 params hash and the artefact's content hash fold into the dependent's run key, so retraining the dependency makes
 every run that used it stale. The dependency's first seed provides the artefact.
+
+An artefact may also come published (e.g. the authors' encoder weights):
+`needs: {<artefact>: {cell: <paper>/<cell>, published: <file name>}}`. When that file lies in one of the weights
+roots (`weights_roots`) it is used and the cell is not needed; its name and content hash fold into the run key, so
+adding, replacing or removing the file makes the runs that used the other source stale.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import UserError
 from .params import load_cell, params_hash, repo_root
+
+WEIGHTS_FOLDER = "weights"
 
 
 class DependencyMissing(UserError):
@@ -25,23 +33,48 @@ class DependencyMissing(UserError):
 @dataclass(frozen=True)
 class Resolved:
     paths: dict        # artefact name -> file
-    fingerprint: dict  # artefact name -> {"cell", "params_hash", "sha256"}
+    fingerprint: dict  # artefact name -> {"cell", "params_hash", "sha256"} or {"published", "sha256"}
 
 
-def needs_of(resolved: dict) -> dict[str, str]:
-    """The cell's `needs` as {artefact: "paper/cell"}; an entry set to null (e.g. by a profile overlay that swaps
-    the encoder for PCA) is no dependency."""
+def weights_roots(data_root=None) -> list[Path]:
+    """Where published weights are looked up, first match wins: $NLKIT_WEIGHTS_ROOT, <data_root>/weights (the
+    --data-root of the run), <default data root>/weights ($NLKIT_DATA_ROOT or ./data)."""
+    from ..data import default_data_root
+
+    roots = [Path(os.environ["NLKIT_WEIGHTS_ROOT"]).expanduser()] if os.environ.get("NLKIT_WEIGHTS_ROOT") else []
+    if data_root:
+        roots.append(Path(data_root).expanduser() / WEIGHTS_FOLDER)
+    roots.append(Path(default_data_root()) / WEIGHTS_FOLDER)
+    return roots
+
+
+def published_file(name: str, data_root=None) -> Path | None:
+    """The published file `name` in the first weights root holding it, else None."""
+    return next((root / name for root in weights_roots(data_root) if (root / name).is_file()), None)
+
+
+def need_entries(resolved: dict) -> dict[str, tuple[str, str | None]]:
+    """The cell's `needs` as {artefact: (paper/cell, published file name or None)}; an entry set to null (e.g. by
+    a profile overlay that swaps the encoder for PCA) is no dependency."""
     needs = resolved.get("needs") or {}
     if not isinstance(needs, dict):
         raise UserError(f"{resolved.get('params_file')}: `needs` must map an artefact name to 'paper/cell'")
     out = {}
-    for name, ref in needs.items():
-        if ref is None:
+    for name, entry in needs.items():
+        if entry is None:
             continue
+        ref, published = (entry.get("cell"), entry.get("published")) if isinstance(entry, dict) else (entry, None)
         if not isinstance(ref, str) or ref.count("/") != 1 or any(p in ("", ".", "..") for p in ref.split("/")):
             raise UserError(f"{resolved.get('params_file')}: needs.{name} must be 'paper/cell', got {ref!r}")
-        out[str(name)] = ref
+        out[str(name)] = (ref, published)
     return out
+
+
+def needs_of(resolved: dict, data_root=None) -> dict[str, str]:
+    """The cells that must have run first, as {artefact: "paper/cell"}: every need whose published file (if it
+    names one) is not in the weights roots."""
+    return {name: ref for name, (ref, published) in need_entries(resolved).items()
+            if not (published and published_file(published, data_root))}
 
 
 def dependency_cell(ref: str, profile: str) -> dict:
@@ -70,15 +103,20 @@ def content_hash(path: Path) -> str:
     return _sha256(str(path), st.st_mtime_ns, st.st_size)
 
 
-def resolve_needs(resolved: dict, root: Path | None = None) -> Resolved:
+def resolve_needs(resolved: dict, root: Path | None = None, data_root=None) -> Resolved:
     """Files and fingerprints of everything the cell needs; DependencyMissing when one is not (currently) done."""
     from .runner import is_current, run_dir
 
     paths, fingerprint = {}, {}
-    for name, ref in needs_of(resolved).items():
+    for name, (ref, published) in need_entries(resolved).items():
+        found = published_file(published, data_root) if published else None
+        if found is not None:
+            paths[name] = found
+            fingerprint[name] = {"published": published, "sha256": content_hash(found)}
+            continue
         dep = dependency_cell(ref, resolved["profile"])
         seed = first_seed(dep)
-        if not is_current(dep, seed, root):
+        if not is_current(dep, seed, root, data_root=data_root):
             raise DependencyMissing(f"needs {ref} ({resolved['profile']} profile), which has not finished with its "
                                     f"current params; run it first (make reproduce runs it before this cell)")
         folder = run_dir(dep, seed, root)
@@ -92,11 +130,13 @@ def resolve_needs(resolved: dict, root: Path | None = None) -> Resolved:
     return Resolved(paths, fingerprint)
 
 
-def run_key(resolved: dict, seed: int, root: Path | None = None) -> str:
+def run_key(resolved: dict, seed: int, root: Path | None = None, data_root=None) -> str:
     """What makes a finished run current: its params and seed, and for a dependent cell the params and artefact
-    content of what it needs. Raises DependencyMissing when a dependency is not done."""
+    content of what it needs (or the published file's name and content). Raises DependencyMissing when a
+    dependency is not done."""
     key = params_hash(resolved, seed)
-    if not needs_of(resolved):
+    if not need_entries(resolved):
         return key
-    blob = json.dumps({"params_hash": key, "needs": resolve_needs(resolved, root).fingerprint}, sort_keys=True)
+    fingerprint = resolve_needs(resolved, root, data_root).fingerprint
+    blob = json.dumps({"params_hash": key, "needs": fingerprint}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

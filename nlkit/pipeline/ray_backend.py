@@ -98,7 +98,7 @@ def run_on_ray(todo, stop, results: list, bar, stream, *, address=None, data_roo
     def cell_of(resolved):
         return f"{resolved['paper']}/{resolved['cell_id']}"
 
-    needed = {ref for resolved, _ in todo for ref in needs_of(resolved).values()}
+    needed = {ref for resolved, _ in todo for ref in needs_of(resolved, data_root).values()}
     refs_of_cell: dict[str, list] = {}
     items: dict = {}       # task ref -> (index, resolved, seed, refs it depends on)
     twins: dict = {}       # index of a computed run -> [(resolved, seed)] with identical settings, recorded from it
@@ -112,7 +112,7 @@ def run_on_ray(todo, stop, results: list, bar, stream, *, address=None, data_roo
                 continue
             source_of.setdefault(key, i)
             res = resources_of(resolved)
-            deps = [r for ref in needs_of(resolved).values() for r in refs_of_cell.get(ref, [])]
+            deps = [r for ref in needs_of(resolved, data_root).values() for r in refs_of_cell.get(ref, [])]
             opts = dict(num_cpus=res["num_cpus"], num_gpus=res["num_gpus"], max_retries=int(res["max_retries"]),
                         retry_exceptions=False, name=label_of(resolved, seed))
             if res["memory_gb"]:

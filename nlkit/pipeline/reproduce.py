@@ -22,9 +22,10 @@ from .tables import build_tables
 BACKENDS = ("local", "ray", "slurm")
 
 
-def plan_runs(profile: str, paper: str | None = None, only: str | None = None, stream=None):
-    """Every (resolved cell, seed) to consider, the cells they need included, dependencies first; and the cells
-    that could not be resolved (reported, never fatal to the others)."""
+def plan_runs(profile: str, paper: str | None = None, only: str | None = None, stream=None, data_root=None):
+    """Every (resolved cell, seed) to consider, the cells they need included, dependencies first (a need met by a
+    published file under the weights roots of `data_root` pulls in no cell); and the cells that could not be
+    resolved (reported, never fatal to the others)."""
     plan, bad, seen = [], [], set()
 
     def add(resolved):
@@ -32,7 +33,7 @@ def plan_runs(profile: str, paper: str | None = None, only: str | None = None, s
         if key in seen:
             return
         seen.add(key)
-        for ref in needs_of(resolved).values():
+        for ref in needs_of(resolved, data_root).values():
             add(dependency_cell(ref, profile))
         plan.extend((resolved, int(s)) for s in resolved.get("seeds") or [0])
 
@@ -67,10 +68,10 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
         print(f"no params files match paper={paper!r} only={only!r}", file=stream)
         return 1
     check_outputs_writable(profile, root)
-    plan, bad = plan_runs(profile, paper, only, stream)
+    plan, bad = plan_runs(profile, paper, only, stream, data_root)
     for cell, message in bad:
         print(f"  invalid params: {message}", file=stream)
-    todo = [(r, s) for r, s in plan if not is_current(r, s, root)]
+    todo = [(r, s) for r, s in plan if not is_current(r, s, root, data_root=data_root)]
     print(f"reproduce [{profile}]: {len(plan)} runs in {len({(r['paper'], r['cell_id']) for r, _ in plan})} cells; "
           f"{len(plan) - len(todo)} current, {len(todo)} to run", file=stream)
     if jobs == "auto":
@@ -107,7 +108,7 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     for r in by_status["failed"]:
         print(f"  FAILED {r.cell}: {r.message} (details: {r.out_dir / 'error.txt'})", file=stream)
     try:
-        for path in build_tables(profile, paper=paper, root=root):
+        for path in build_tables(profile, paper=paper, root=root, data_root=data_root):
             print(f"table: {path}", file=stream)
     except OSError as e:  # a full or read-only disk: the runs are reported above, the tables could not be written
         print(f"  FAILED tables: {describe_os_error(e)}", file=stream)
@@ -234,7 +235,7 @@ def _run_concurrently(todo, jobs: int, stop, results: list, bar, stream, launch=
         for item in list(waiting):
             if len(running) >= jobs:
                 return
-            deps = needs_of(item[0]).values()
+            deps = needs_of(item[0], options.get("data_root")).values()
             key = settings_hash(*item)
             if any(d in failed_cells for d in deps):
                 waiting.remove(item)

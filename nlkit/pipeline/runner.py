@@ -20,7 +20,7 @@ from .. import __version__
 from ..errors import SEED_LIMIT, DataMissingError, UserError, describe_os_error
 from ..io import atomic_write, atomic_write_json
 from ..methods.contract import PROTOCOL_METRICS
-from .deps import DependencyMissing, needs_of, resolve_needs, run_key
+from .deps import DependencyMissing, resolve_needs, run_key
 from .executors import (
     execute_direct,
     execute_papermill,
@@ -55,9 +55,11 @@ def metrics_path(resolved: dict, seed: int, root: Path | None = None) -> Path:
     return run_dir(resolved, seed, root) / "metrics.json"
 
 
-def current_metrics(resolved: dict, seed: int, root: Path | None = None, *, warn: bool = False) -> dict | None:
+def current_metrics(resolved: dict, seed: int, root: Path | None = None, *, warn: bool = False,
+                    data_root=None) -> dict | None:
     """The run's metrics when it finished with the cell's current params (and, for a dependent cell, the current
-    artefacts of what it needs); None otherwise. An unreadable metrics.json counts as not run (with a warning)."""
+    artefacts of what it needs, published files looked up as with `data_root`); None otherwise. An unreadable
+    metrics.json counts as not run (with a warning)."""
     path = metrics_path(resolved, seed, root)
     if not path.is_file():
         return None
@@ -70,13 +72,13 @@ def current_metrics(resolved: dict, seed: int, root: Path | None = None, *, warn
             warnings.warn(f"skipping unreadable {path}: {e}", stacklevel=2)
         return None
     try:
-        return metrics if metrics.get("params_hash") == run_key(resolved, seed, root) else None
+        return metrics if metrics.get("params_hash") == run_key(resolved, seed, root, data_root) else None
     except DependencyMissing:
         return None
 
 
-def is_current(resolved: dict, seed: int, root: Path | None = None) -> bool:
-    return current_metrics(resolved, seed, root) is not None
+def is_current(resolved: dict, seed: int, root: Path | None = None, *, data_root=None) -> bool:
+    return current_metrics(resolved, seed, root, data_root=data_root) is not None
 
 
 def device_name() -> str:
@@ -127,7 +129,7 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
     label = f"{resolved['paper']}/{resolved['cell_id']} seed {seed}"
     if resolved.get("skip"):  # a cell this profile does not run (e.g. a paper-scale cell under smoke)
         return RunResult(label, seed, "not_run", out_dir, 0.0, f"not run under {resolved['profile']}: {resolved['skip']}")
-    if not force and is_current(resolved, seed, root):
+    if not force and is_current(resolved, seed, root, data_root=data_root):
         return RunResult(label, seed, "skipped", out_dir)
     t0 = time.perf_counter()
     try:
@@ -135,7 +137,8 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
             if not held:
                 return RunResult(label, seed, "busy", out_dir, 0.0,
                                  f"another process is running it (lock {out_dir / LOCK_NAME}); skipped here")
-            if not force and is_current(resolved, seed, root):  # finished by another process meanwhile
+            # finished by another process meanwhile
+            if not force and is_current(resolved, seed, root, data_root=data_root):
                 return RunResult(label, seed, "skipped", out_dir)
             return _run_locked(resolved, seed, out_dir, label, data_root=data_root, noise_root=noise_root,
                                executor=executor, force=force, root=root)
@@ -148,7 +151,7 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
 def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_root, noise_root, executor: str,
                 force: bool, root: Path | None) -> RunResult:
     metrics_file = out_dir / "metrics.json"
-    if metrics_file.exists() and not (force and is_current(resolved, seed, root)):
+    if metrics_file.exists() and not (force and is_current(resolved, seed, root, data_root=data_root)):
         # stale (other params): removed first, so a crash cannot leave it looking current. A forced rerun of a
         # current run keeps it until the new one replaces it.
         metrics_file.unlink()
@@ -156,8 +159,8 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
     if results_file.exists():
         results_file.unlink()
     try:
-        needs = resolve_needs(resolved, root)
-        key = run_key(resolved, seed, root)
+        needs = resolve_needs(resolved, root, data_root)
+        key = run_key(resolved, seed, root, data_root)
     except DependencyMissing as e:
         _write_error(out_dir, f"not run: {e}")
         return RunResult(label, seed, "not_run", out_dir, 0.0, str(e))
@@ -168,7 +171,7 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
     parameters = {"params_file": resolved["params_file"], "profile": resolved["profile"], "seed": int(seed),
                   "out_dir": portable(out_dir), "data_root": portable(data_root) if data_root else None,
                   "noise_root": portable(noise_root) if noise_root else None}
-    if needs_of(resolved):
+    if needs.paths:
         parameters["needs"] = {name: portable(path) for name, path in needs.paths.items()}
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()

@@ -70,6 +70,13 @@ class _Block(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+class Need(_Block):
+    """A needed artefact that may also come published: `published` names a file (e.g. the authors' weights) looked
+    up in the weights roots (nlkit.pipeline.deps.weights_roots); when it is absent, the run of `cell` provides it."""
+    cell: NeedRef
+    published: Name
+
+
 class Expected(_Block):
     value: float | None = None
     tag: StrictStr | None = None
@@ -134,7 +141,7 @@ class Cell(_Block):
     sources: dict[str, Any] | None = None
     noise: Noise | None = None
     train: dict[str, Any] | None = None
-    needs: dict[Name, NeedRef | None] | None = None
+    needs: dict[Name, NeedRef | Need | None] | None = None
     skip: StrictStr | None = None   # a profile leaves the cell out, saying why (reported as not run)
     # scheduling only (--backend ray|slurm: CPUs, GPU share, minutes, partition); not part of the params hash
     resources: dict[StrictStr, StrictInt | float | StrictStr] | None = None

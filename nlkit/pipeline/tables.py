@@ -34,7 +34,7 @@ def table_entries(resolved: dict) -> list[dict]:
              "metric": resolved.get("metric", "acc_last"), "expected": resolved.get("expected") or {}}]
 
 
-def collect(profile: str, paper: str | None = None, root: Path | None = None) -> pd.DataFrame:
+def collect(profile: str, paper: str | None = None, root: Path | None = None, data_root=None) -> pd.DataFrame:
     """One row per table cell: the mean/std over the seeds whose metrics match the cell's current params."""
     rows = []
     for cell in find_cells(paper):
@@ -49,8 +49,11 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None) ->
         ran = run_label(resolved, paper_cell) if stand_in else ""
         reduced = reduced_budget(resolved)
         runs = [m for seed in resolved.get("seeds") or [0]
-                if (m := current_metrics(resolved, int(seed), root, warn=True)) is not None]
+                if (m := current_metrics(resolved, int(seed), root, warn=True, data_root=data_root)) is not None]
         walls = [float(m.get("wall_seconds") or 0) for m in runs]
+        # a need met by a published file (e.g. the authors' weights) instead of the kit's own run is marked
+        published = sorted({str(fp["published"]) for m in runs for fp in (m.get("needs") or {}).values()
+                            if isinstance(fp, dict) and fp.get("published")})
         devices = sorted({str(m["device"]) for m in runs if m.get("device")})
         for entry in table_entries(resolved):
             values = [float(m[entry["metric"]]) for m in runs if m.get(entry["metric"]) is not None]
@@ -69,6 +72,7 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None) ->
                 "metric": entry["metric"], "cell": resolved["cell_id"],
                 "expected_source": expected.get("source", ""), "expected_tag": expected.get("tag", ""),
                 "stand_in": stand_in, "ran": ran, "reduced": reduced if values else "",
+                "published": ", ".join(published) if values else "",
             })
     return pd.DataFrame(rows)
 
@@ -190,6 +194,11 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
         cuts = "; ".join(sorted(set(reduced["reduced"])))
         lines += [f"{len(reduced)} cells ran at a reduced budget (marked ‡: {cuts}; see the profile note): their "
                   "paper value is the full recipe's, a reference only, and no Δ is given.", ""]
+    published = df[df["published"].astype(bool) & (df["n_seeds"] > 0)] if "published" in df else df.iloc[:0]
+    if len(published):
+        files = ", ".join(sorted(set(", ".join(published["published"]).split(", "))))
+        lines += [f"{len(published)} cells ran with published weights ({files}) in place of the artefact of the "
+                  "cell they name under `needs` (marked §).", ""]
     empty = [t for t, part in df.groupby("table", sort=True) if not (part["n_seeds"] > 0).any()]
     for table_id, part in df.groupby("table", sort=True):
         if hide_empty and table_id in empty:
@@ -212,6 +221,8 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
             elif r.get("reduced") and r.n_seeds > 0:
                 rep += " ‡"
                 delta = "— (reduced)"
+            if r.get("published") and r.n_seeds > 0:
+                rep += " §"
             lines.append(f"| {r.row} | {r.column} | {rep} | {r.n_seeds} | {_fmt(r.paper_value * scale, digits)} | "
                          f"{delta} | {r.expected_source} {('[' + r.expected_tag + ']') if r.expected_tag else ''} | "
                          f"{_fmt(r.wall_seconds, 1)} | {r.device or '—'} |")
@@ -332,8 +343,9 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width) or [""]
 
 
-def build_tables(profile: str, paper: str | None = None, root: Path | None = None) -> list[Path]:
-    """Write outputs/<profile>/tables/<paper>.md, .csv and .png for every paper (or one)."""
+def build_tables(profile: str, paper: str | None = None, root: Path | None = None, data_root=None) -> list[Path]:
+    """Write outputs/<profile>/tables/<paper>.md, .csv and .png for every paper (or one); `data_root` is where the
+    runs looked for published weights (a run counts only if what it used is still what would be used)."""
     import matplotlib.pyplot as plt
 
     from ..viz import save_figure
@@ -343,7 +355,7 @@ def build_tables(profile: str, paper: str | None = None, root: Path | None = Non
     out = (root or outputs_root()) / profile / "tables"
     written = []
     for name in papers:
-        df = collect(profile, name, root)
+        df = collect(profile, name, root, data_root)
         if df.empty or (paper is None and not (df["n_seeds"] > 0).any()):
             continue  # a paper none of whose cells ran under this profile gets no table of dashes
         csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"

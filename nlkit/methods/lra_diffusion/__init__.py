@@ -1,9 +1,11 @@
 """LRA-Diffusion (Chen et al., NeurIPS 2023): a conditional diffusion model over one-hot labels, trained on labels
 retrieved from the image's nearest neighbours in a frozen feature space (docs/lra-diffusion.md §1-§2).
 
-Faithful default = the paper's intent: a CIFAR ResNet-34 image encoder trained with the denoiser, cosine beta
+Default = the paper's intent: a CIFAR ResNet-34 image encoder trained with the denoiser, cosine beta
 schedule, 200 epochs. Named switches reproduce the public code's other behaviours: `head_compat` (untrained encoder,
-BN in train mode at test), `beta_schedule: linear`, `include_self`, `weight_norm`, `decode: argmax`.
+BN in train mode at test), `beta_schedule: linear`, `include_self`, `weight_norm`, `decode: argmax`, `real_fp`
+(f_p recomputed on every augmented batch, the code's SimCLR path). The code's precision is the default (fp32
+training; CLIP fp16 weights on CUDA); `bf16` is a speed switch.
 `image_encoder: none` is the labelled "LRA-MLP (cached features)" variant: x_embed = BN(Linear(f_p)).
 
 Modules: `diffusion` (schedules, DDIM), `model` (the denoiser), `retrieval` (kNN and label sampling), `data`
@@ -13,6 +15,7 @@ Modules: `diffusion` (schedules, DDIM), `model` (the denoiser), `retrieval` (kNN
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -56,6 +59,9 @@ class EncoderSettings(BaseModel):
     arch: str | None = None
     dim: PositiveInt | None = None
     weights: str | None = None
+    # the frozen feature pass: 'code' = the LRA code's (CLIP fp16 weights on CUDA, fp32 on the CPU; SimCLR fp32),
+    # 'bf16' = bf16 autocast (a speed switch), 'fp16' / 'fp32' forced
+    precision: Literal["code", "fp16", "bf16", "fp32"] | None = None
 
 
 # Top-level keys an LRA-Diffusion cell may set beyond the pipeline's own (checked by the params schema).
@@ -72,8 +78,10 @@ class LRAInputs:
 
 
 def resolve_encoder(cell: dict, roots: Roots) -> dict:
-    """The cell's `encoder` entry; a SimCLR encoder takes its weights from the cell it `needs` (the runner
-    resolves `needs: {encoder: simclr/<cell>}` to the weights file that run left)."""
+    """The cell's `encoder` entry; a SimCLR encoder takes its weights from what the cell `needs`: the runner
+    resolves `needs: {encoder: {cell: simclr/<cell>, published: SimCLR_128_<dataset>.pt}}` to the authors' file
+    when it lies in a weights root (nlkit.pipeline.deps.weights_roots), else to the weights the kit's SimCLR run
+    left."""
     encoder = dict(cell["encoder"])
     if encoder.get("name") == "simclr" and not encoder.get("weights"):
         encoder["weights"] = str(roots.artefact("encoder"))
@@ -87,11 +95,28 @@ def prepare(cell: dict, seed: int, roots: Roots | None = None, *, device=None) -
     feats = encoder_features(data, encoder, train_feat=cell.get("train_feat", "augmented"), seed=seed,
                              device=device)
     fp_model = None
-    if (cell.get("train") or {}).get("real_fp"):  # the code's SimCLR path: f_p recomputed on every batch
+    if encoder["name"] == "simclr":
         from ...encoders.simclr import load_simclr
+        from ...noise import sha256_file
 
         fp_model = load_simclr(encoder["weights"], encoder.get("arch", "resnet50"))
+        # which weights ran: the authors' published file or the kit's own SimCLR run (metrics.json and the table)
+        encoder.update(weights_layout=fp_model.checkpoint_layout, weights_arch=fp_model.arch,
+                       weights_sha256=sha256_file(encoder["weights"]))
+        if not (cell.get("train") or {}).get("real_fp"):  # the network is needed only to recompute f_p per batch
+            fp_model = None
     return LRAInputs(data, feats, encoder, fp_model)
+
+
+def encoder_metrics(encoder: dict) -> dict:
+    """What f_p was, for metrics.json: the encoder, and for SimCLR which weights (file, layout, sha256)."""
+    out = {"fp_encoder": encoder["name"] if encoder["name"] != "clip" else
+           f"clip {encoder.get('model', 'ViT-L-14')} {encoder.get('pretrained', 'openai')}"}
+    if encoder.get("weights_layout"):
+        source = "published (the authors' weights)" if encoder["weights_layout"] == "published" else "kit-trained"
+        out.update(fp_weights=Path(encoder["weights"]).name, fp_weights_source=source,
+                   fp_weights_arch=encoder["weights_arch"], fp_weights_sha256=encoder["weights_sha256"])
+    return out
 
 
 def run(inputs: LRAInputs, config: LRAConfig, seed: int, workdir=None, *, device=None,
@@ -101,12 +126,13 @@ def run(inputs: LRAInputs, config: LRAConfig, seed: int, workdir=None, *, device
                        fp_model=inputs.fp_model)
     variant = "LRA-MLP (cached features)" if config.image_encoder == "none" else "LRA-Diffusion"
     metrics = {**result.metrics, "noise_rate": float(np.mean(data.noisy != data.clean)),
-               "noise_meta": data.noise_meta, "pixels": data.pixels, "variant": variant}
+               "noise_meta": data.noise_meta, "pixels": data.pixels, "variant": variant,
+               **encoder_metrics(inputs.encoder)}
     return RunOutput(result.history, metrics, state=result, completed=result.completed)
 
 
 __all__ = ["CIFAR_MEAN", "CIFAR_STD", "DDIM_TIMESTEPS", "SPEC", "T_STEPS", "Config", "ConditionalDenoiser",
            "FeatureEmbedding", "GatedLinear", "LRAConfig", "LRAData", "LRAInputs", "LRAModel", "LRARun",
            "alphas_cumprod", "antithetic_timesteps", "batch_retrieval", "beta_schedule", "ddim_predict",
-           "ddim_sample", "decode", "encoder_features", "learning_rate", "linear_probe", "prepare", "prepare_data",
-           "resolve_encoder", "run", "train_lra"]
+           "ddim_sample", "decode", "encoder_features", "encoder_metrics", "learning_rate", "linear_probe", "prepare",
+           "prepare_data", "resolve_encoder", "run", "train_lra"]

@@ -64,7 +64,7 @@ def encoder_features(data: LRAData, encoder: dict, *, train_feat: str = "augment
     """f_p features of train, val and test, computed once and cached on disk (keyed by encoder, data, split and
     augmentation) so every noise setting and seed reuses them. Train features come from one augmented pass
     (the code's behaviour) unless train_feat='clean'."""
-    from ...encoders.features import cached, clip_features, pca_features
+    from ...encoders.features import CLIP_PRECISIONS, cached, clip_features, clip_precision, pca_features
 
     name = encoder["name"]
     check_choice(name, ("clip", "simclr", "pca"), "f_p encoder")
@@ -74,8 +74,20 @@ def encoder_features(data: LRAData, encoder: dict, *, train_feat: str = "augment
         from ...noise import sha256_file
 
         key_encoder["weights"] = sha256_file(key_encoder["weights"])
+    dev = str(device or default_device())
+    precision = encoder.get("precision") or "code"
+    check_choice(precision, CLIP_PRECISIONS, "encoder precision")
+    if name == "simclr" and precision == "fp16":
+        raise UserError("SimCLR features run in fp32 (precision 'code', as the LRA code), 'fp32' or 'bf16'")
     ident = {"encoder": key_encoder, "n": [len(data.train_images), len(data.val_images), len(data.test_images)],
              "pixels": data.pixels, "digest": _digest(data.train_images)}
+    if name != "pca":
+        # the arithmetic is part of the features' identity (CLIP under 'code': fp16 weights on CUDA, as the LRA
+        # code; SimCLR: fp32); "build" 2 = CLIP with QuickGELU for the OpenAI tag and no clamp after the resize,
+        # so features cached by the earlier construction are not reused
+        ran_in = "bf16-autocast" if precision == "bf16" else \
+            clip_precision(precision, dev) if name == "clip" else "fp32"
+        ident.update(precision=ran_in, build=2)
     feats = {}
     if name == "pca":  # smoke substitute: deterministic PCA of the pixels (needs no weights)
         all_images = np.concatenate([data.train_images, data.val_images, data.test_images])
@@ -91,11 +103,11 @@ def encoder_features(data: LRAData, encoder: dict, *, train_feat: str = "augment
         def compute(images, augment_seed=None):
             nonlocal model
             model = model or load_clip(encoder.get("model", "ViT-L-14"), encoder.get("pretrained", "openai"),
-                                       str(device or default_device()))
+                                       dev, clip_precision(precision, dev))
             if augment_seed is not None:
                 images = _augmented_copy(images, augment_seed)
-            # the LRA code feeds CLIP's raw encode_image output (fp32, not L2-normalised)
-            return clip_features(images, model=model, device=str(device or default_device()), normalize=False)
+            # the LRA code feeds CLIP's raw encode_image output (cast to fp32, not L2-normalised)
+            return clip_features(images, model=model, device=dev, normalize=False, precision=precision)
     else:
         from ...encoders.simclr import load_simclr, simclr_features
 
@@ -103,7 +115,7 @@ def encoder_features(data: LRAData, encoder: dict, *, train_feat: str = "augment
 
         def compute(images, augment_seed=None):
             return simclr_features(model, images, device=device, mean=data.mean, std=data.std,
-                                   augment_seed=augment_seed)
+                                   augment_seed=augment_seed, bf16=precision == "bf16")
 
     aug_seed = seed + 11 if train_feat == "augmented" else None
     for split, images, aug in (("train", data.train_images, aug_seed), ("val", data.val_images, None),

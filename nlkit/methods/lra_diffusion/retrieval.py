@@ -97,7 +97,9 @@ class LabelSampler:
     sample weight w_i = n_i / sum_batch n_j, n_i = how many candidates equal the drawn label (docs/lra-diffusion.md §2.3).
 
     `dynamic=True` is the student's "dynamic kNN weighting": a neighbour is drawn with probability proportional to
-    exp(-d / mean d) over the k neighbours, and the own label takes half the mass; the count weights stay."""
+    exp(-d / mean d) over the k neighbours (d the plain Euclidean distance, as torch.cdist gives), and the own label
+    takes half the mass; the count weights stay. `distances` (N x k, plain) are those of the cached neighbour table;
+    per-batch retrieval passes its own to `draw` through `neighbour_probs`."""
 
     def __init__(self, candidates, device=None, distances=None, dynamic: bool = False,
                  weight_norm: str = "batch", seed: int = 0):
@@ -105,16 +107,13 @@ class LabelSampler:
         self.device = torch.device(device or "cpu")
         self.candidates = torch.as_tensor(np.asarray(candidates), device=self.device, dtype=torch.long)
         self.weight_norm = weight_norm
+        self.dynamic = dynamic
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.probs = None
         if dynamic:
             if distances is None:
                 raise UserError("dynamic kNN weighting needs the neighbour distances")
-            d = torch.as_tensor(np.asarray(distances, dtype=np.float32), device=self.device)
-            w = torch.exp(-d / d.mean(1, keepdim=True).clamp_min(1e-12))
-            w = w / w.sum(1, keepdim=True)
-            # neighbours share half the mass, the own label (last candidate) the other half
-            self.probs = torch.cat([0.5 * w, torch.full((len(w), 1), 0.5, device=self.device)], 1)
+            self.probs = neighbour_probs(torch.as_tensor(np.asarray(distances, dtype=np.float32), device=self.device))
 
     def sample(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(labels, weights) for the samples `idx` of one batch, on the device, without host syncs."""
@@ -135,6 +134,15 @@ class LabelSampler:
         counts = (cands == labels[:, None]).sum(1).float()
         weights = counts / counts.sum() if self.weight_norm == "batch" else counts / cands.shape[1] / len(cands)
         return labels, weights
+
+
+def neighbour_probs(distances: torch.Tensor) -> torch.Tensor:
+    """Dynamic kNN weighting's draw probabilities over the k neighbours and the own label (last): the neighbours
+    share half the mass in proportion to exp(-d / mean d) of their plain distances, the own label the other half."""
+    d = distances.float()
+    w = torch.exp(-d / d.mean(1, keepdim=True).clamp_min(1e-12))
+    w = w / w.sum(1, keepdim=True)
+    return torch.cat([0.5 * w, torch.full((len(w), 1), 0.5, device=w.device)], 1)
 
 
 def knn_majority_vote(neighbours: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

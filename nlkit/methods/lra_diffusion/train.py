@@ -25,6 +25,7 @@ from .diffusion import (
     weighted_eps_loss,
 )
 from .model import LRAModel
+from .retrieval import neighbour_probs
 
 # ---------------------------------------------------------------------------------------------- training
 
@@ -49,7 +50,7 @@ class LRAConfig:
     eval_every: PositiveInt = 5
     crop_padding: NonNegativeInt = 4
     flip: bool = True
-    bf16: bool = True
+    bf16: bool = False   # the code trains in fp32; bf16 autocast on CUDA is a speed switch (on in quick)
     channels_last: bool = True
     checkpoint_every_seconds: PositiveFloat = 300.0
     time_budget_seconds: PositiveFloat | None = None
@@ -58,6 +59,14 @@ class LRAConfig:
     def from_cell(cls, cell: dict) -> "LRAConfig":
         return config_from_cell(cls, cell, "LRA-Diffusion")
 
+
+
+def validation_epochs(epochs: int, warmup_epochs: float, every: int) -> list[int]:
+    """The 1-based epochs after which the clean validation split is evaluated. The code counts epochs from 0 and
+    validates after epoch e when `e % every == 0 and e >= warmup` (train_CIFAR.py): with warm-up 5 and every 5 that
+    is after the 6th, 11th, 16th, ... epoch. A run too short for any gets the last epoch, so it still selects one."""
+    chosen = [e + 1 for e in range(epochs) if e % every == 0 and e >= warmup_epochs]
+    return chosen or [epochs]
 
 
 # ---------------------------------------------------------------------------------------------- baselines
@@ -99,8 +108,8 @@ class LRARun:
 
 def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=None, device=None,
               progress: bool = True, baselines: bool = True, fp_model=None) -> LRARun:
-    """Train the label-diffusion model on retrieved labels; evaluate on the clean val split every `eval_every`
-    epochs (from the warm-up on) and report the test accuracy at the best val epoch (plus last and best test).
+    """Train the label-diffusion model on retrieved labels; evaluate on the clean val split after the epochs of
+    `validation_epochs` and report the test accuracy at the best val epoch (plus last and best test).
 
     With `real_fp` (the code's SimCLR path) f_p is recomputed by `fp_model` on every augmented batch and the
     labels are retrieved per batch against the cached train features."""
@@ -124,9 +133,10 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
     # retrieval: a neighbour table over the cached train features, candidates and their count weights
     t0 = time.perf_counter()
     if cfg.dynamic_knn:
-        dist, nbrs = knn(feats["train"], feats["train"], cfg.k)
         if cfg.include_self != "code":
             raise UserError("dynamic kNN weighting follows the code's retrieval (include_self: code)")
+        squared, nbrs = knn(feats["train"], feats["train"], cfg.k)
+        dist = np.sqrt(squared)  # the search returns squared distances; the weighting uses plain ones (cdist)
     else:
         dist, nbrs = None, neighbour_table(feats["train"], cfg.k, cfg.include_self)
     cands = candidate_labels(nbrs, data.noisy, cfg.include_self)
@@ -167,12 +177,15 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
     train_b = DeviceBatcher(data.train_images, batch_size=cfg.batch_size, shuffle=True,
                             crop_padding=cfg.crop_padding if images_used else 0, flip=cfg.flip and images_used,
                             seed=seed, **common)
-    val_b = DeviceBatcher(data.val_images, batch_size=1000, shuffle=False, **common)
-    test_b = DeviceBatcher(data.test_images, batch_size=1000, shuffle=False, **common)
+    # the code's val and test loaders use the training batch size; with head_compat the untrained encoder's BN
+    # normalises by the statistics of each evaluation batch, so its size changes the predictions
+    val_b = DeviceBatcher(data.val_images, batch_size=cfg.batch_size, shuffle=False, **common)
+    test_b = DeviceBatcher(data.test_images, batch_size=cfg.batch_size, shuffle=False, **common)
     gen = torch.Generator(device=dev).manual_seed(seed + 5)
     steps_per_epoch = len(train_b)
 
     best = {"val": -1.0}
+    eval_epochs = set(validation_epochs(cfg.epochs, cfg.warmup_epochs, cfg.eval_every))
 
     def predict(batcher, features):
         return ddim_predict(model, batcher, features, alphas, cfg, c)
@@ -208,7 +221,7 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
             opt.step()
             loss_sum += loss.detach()
         row = {"loss": float(loss_sum / steps_per_epoch)}
-        if epoch >= cfg.warmup_epochs and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+        if epoch in eval_epochs:
             val_pred = predict(val_b, val_f)
             test_pred = predict(test_b, test_f)
             row["val_acc"] = float(np.mean(val_pred == data.val_labels) * 100)
@@ -254,10 +267,11 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
 def batch_retrieval(fp: torch.Tensor, database: torch.Tensor, noisy: torch.Tensor, idx: torch.Tensor, k: int,
                     sampler) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-batch retrieval of the code's SimCLR path: the k nearest cached train features of each freshly
-    augmented query (Euclidean), their noisy labels plus the own label, one drawn uniformly, count weights."""
-    nbrs = torch.cdist(fp, database).topk(k, largest=False).indices
+    augmented query (Euclidean, torch.cdist), their noisy labels plus the own label, one drawn (uniformly, or by
+    the dynamic kNN weighting of these distances when the sampler is dynamic), count weights."""
+    dist, nbrs = torch.cdist(fp, database).topk(k, largest=False)
     cands = torch.cat([noisy[nbrs], noisy.index_select(0, idx)[:, None]], 1)
-    return sampler.draw(cands)
+    return sampler.draw(cands, neighbour_probs(dist) if sampler.dynamic else None)
 
 
 @torch.no_grad()
