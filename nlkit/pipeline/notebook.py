@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..errors import UserError
 from ..io import project_path
 from ..methods.contract import Roots
-from .deps import DependencyMissing, dependency_cell, first_seed, needs_of, resolve_needs
+from .deps import DependencyMissing, dependency_cell, first_seed, need_entries, needs_of, resolve_needs
 from .runner import is_current, run_one
 
 
@@ -21,13 +21,13 @@ def notebook_roots(cell: dict, data_root=None, noise_root=None, needs: dict | No
     noise_root = str(project_path(noise_root)) if noise_root else None
     if needs:
         return Roots(data_root, noise_root, {k: str(project_path(v)) for k, v in needs.items()})
-    if not needs_of(cell):
+    if not need_entries(cell):
         return Roots(data_root, noise_root, {})
-    if run_missing:
-        for ref in needs_of(cell).values():
+    if run_missing:  # a need met by a published file (e.g. the authors' SimCLR weights) runs nothing
+        for ref in needs_of(cell, data_root).values():
             _ensure_finished(ref, cell["profile"], data_root, noise_root, executor, chain=(cell_ref(cell),))
     try:
-        found = resolve_needs(cell)
+        found = resolve_needs(cell, data_root=data_root)
     except DependencyMissing as e:
         raise UserError(f"{cell_ref(cell)}: {e}") from None
     return Roots(data_root, noise_root, {k: str(v) for k, v in found.paths.items()})
@@ -41,10 +41,10 @@ def _ensure_finished(ref: str, profile: str, data_root, noise_root, executor: st
     if ref in chain:
         raise UserError(f"`needs:` form a cycle: {' -> '.join(chain + (ref,))}")
     dep = dependency_cell(ref, profile)
-    for sub in needs_of(dep).values():  # what the needed cell needs, first
+    for sub in needs_of(dep, data_root).values():  # what the needed cell needs, first
         _ensure_finished(sub, profile, data_root, noise_root, executor, chain + (ref,))
     seed = first_seed(dep)
-    if is_current(dep, seed):
+    if is_current(dep, seed, data_root=data_root):
         return
     print(f"{chain[-1]} needs {ref} ({profile} profile), which has not finished: running it first")
     result = run_one(dep, seed, data_root=data_root, noise_root=noise_root, executor=executor)
