@@ -151,3 +151,15 @@ def test_relative_data_root_means_the_same_from_notebooks_and_the_root(kit_proje
         flipped = apply_noise_model(digits, "file", 0.0, 0, label_file="labels.npy")   # the explorer's label file
         assert (flipped.noisy != digits.train_labels).all()
     assert seen == {kit_project / "data", kit_project / "data/noise/sln/x.csv"}
+
+
+def test_command_line_roots_are_taken_from_the_working_directory_and_recorded_project_relative(kit_project,
+                                                                                                monkeypatch):
+    from nlkit.io import project_path
+    from nlkit.pipeline.cli import _from_cwd
+
+    (kit_project / "sub").mkdir()
+    monkeypatch.chdir(kit_project / "sub")
+    assert _from_cwd("data") == "sub/data" and project_path(_from_cwd("data")) == kit_project / "sub/data"
+    assert project_path(_from_cwd("../../x")).resolve() == (kit_project.parent / "x").resolve()
+    assert _from_cwd("/abs/data") == "/abs/data"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from ..io import project_root
 from .params import PROFILES
 
 
@@ -59,7 +61,12 @@ def _cmd_tables(args) -> int:
 
 
 def _from_cwd(text: str) -> str:
-    return str(Path(text).expanduser().absolute())
+    """A folder named on the command line, relative to the working directory, handed on in the project-relative
+    form that notebooks and params use (so a run records `../data`, not this machine's absolute path)."""
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return str(path)
+    return os.path.relpath(Path.cwd() / path, project_root())
 
 
 def _common(p, profile_default="smoke"):
