@@ -402,3 +402,13 @@ def test_tables_figure_shows_reproduced_values_that_have_no_paper_value():
         assert bars, f"{paper}: the cpu figure draws no reproduced value"
         assert not any("no cell with both" in t.get_text() for ax in fig.axes for t in ax.texts)
         plt.close(fig)
+
+
+def test_a_run_at_reduced_resolution_is_marked_reduced_and_gets_no_delta():
+    from nlkit.pipeline import load_cell
+    from nlkit.pipeline.tables import reduced_budget
+
+    assert reduced_budget(load_cell(ROOT / "params/tdsm/mnist-sym-0.40-tdsm.yaml", "cpu")) == \
+        "8x8 images instead of 32x32"
+    assert reduced_budget(load_cell(ROOT / "params/tdsm/mnist-sym-0.40-tdsm.yaml", "quick")) == ""
+    assert reduced_budget(load_cell(ROOT / "params/tdsm/toy-sym-0.40.yaml", "cpu")) == ""

@@ -14,7 +14,7 @@ import yaml
 
 from ..errors import UserError
 from ..io import atomic_write
-from .describe import is_stand_in, run_label
+from .describe import is_stand_in, paper_settings, run_label
 from .params import PROFILES, find_cells, load_cell, repo_root
 from .runner import current_metrics, outputs_root
 
@@ -87,6 +87,13 @@ def reduced_budget(resolved: dict) -> str:
         cuts.append(f"{resolved['test_subset']} test images")
     if int(resolved.get("downsample") or 1) > 1:
         cuts.append(f"pixels pooled {resolved['downsample']}x")
+    size = resolved.get("resolution")
+    images = resolved.get("method") != "toy"  # the 2-D toy has no images to shrink
+    if size and images and resolved.get("profile") != "paper" and resolved.get("params_file"):
+        paper = paper_settings(resolved)
+        full = paper.get("resolution") or paper.get("pad_to")
+        if full is None or int(size) < int(full):
+            cuts.append(f"{size}x{size} images" + (f" instead of {full}x{full}" if full else ""))
     return ", ".join(cuts)
 
 
