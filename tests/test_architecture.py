@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nlkit"
 # data -> noise -> models/train -> encoders -> methods -> presentation -> pipeline -> command line
 LAYER = {"errors": 0, "io": 0, "safeload": 0, "data": 1, "noise": 2, "models": 3, "train": 3, "diffusion": 3, "encoders": 4, "metrics": 4,
          "methods": 5,
-         "viz": 6, "pipeline": 7, "cli": 8, "__main__": 8}
+         "viz": 6, "pipeline": 7, "cli": 8, "labhooks": 8, "__main__": 8}
 
 
 def _layer_of(module: str) -> int | None:
