@@ -44,9 +44,9 @@ git-hooks:
 		git config diff.ipynb.textconv "$(STRIP) -t" && \
 		$(VENV)/bin/pre-commit install >/dev/null && echo "git hooks set up (notebook outputs stripped, pairs in sync)"; \
 	fi
-	@mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	@mkdir -p $(VENV)/etc/jupyter
 	@printf '{"FileContentsManager": {"post_save_hook": "nlkit.labhooks.refresh_git_index"}}\n' \
-		> $(VENV)/etc/jupyter/jupyter_server_config.d/nlkit.json
+		> $(VENV)/etc/jupyter/jupyter_server_config.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

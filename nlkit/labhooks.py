@@ -1,5 +1,5 @@
 """A JupyterLab save hook that keeps git clean (`make install` registers it for the project's environment:
-`.venv/etc/jupyter/jupyter_server_config.d/nlkit.json`).
+`.venv/etc/jupyter/jupyter_server_config.json`).
 
 After Lab saves a notebook, git's index is refreshed for it when its content, with outputs stripped by the
 project's nbstripout filter, is what git already has: `git status` then stays clean after open, Run All, save,
