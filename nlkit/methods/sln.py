@@ -59,29 +59,43 @@ SPEC = MethodSpec("sln", metrics=PROTOCOL_METRICS + tuple(
 
 # ---------------------------------------------------------------------------------------------- the method
 
-def sln_targets(targets: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
-    """y + sigma * xi with fresh xi ~ N(0, I) per sample, class and step; no clipping or renormalisation."""
+def sln_targets(targets: torch.Tensor, sigma: float, generator: torch.Generator | None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+    """y + sigma * xi with fresh xi ~ N(0, I) per sample, class and step; no clipping or renormalisation.
+    `noise` supplies xi instead of drawing it (a golden test passes the original's draw)."""
     if sigma == 0:
         return targets
-    noise = torch.randn(targets.shape, generator=generator, device=targets.device, dtype=torch.float32)
+    if noise is None:
+        noise = torch.randn(targets.shape, generator=generator, device=targets.device, dtype=torch.float32)
     return targets + sigma * noise
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-sample -sum_c t_ic log softmax(z_i)_c, in fp32 (SLN targets reach about 3 sigma); the step
-    minimises the batch mean."""
-    return -(targets.float() * torch.log_softmax(logits.float(), dim=1)).sum(1)
+    """Per-sample -sum_c t_ic log softmax(z_i)_c with the log-softmax in fp32 (SLN targets reach about 3 sigma);
+    the step minimises the batch mean. float64 targets (label correction's, with `lc_float64`) make the product
+    and the sum float64, as in the original, whose corrected targets are numpy float64 arrays."""
+    if targets.dtype != torch.float64:
+        targets = targets.float()
+    return -(targets * torch.log_softmax(logits.float(), dim=1)).sum(1)
 
 
-def correct_labels(probs: torch.Tensor, current: torch.Tensor, noisy_onehot: torch.Tensor,
-                   soft: bool = False) -> torch.Tensor:
+def correct_labels(log_probs: torch.Tensor, current: torch.Tensor, noisy_onehot: torch.Tensor,
+                   soft: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
     """SLN's label correction (docs/sln.md §1.4): w = min-max normalised loss of the current target;
-    new target = w * (original noisy one-hot) + (1 - w) * (EMA prediction: one-hot argmax, or soft)."""
-    losses = -(current * torch.log(probs.clamp_min(1e-12))).sum(1)
-    span = (losses.max() - losses.min()).clamp_min(1e-12)
+    new target = w * (original noisy one-hot) + (1 - w) * (EMA prediction: one-hot argmax, or soft).
+
+    `log_probs` are the EMA's log-softmax outputs (fp32): the loss uses them directly, as the original does, so a
+    sample whose label has a probability below fp32's resolution keeps its true (large) loss. The loss is computed
+    in the current target's precision and w's complement before the cast, as the original; `dtype` is that of the
+    new targets (float64 with `lc_float64`, the original's numpy arrays; default: the current targets' dtype)."""
+    log_probs = log_probs.float()
+    losses = -(current * log_probs).sum(1)
+    span = (losses.max() - losses.min()).clamp_min(torch.finfo(losses.dtype).tiny)
     w = ((losses - losses.min()) / span)[:, None]
-    prediction = probs if soft else torch.nn.functional.one_hot(probs.argmax(1), probs.shape[1]).float()
-    return w * noisy_onehot + (1 - w) * prediction
+    c = log_probs.shape[1]
+    prediction = log_probs.exp() if soft else torch.nn.functional.one_hot(log_probs.argmax(1), c).float()
+    dtype = dtype or current.dtype
+    return w.to(dtype) * noisy_onehot.to(dtype) + (1 - w).to(dtype) * prediction.to(dtype)
 
 
 def lc_active(epoch: int, lc_start: int | None, epochs: int, inclusive: bool = False) -> bool:
@@ -196,7 +210,8 @@ class SLNConfig:
     width_mult: PositiveFloat | None = None  # a narrower net for reduced profiles (PreAct ResNets)
     crop_padding: NonNegativeInt = 4
     flip: bool = True
-    bf16: bool = True
+    bf16: bool = False          # bf16 autocast (and TF32) on CUDA for training, testing and LC; False: fp32
+    lc_float64: bool = False    # LC's targets and the loss on them in float64, as the original's numpy targets
     channels_last: bool = True
     compile: bool = False
     checkpoint_every_seconds: PositiveFloat = 300.0
@@ -244,6 +259,8 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
                       ema_decay=cfg.ema_decay, ema_buffers=cfg.ema_buffers, device=device, bf16=cfg.bf16,
                       channels_last=cfg.channels_last, compile=cfg.compile)
     dev = trainer.device
+    if dev.type == "cuda":  # fp32 means fp32 (the original predates TF32); the bf16 switch allows TF32 too
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.bf16
     common = dict(device=dev, mean=data.mean, std=data.std, channels_last=cfg.channels_last and dev.type == "cuda")
     train = DeviceBatcher(data.train_images, batch_size=cfg.batch_size, shuffle=True, crop_padding=cfg.crop_padding,
                           flip=cfg.flip, seed=seed, **common)
@@ -271,8 +288,9 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
         lc = lc_active(epoch, cfg.lc_start, cfg.epochs, cfg.lc_start_inclusive)
         if lc:
             sigma = 0.0
-            probs = _predict_epoch(trainer, lc_batcher, epoch, c)
-            targets = correct_labels(probs, targets, noisy_onehot, soft=cfg.lc_soft)
+            log_probs = _predict_epoch(trainer, lc_batcher, epoch, c)
+            targets = correct_labels(log_probs, targets, noisy_onehot, soft=cfg.lc_soft,
+                                     dtype=torch.float64 if cfg.lc_float64 else torch.float32)
         train.next_epoch = epoch - 1
         stats = trainer.train_epoch(train, loss_fn, {"noisy": targets.argmax(1), "clean": clean})
         row = {"sigma": sigma, "lc": lc, **stats,
@@ -303,9 +321,9 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
 
 
 def _predict_epoch(trainer: Trainer, batcher: DeviceBatcher, epoch: int, num_classes: int) -> torch.Tensor:
-    """EMA probabilities for every train sample, with this epoch's augmentation draw (SLN's LC pass)."""
+    """EMA log-probabilities for every train sample, with this epoch's augmentation draw (SLN's LC pass)."""
     model = trainer.ema.model if trainer.ema else trainer.model
-    return predict(model, batcher, batcher.num_samples, num_classes, bf16=trainer.bf16, epoch=epoch)
+    return predict(model, batcher, batcher.num_samples, num_classes, bf16=trainer.bf16, epoch=epoch, log=True)
 
 
 def summarise(history: pd.DataFrame, n_train: int) -> dict:

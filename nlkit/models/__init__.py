@@ -9,7 +9,9 @@ from .classifiers import (
            build_model,
            load_model,
            save_model,
+           wrn_state_dict_from_sln,
 )
 
 __all__ = ["ARCHITECTURES", "CifarResNet34", "PreActResNet", "SmallCNN", "WideResNet", "build_model", "load_model",
-           "save_model"]
+           "save_model",
+           "wrn_state_dict_from_sln"]
