@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from ..data import DeviceBatcher, load_dataset, stratified_subset, validation_split
-from ..data.images import downsample
+from ..data.images import downsample, resize_images
 from ..errors import UserError, check_choice
 from ..models import build_model
 from ..noise import noise_report, openset
@@ -142,8 +142,8 @@ def _openset_source(cell: dict, data_root, n_needed: int, reference) -> np.ndarr
 
 def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLNData:
     """Images, the noisy labels of the cell's noise setting and the normalisation, for one run."""
-    ds = load_dataset(cell["dataset"], data_root=data_root, **({"image_size": cell["image_size"]}
-                                                                 if cell.get("image_size") else {}))
+    # native pixels: an `image_size` resize comes after the normalisation statistics (below), as in re-sln
+    ds = load_dataset(cell["dataset"], data_root=data_root)
     images, clean = ds.train_images, ds.train_labels
     noise = cell["noise"]
     if noise["model"] == "openset":
@@ -165,6 +165,7 @@ def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLND
         result = apply_noise_model(ds, setting["noise"], setting["rate"], setting["noise_seed"],
                                    asym_map=setting["asym_map"], label_file=setting["label_file"])
         noisy, mask, meta = result.noisy, result.noisy != result.clean, result.meta
+    # statistics of the native training pixels (re-sln: Animal-10N's 64x64 images, before its Resize(32))
     mean, std = NORMALISATION.get(ds.name) or _channel_stats(ds.train_images)
     # reduced budgets (the cpu profile): a stratified subset by clean label, drawn after the noise so a published
     # label file still indexes the full set; the same subset for every method and seed
@@ -173,9 +174,10 @@ def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLND
     factor = int(cell.get("downsample") or 1)  # after the noise: the labels are those of the full pixels
     if factor > 1:
         meta = {**meta, "downsample": factor}
-    data = SLNData(downsample(images[keep], factor), noisy[keep], clean[keep], mask[keep],
-                   downsample(ds.test_images[held], factor), ds.test_labels[held], ds.classes, mean, std, ds.pixels,
-                   meta)
+    size = cell.get("image_size")  # PIL bilinear, as torchvision's Resize on re-sln's PIL images
+    data = SLNData(downsample(resize_images(images[keep], size), factor), noisy[keep], clean[keep], mask[keep],
+                   downsample(resize_images(ds.test_images[held], size), factor), ds.test_labels[held], ds.classes,
+                   mean, std, ds.pixels, meta)
     images, noisy, clean, mask = data.train_images, data.noisy, data.clean, data.noisy_mask
     if cell.get("val_fraction"):
         # sigma search: a stratified split of the *noisy* training set, labels noisy (docs/sln.md §7.1)
