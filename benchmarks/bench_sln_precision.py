@@ -76,7 +76,8 @@ def main() -> None:
     print(f"{'precision':9} {'net':5} {'last':>6} {'best':>6} {'last5':>6}  seconds")
     for p, r in results.items():
         for net in ("live", "ema"):
-            print(f"{p:9} {net:5} {r[net]['last']:6.2f} {r[net]['best']:6.2f} {r[net]['last5_mean']:6.2f}  {r['seconds']}")
+            acc = r[net]
+            print(f"{p:9} {net:5} {acc['last']:6.2f} {acc['best']:6.2f} {acc['last5_mean']:6.2f}  {r['seconds']}")
     print(f"wrote {out}")
 
 

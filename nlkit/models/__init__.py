@@ -13,5 +13,4 @@ from .classifiers import (
 )
 
 __all__ = ["ARCHITECTURES", "CifarResNet34", "PreActResNet", "SmallCNN", "WideResNet", "build_model", "load_model",
-           "save_model",
-           "wrn_state_dict_from_sln"]
+           "save_model", "wrn_state_dict_from_sln"]

@@ -112,7 +112,8 @@ def _hyperparameters(tree: ast.Module, weight_ema) -> dict:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             args = node.args
-            if node.func.attr == "add_argument" and args and isinstance(args[0], ast.Constant) and args[0].value == "--lr":
+            first = args[0].value if args and isinstance(args[0], ast.Constant) else None
+            if node.func.attr == "add_argument" and first == "--lr":
                 found["lr"] = next(ast.literal_eval(k.value) for k in node.keywords if k.arg == "default")
             if node.func.attr == "SGD":
                 for k in node.keywords:
@@ -260,7 +261,8 @@ def main(argv: list[str]) -> int:
     OUT.mkdir(exist_ok=True)
     # at the original's lr 0.001 the weight decay's share of a step (lr * 5e-4 * theta) is below fp32 tolerance:
     # the same steps at lr 0.1 make every SGD term visible
-    files = {"train_step": golden_train_step(utils, hp), "train_step_lr0.1": golden_train_step(utils, {**hp, "lr": 0.1}),
+    files = {"train_step": golden_train_step(utils, hp),
+             "train_step_lr0.1": golden_train_step(utils, {**hp, "lr": 0.1}),
              "loss_float64": golden_loss_float64(utils),
              "label_correction": golden_label_correction(utils, _label_correction_block(tree)),
              "wrn28_2": golden_wrn(Wide_ResNet)}
