@@ -71,7 +71,8 @@ def main() -> None:
               "train_subset": args.train_subset, "test_images": int(len(data.test_labels)), "seed": args.seed,
               "device": device_name(), "commit": git_commit(), "torch": torch.__version__,
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "results": results}
-    out = Path(__file__).resolve().parent / "results" / f"sln_precision-cpu-{record['commit'][:7]}-seed{args.seed}.json"
+    name = f"sln_precision-cpu-{record['commit'][:7]}-seed{args.seed}.json"
+    out = Path(__file__).resolve().parent / "results" / name
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"{'precision':9} {'net':5} {'last':>6} {'best':>6} {'last5':>6}  seconds")
     for p, r in results.items():
