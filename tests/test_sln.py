@@ -71,15 +71,55 @@ def test_ema_update_covers_weights_and_bn_buffers_without_syncs():
 def test_label_correction_rule_on_toy_data():
     probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     noisy = torch.nn.functional.one_hot(torch.tensor([0, 0, 1]), 2).float()
-    new = sln.correct_labels(probs, noisy, noisy)
+    new = sln.correct_labels(probs.log(), noisy, noisy)
     losses = -torch.log(torch.tensor([0.9, 0.2, 0.4]))
     w = (losses - losses.min()) / (losses.max() - losses.min())
     # sample 0 has the lowest loss (w = 0): it takes the EMA's argmax; sample 1 the highest (w = 1): its label
     torch.testing.assert_close(new[0], torch.tensor([1.0, 0.0]))
     torch.testing.assert_close(new[1], torch.tensor([1.0, 0.0]))
     torch.testing.assert_close(new[2], w[2] * noisy[2] + (1 - w[2]) * torch.tensor([1.0, 0.0]))
-    soft = sln.correct_labels(probs, noisy, noisy, soft=True)
+    soft = sln.correct_labels(probs.log(), noisy, noisy, soft=True)
     torch.testing.assert_close(soft[0], probs[0])
+    # float64 targets (lc_float64): the blend in float64, w's complement taken in the loss's precision first
+    new64 = sln.correct_labels(probs.log(), noisy, noisy, dtype=torch.float64)
+    assert new64.dtype == torch.float64
+    torch.testing.assert_close(new64[2], w[2].double() * noisy[2].double() + (1 - w[2]).double() * torch.tensor(
+        [1.0, 0.0], dtype=torch.float64))
+
+
+def test_label_correction_keeps_losses_beyond_fp32_probabilities():
+    """A label with probability e^-60 keeps its loss of 60 (the original's log-softmax), not log(1e-12) = 27.6:
+    that loss is the min-max's maximum and so scales every sample's w."""
+    logits = torch.tensor([[60.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    noisy = torch.nn.functional.one_hot(torch.tensor([1, 0, 0]), 2).float()
+    new = sln.correct_labels(torch.log_softmax(logits, 1), noisy, noisy)
+    losses = -torch.log_softmax(logits, 1)[torch.arange(3), torch.tensor([1, 0, 0])]
+    w = (losses - losses.min()) / (losses.max() - losses.min())
+    assert losses[0] == pytest.approx(60.0)
+    torch.testing.assert_close(new[1, 0], w[1])  # label 0, prediction 1: the label's share is w
+
+
+@pytest.mark.parametrize("profile, bf16, lc_float64", [("paper", False, True), ("quick", True, False),
+                                                       ("cpu", False, False), ("smoke", False, False)])
+def test_precision_per_profile(profile, bf16, lc_float64):
+    """The paper profile computes at the original's precision: fp32 (no bf16, no TF32) and LC's targets and the
+    loss on them in float64. quick switches bf16 on; cpu and smoke run fp32 on CPU."""
+    from nlkit.pipeline.params import load_cell, repo_root
+
+    for cell in ("cifar10-sym-0.40-paper-slnmolc", "animal10n-real-sln"):
+        cfg = sln.SLNConfig.from_cell(load_cell(repo_root() / "params" / "sln" / f"{cell}.yaml", profile))
+        assert (cfg.bf16, cfg.lc_float64) == (bf16, lc_float64), (cell, profile)
+    assert sln.SLNConfig().bf16 is False  # a config built in code is fp32 too
+
+
+def test_lc_float64_trains_on_float64_targets(digits_data):
+    run = sln.train_sln(digits_data, small_config(sigma=1.0, epochs=3, lc_start=1, lc_float64=True), seed=0,
+                        progress=False)
+    assert run.targets.dtype == torch.float64 and np.isfinite(run.history["loss"]).all()
+    fp32 = sln.train_sln(digits_data, small_config(sigma=1.0, epochs=3, lc_start=1), seed=0, progress=False)
+    assert fp32.targets.dtype == torch.float32
+    # the same run up to rounding: the switch changes the precision, nothing else
+    torch.testing.assert_close(run.targets.float(), fp32.targets, atol=1e-3, rtol=0)
 
 
 def test_lc_schedule_official_and_inclusive():
@@ -205,3 +245,24 @@ def test_engine_benchmark_runs(tmp_path):
     spec.loader.exec_module(bench)
     result = bench.measure("cpu", steps=1, batch_size=8, n_images=8, compile=False, arch="wrn28_2")
     assert result["images_per_second"] > 0 and result["seconds_per_epoch_50k"] > 0
+
+
+def test_animal10n_resized_bilinear_after_64px_statistics(tmp_path):
+    """re-sln's Animal-10N pipeline: normalisation statistics of the 64x64 training images, then PIL bilinear
+    Resize(32) (not a JPEG draft decode straight to 32x32, nor 32x32 statistics)."""
+    from PIL import Image
+
+    from data_fixtures import write_animal10n
+
+    names = write_animal10n(tmp_path / "animal10n")
+    data = sln.prepare_data({"dataset": "animal10n", "noise": {"model": "clean", "rate": 0.0, "seed": 0},
+                             "image_size": 32}, seed=0, data_root=tmp_path)
+    full = {f: np.stack([np.asarray(Image.open(tmp_path / "animal10n" / f / n).convert("RGB")) for n in files])
+            for f, files in names.items()}
+    resized = {f: np.stack([np.asarray(Image.fromarray(a).resize((32, 32), Image.BILINEAR)) for a in arrays])
+               for f, arrays in full.items()}
+    assert np.array_equal(data.train_images, resized["training"])
+    assert np.array_equal(data.test_images, resized["testing"])
+    # re-sln (data.py get_normalization_params): mean and std over every 64x64 training pixel, per channel
+    np.testing.assert_allclose(data.mean, full["training"].mean(axis=(0, 1, 2)) / 255, atol=5e-5)  # kit: 4 decimals
+    np.testing.assert_allclose(data.std, full["training"].std(axis=(0, 1, 2)) / 255, atol=5e-5)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from ..data import DeviceBatcher, load_dataset, stratified_subset, validation_split
-from ..data.images import downsample
+from ..data.images import downsample, resize_images
 from ..errors import UserError, check_choice
 from ..models import build_model
 from ..noise import noise_report, openset
@@ -59,29 +59,43 @@ SPEC = MethodSpec("sln", metrics=PROTOCOL_METRICS + tuple(
 
 # ---------------------------------------------------------------------------------------------- the method
 
-def sln_targets(targets: torch.Tensor, sigma: float, generator: torch.Generator | None) -> torch.Tensor:
-    """y + sigma * xi with fresh xi ~ N(0, I) per sample, class and step; no clipping or renormalisation."""
+def sln_targets(targets: torch.Tensor, sigma: float, generator: torch.Generator | None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+    """y + sigma * xi with fresh xi ~ N(0, I) per sample, class and step; no clipping or renormalisation.
+    `noise` supplies xi instead of drawing it (a golden test passes the original's draw)."""
     if sigma == 0:
         return targets
-    noise = torch.randn(targets.shape, generator=generator, device=targets.device, dtype=torch.float32)
+    if noise is None:
+        noise = torch.randn(targets.shape, generator=generator, device=targets.device, dtype=torch.float32)
     return targets + sigma * noise
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-sample -sum_c t_ic log softmax(z_i)_c, in fp32 (SLN targets reach about 3 sigma); the step
-    minimises the batch mean."""
-    return -(targets.float() * torch.log_softmax(logits.float(), dim=1)).sum(1)
+    """Per-sample -sum_c t_ic log softmax(z_i)_c with the log-softmax in fp32 (SLN targets reach about 3 sigma);
+    the step minimises the batch mean. float64 targets (label correction's, with `lc_float64`) make the product
+    and the sum float64, as in the original, whose corrected targets are numpy float64 arrays."""
+    if targets.dtype != torch.float64:
+        targets = targets.float()
+    return -(targets * torch.log_softmax(logits.float(), dim=1)).sum(1)
 
 
-def correct_labels(probs: torch.Tensor, current: torch.Tensor, noisy_onehot: torch.Tensor,
-                   soft: bool = False) -> torch.Tensor:
+def correct_labels(log_probs: torch.Tensor, current: torch.Tensor, noisy_onehot: torch.Tensor,
+                   soft: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
     """SLN's label correction (docs/sln.md §1.4): w = min-max normalised loss of the current target;
-    new target = w * (original noisy one-hot) + (1 - w) * (EMA prediction: one-hot argmax, or soft)."""
-    losses = -(current * torch.log(probs.clamp_min(1e-12))).sum(1)
-    span = (losses.max() - losses.min()).clamp_min(1e-12)
+    new target = w * (original noisy one-hot) + (1 - w) * (EMA prediction: one-hot argmax, or soft).
+
+    `log_probs` are the EMA's log-softmax outputs (fp32): the loss uses them directly, as the original does, so a
+    sample whose label has a probability below fp32's resolution keeps its true (large) loss. The loss is computed
+    in the current target's precision and w's complement before the cast, as the original; `dtype` is that of the
+    new targets (float64 with `lc_float64`, the original's numpy arrays; default: the current targets' dtype)."""
+    log_probs = log_probs.float()
+    losses = -(current * log_probs).sum(1)
+    span = (losses.max() - losses.min()).clamp_min(torch.finfo(losses.dtype).tiny)
     w = ((losses - losses.min()) / span)[:, None]
-    prediction = probs if soft else torch.nn.functional.one_hot(probs.argmax(1), probs.shape[1]).float()
-    return w * noisy_onehot + (1 - w) * prediction
+    c = log_probs.shape[1]
+    prediction = log_probs.exp() if soft else torch.nn.functional.one_hot(log_probs.argmax(1), c).float()
+    dtype = dtype or current.dtype
+    return w.to(dtype) * noisy_onehot.to(dtype) + (1 - w).to(dtype) * prediction.to(dtype)
 
 
 def lc_active(epoch: int, lc_start: int | None, epochs: int, inclusive: bool = False) -> bool:
@@ -128,8 +142,8 @@ def _openset_source(cell: dict, data_root, n_needed: int, reference) -> np.ndarr
 
 def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLNData:
     """Images, the noisy labels of the cell's noise setting and the normalisation, for one run."""
-    ds = load_dataset(cell["dataset"], data_root=data_root, **({"image_size": cell["image_size"]}
-                                                                 if cell.get("image_size") else {}))
+    # native pixels: an `image_size` resize comes after the normalisation statistics (below), as in re-sln
+    ds = load_dataset(cell["dataset"], data_root=data_root)
     images, clean = ds.train_images, ds.train_labels
     noise = cell["noise"]
     if noise["model"] == "openset":
@@ -151,6 +165,7 @@ def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLND
         result = apply_noise_model(ds, setting["noise"], setting["rate"], setting["noise_seed"],
                                    asym_map=setting["asym_map"], label_file=setting["label_file"])
         noisy, mask, meta = result.noisy, result.noisy != result.clean, result.meta
+    # statistics of the native training pixels (re-sln: Animal-10N's 64x64 images, before its Resize(32))
     mean, std = NORMALISATION.get(ds.name) or _channel_stats(ds.train_images)
     # reduced budgets (the cpu profile): a stratified subset by clean label, drawn after the noise so a published
     # label file still indexes the full set; the same subset for every method and seed
@@ -159,9 +174,10 @@ def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLND
     factor = int(cell.get("downsample") or 1)  # after the noise: the labels are those of the full pixels
     if factor > 1:
         meta = {**meta, "downsample": factor}
-    data = SLNData(downsample(images[keep], factor), noisy[keep], clean[keep], mask[keep],
-                   downsample(ds.test_images[held], factor), ds.test_labels[held], ds.classes, mean, std, ds.pixels,
-                   meta)
+    size = cell.get("image_size")  # PIL bilinear, as torchvision's Resize on re-sln's PIL images
+    data = SLNData(downsample(resize_images(images[keep], size), factor), noisy[keep], clean[keep], mask[keep],
+                   downsample(resize_images(ds.test_images[held], size), factor), ds.test_labels[held], ds.classes,
+                   mean, std, ds.pixels, meta)
     images, noisy, clean, mask = data.train_images, data.noisy, data.clean, data.noisy_mask
     if cell.get("val_fraction"):
         # sigma search: a stratified split of the *noisy* training set, labels noisy (docs/sln.md §7.1)
@@ -196,7 +212,8 @@ class SLNConfig:
     width_mult: PositiveFloat | None = None  # a narrower net for reduced profiles (PreAct ResNets)
     crop_padding: NonNegativeInt = 4
     flip: bool = True
-    bf16: bool = True
+    bf16: bool = False          # bf16 autocast (and TF32) on CUDA for training, testing and LC; False: fp32
+    lc_float64: bool = False    # LC's targets and the loss on them in float64, as the original's numpy targets
     channels_last: bool = True
     compile: bool = False
     checkpoint_every_seconds: PositiveFloat = 300.0
@@ -244,6 +261,8 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
                       ema_decay=cfg.ema_decay, ema_buffers=cfg.ema_buffers, device=device, bf16=cfg.bf16,
                       channels_last=cfg.channels_last, compile=cfg.compile)
     dev = trainer.device
+    if dev.type == "cuda":  # fp32 means fp32 (the original predates TF32); the bf16 switch allows TF32 too
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.bf16
     common = dict(device=dev, mean=data.mean, std=data.std, channels_last=cfg.channels_last and dev.type == "cuda")
     train = DeviceBatcher(data.train_images, batch_size=cfg.batch_size, shuffle=True, crop_padding=cfg.crop_padding,
                           flip=cfg.flip, seed=seed, **common)
@@ -271,8 +290,9 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
         lc = lc_active(epoch, cfg.lc_start, cfg.epochs, cfg.lc_start_inclusive)
         if lc:
             sigma = 0.0
-            probs = _predict_epoch(trainer, lc_batcher, epoch, c)
-            targets = correct_labels(probs, targets, noisy_onehot, soft=cfg.lc_soft)
+            log_probs = _predict_epoch(trainer, lc_batcher, epoch, c)
+            targets = correct_labels(log_probs, targets, noisy_onehot, soft=cfg.lc_soft,
+                                     dtype=torch.float64 if cfg.lc_float64 else torch.float32)
         train.next_epoch = epoch - 1
         stats = trainer.train_epoch(train, loss_fn, {"noisy": targets.argmax(1), "clean": clean})
         row = {"sigma": sigma, "lc": lc, **stats,
@@ -304,9 +324,9 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
 
 
 def _predict_epoch(trainer: Trainer, batcher: DeviceBatcher, epoch: int, num_classes: int) -> torch.Tensor:
-    """EMA probabilities for every train sample, with this epoch's augmentation draw (SLN's LC pass)."""
+    """EMA log-probabilities for every train sample, with this epoch's augmentation draw (SLN's LC pass)."""
     model = trainer.ema.model if trainer.ema else trainer.model
-    return predict(model, batcher, batcher.num_samples, num_classes, bf16=trainer.bf16, epoch=epoch)
+    return predict(model, batcher, batcher.num_samples, num_classes, bf16=trainer.bf16, epoch=epoch, log=True)
 
 
 def summarise(history: pd.DataFrame, n_train: int) -> dict:

@@ -13,7 +13,9 @@ from .classifiers import (
            load_model,
            preact_state_from_dividemix,
            save_model,
+           wrn_state_dict_from_sln,
 )
 
 __all__ = ["ARCHITECTURES", "CasCNN", "CasResNet50", "CifarResNet34", "PreActResNet", "SmallCNN", "WideResNet",
-           "architecture_kwargs", "build_model", "load_model", "preact_state_from_dividemix", "save_model"]
+           "architecture_kwargs", "build_model", "load_model", "preact_state_from_dividemix", "save_model",
+           "wrn_state_dict_from_sln"]

@@ -85,6 +85,33 @@ class WideResNet(nn.Module):
         return self.head(self.features(x))
 
 
+def wrn_state_dict_from_sln(state_dict: dict) -> dict:
+    """A state dict of the SLN code's `networks/wideresnet.py` Wide_ResNet, renamed for `WideResNet`: conv1 ->
+    stem, layer{s}.{i} -> blocks.{(s-1)*n+i} (conv1/conv2 -> conv_a/conv_b, shortcut.0 -> shortcut), bn1 -> bn,
+    linear -> head. Tensors are shared, not copied."""
+    layers = [k.split(".") for k in state_dict if k.startswith("layer")]
+    per_stage = 1 + max((int(parts[1]) for parts in layers), default=-1)
+    top = {"conv1": "stem", "bn1": "bn", "linear": "head"}
+    inner = {"conv1": "conv_a", "conv2": "conv_b", "bn1": "bn1", "bn2": "bn2"}
+    out = {}
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if parts[0].startswith("layer"):
+            block = (int(parts[0][len("layer"):]) - 1) * per_stage + int(parts[1])
+            if parts[2] == "shortcut":  # nn.Sequential(conv) in the original, the conv itself here
+                name = f"blocks.{block}.shortcut.{parts[-1]}"
+            elif parts[2] in inner:
+                name = ".".join([f"blocks.{block}", inner[parts[2]], *parts[3:]])
+            else:
+                raise UserError(f"unexpected key in an SLN Wide_ResNet state dict: {key}")
+        elif parts[0] in top:
+            name = ".".join([top[parts[0]], *parts[1:]])
+        else:
+            raise UserError(f"unexpected key in an SLN Wide_ResNet state dict: {key}")
+        out[name] = value
+    return out
+
+
 class _PreActBlock(nn.Module):
     """He et al.'s pre-activation block; `activated_identity` is DivideMix's variant, whose identity shortcut
     carries ReLU(BN(x)) instead of x (its `nn.Sequential()` shortcut is applied to the activation)."""

@@ -29,16 +29,16 @@ def autocast_for(device, enabled: bool = True):
 
 @torch.no_grad()
 def predict(model: nn.Module, batcher, num_samples: int, num_classes: int, *, bf16: bool = True,
-            epoch: int = 0) -> torch.Tensor:
-    """Softmax probabilities (num_samples x C, fp32, on the device) in dataset index order; `epoch` picks the
-    batcher's augmentation draw when it augments."""
+            epoch: int = 0, log: bool = False) -> torch.Tensor:
+    """Softmax probabilities (num_samples x C, fp32, on the device) in dataset index order, or with `log` their
+    log-softmax; `epoch` picks the batcher's augmentation draw when it augments."""
     was_training = model.training
     model.eval()
     probs = torch.empty(num_samples, num_classes, device=batcher.device)
     for batch in batcher.epoch(epoch):
         with autocast_for(batcher.device, bf16):
             logits = model(batch.x)
-        probs[batch.idx] = torch.softmax(logits.float(), dim=1)
+        probs[batch.idx] = (torch.log_softmax if log else torch.softmax)(logits.float(), dim=1)
     model.train(was_training)
     return probs
 
@@ -85,7 +85,7 @@ class Trainer:
                 logits = self.forward(batch.x)
             per_sample = loss_fn(logits.float(), batch)
             loss = per_sample.mean()
-            self.sample_loss.index_copy_(0, batch.idx, per_sample.detach())
+            self.sample_loss.index_copy_(0, batch.idx, per_sample.detach().to(self.sample_loss.dtype))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
