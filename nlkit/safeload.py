@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import pickle
 import pickletools
+import reprlib
 import zipfile
 from pathlib import Path
 
@@ -177,46 +178,230 @@ def torch_load(path, what: str, *, map_location="cpu", numpy: bool = False):
 
 
 # ------------------------------------------------------------------------------------------------ plain pickles
+#
+# Refusing unknown globals is not enough for numpy: ``numpy.dtype`` followed by BUILD rebuilds a dtype from a state
+# the file chooses (fields, object flags), and ``ndarray.__setstate__`` then reads the file's bytes as object
+# pointers (a crash, or worse). So the data unpickler never hands numpy anything from the file directly: it builds
+# plain numeric dtypes itself from their type code, validates every BUILD state, and fills arrays only with raw bytes
+# of exactly the right length. It runs on the pure-Python unpickler, whose BUILD opcode can be replaced.
 
-# What a plain data pickle may rebuild: containers and numbers from builtins, bytes (protocol-2 pickles written by
-# Python 3 encode bytes through _codecs.encode) and numpy arrays.
-_SAFE_BUILTINS = frozenset({"set", "frozenset", "bytearray", "bytes", "complex", "slice", "range", "list", "dict",
-                            "tuple", "int", "float", "str", "bool"})
+_NUMERIC_KINDS = frozenset("biufc")   # bool, signed, unsigned, float, complex: no 'V', 'O', 'S', 'U', 'M', 'm'
+_MAX_DIMS = 32
 
 
-class _DataUnpickler(pickle.Unpickler):
-    """An unpickler that rebuilds only builtins' containers and numbers, bytes and numpy arrays."""
+class _MalformedPickle(Exception):
+    """The file's opcodes build something a data pickle never holds; reported as one line naming the file."""
+
+
+class _ArrayMarker:
+    """What the global ``numpy.ndarray`` resolves to: an argument for ``_reconstruct``, not a callable."""
+
+    def __repr__(self):
+        return "numpy.ndarray"
+
+    def __call__(self, *args, **kwargs):
+        raise _MalformedPickle("it calls numpy.ndarray directly (numpy's pickles rebuild arrays through _reconstruct)")
+
+
+_NDARRAY = _ArrayMarker()
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 40
+
+
+def _short(value) -> str:
+    """A bounded repr of a value from the file (a message must stay one short line, whatever the file holds)."""
+    return _SHORT.repr(value)
+
+
+def _materialized(value) -> bool:
+    # a finite value already in memory: a pickle cannot make the builtins below expand it (no range, no int count)
+    return isinstance(value, (list, tuple, dict, set, frozenset, str, bytes, bytearray))
+
+
+def _as_bytes(value, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):   # Python 2 str read with encoding='latin1': one char per byte
+        try:
+            return value.encode("latin1")
+        except UnicodeEncodeError:
+            raise _MalformedPickle(f"{what} is text, not bytes") from None
+    raise _MalformedPickle(f"{what} is a {type(value).__name__}, not bytes")
+
+
+def _numeric_dtype(code, align=False, copy=True):
+    """``numpy.dtype(code, align, copy)`` for a plain numeric type code only."""
+    if isinstance(code, bytes):
+        code = code.decode("latin1")
+    if not isinstance(code, str) or len(code) > 8 or not all(isinstance(a, (bool, int)) for a in (align, copy)):
+        raise _MalformedPickle(f"numpy.dtype{_short((code, align, copy))} is not a plain numeric dtype")
+    try:
+        dtype = np.dtype(code)
+    except Exception:  # noqa: BLE001 - numpy's own message varies by version
+        raise _MalformedPickle(f"numpy.dtype({code!r}) is not a dtype") from None
+    if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None or dtype.hasobject:
+        raise _MalformedPickle(f"dtype {code!r} is not a plain numeric dtype (only numbers and booleans)")
+    return dtype
+
+
+def _dtype_state_ok(dtype: np.dtype, state) -> bool:
+    """The state numpy writes for a plain numeric dtype: (3, byteorder, None, None, None, -1, -1, 0) (version 4 adds
+    metadata None), with the byte order the type code already has (native or not applicable)."""
+    if not isinstance(state, tuple) or len(state) not in (8, 9) or state[0] not in (3, 4) or len(state) - 5 != state[0]:
+        return False
+    byteorder, rest = state[1], state[2:]
+    if byteorder not in ("|", "<", ">", "=") or any(v is not None for v in rest[:3]):
+        return False
+    if any(type(v) is not int for v in rest[3:6]) or tuple(rest[3:6]) != (-1, -1, 0):
+        return False
+    if len(state) == 9 and state[8] is not None:
+        return False
+    return dtype.newbyteorder(byteorder) == dtype
+
+
+class _DataUnpickler(pickle._Unpickler):  # noqa: SLF001 - the pure-Python unpickler: its BUILD can be replaced
+    """An unpickler that rebuilds only builtins' containers and numbers, bytes and plain numeric numpy arrays."""
 
     def __init__(self, file, path: Path, what: str, **kwargs):
         super().__init__(file, **kwargs)
         self._path, self._what = path, what
+        self._dtypes: dict[int, np.dtype] = {}        # dtypes this unpickler built (by id; kept alive here)
+        self._pending: dict[int, np.ndarray] = {}     # arrays made by _reconstruct, waiting for their BUILD
+        self._callables = {
+            **{f"{m}.{n}": f for m in ("builtins", "__builtin__") for n, f in self._builtins().items()},
+            "_codecs.encode": self._encode,
+            "numpy.dtype": self._dtype,
+            "numpy.ndarray": _NDARRAY,
+            **{f"{core}.{n}": f for core in ("numpy.core.multiarray", "numpy._core.multiarray")
+               for n, f in (("_reconstruct", self._reconstruct), ("scalar", self._scalar))},
+        }
+
+    # ---------------------------------------------------------------- the callables a data pickle may name
+
+    @staticmethod
+    def _builtins() -> dict:
+        def checked(kind, accepts):
+            def build(*args):
+                if not accepts(args):
+                    raise _MalformedPickle(f"{kind.__name__}{_short(args)} is not allowed")
+                return kind(*args)
+            return build
+
+        def container(kind):   # list(), set([...]): from values already in the file, never from a count or a range
+            return checked(kind, lambda a: len(a) == 0 or (len(a) == 1 and _materialized(a[0])))
+
+        def from_text(kind):   # bytearray(str, 'latin-1') is how protocol 2 writes a bytearray
+            return checked(kind, lambda a: len(a) <= 2 and all(_materialized(v) for v in a[:1])
+                           and all(isinstance(v, str) for v in a[1:]))
+
+        def scalar(kind):
+            return checked(kind, lambda a: len(a) <= 2 and all(isinstance(v, (int, float, str)) for v in a))
+
+        return {"set": container(set), "frozenset": container(frozenset), "list": container(list),
+                "tuple": container(tuple), "dict": container(dict), "bytes": from_text(bytes),
+                "bytearray": from_text(bytearray), "str": from_text(str), "int": scalar(int), "float": scalar(float),
+                "complex": scalar(complex), "bool": scalar(bool)}
+
+    @staticmethod
+    def _encode(text, encoding="utf-8", errors="strict"):
+        # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, 'latin1'); no other codec is needed
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+            raise _MalformedPickle(f"_codecs.encode of a {type(text).__name__} with {_short(encoding)} is not allowed")
+        return text.encode("latin1")
+
+    def _dtype(self, code, align=False, copy=True):
+        dtype = _numeric_dtype(code, align, copy)
+        self._dtypes[id(dtype)] = dtype
+        return dtype
+
+    def _known_dtype(self, value) -> bool:
+        return isinstance(value, np.dtype) and self._dtypes.get(id(value)) is value
+
+    def _reconstruct(self, subtype, shape, typecode):
+        # numpy's pickles call _reconstruct(ndarray, (0,), b'b') for an empty array, then fill it by BUILD
+        if subtype is not _NDARRAY or shape != (0,) or _as_bytes(typecode, "the array's type code") != b"b":
+            raise _MalformedPickle(f"_reconstruct{_short((subtype, shape, typecode))} is not numpy's empty array")
+        array = np.empty(0, dtype=np.uint8)
+        self._pending[id(array)] = array
+        return array
+
+    def _scalar(self, dtype, data=None):
+        if not self._known_dtype(dtype):
+            raise _MalformedPickle("a numpy scalar's dtype is not a plain numeric dtype built by the file")
+        data = _as_bytes(data, "a numpy scalar's data")
+        if len(data) != dtype.itemsize:
+            raise _MalformedPickle(f"a {dtype} scalar has {len(data)} bytes")
+        return np.frombuffer(data, dtype=dtype)[0]
+
+    # ---------------------------------------------------------------- opcodes
 
     def find_class(self, module, name):
-        import codecs
-
         qualified = f"{module}.{name}"
-        if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
-            import builtins
-
-            return getattr(builtins, name)
-        if qualified == "_codecs.encode":
-            return codecs.encode
-        allowed = numpy_globals()
-        if qualified in allowed:
-            return allowed[qualified]
-        if module == "numpy.dtypes" and name in {c.__name__ for c in _numeric_dtype_classes()}:
-            return getattr(np.dtypes, name)
+        if qualified in self._callables:
+            return self._callables[qualified]
         raise UnsafeFileError(f"refusing to load {self._path} as {self._what}: it asks for {qualified}, which is not "
                               "allowed (only builtins, bytes and numpy arrays; nothing in it was run)")
 
+    def _load_build(self):
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if self._known_dtype(inst):
+            # the dtype is already complete from its type code: the state may only confirm it, never change it
+            if not _dtype_state_ok(inst, state):
+                raise _MalformedPickle(f"the dtype state {_short(state)} is not a plain numeric dtype's")
+            return
+        if isinstance(inst, np.ndarray) and self._pending.get(id(inst)) is inst:
+            del self._pending[id(inst)]
+            inst.__setstate__(self._array_state(state))
+            return
+        raise _MalformedPickle(f"it sets the state of a {type(inst).__name__} (only arrays and dtypes take one)")
+
+    def _array_state(self, state) -> tuple:
+        """(version, shape, dtype, fortran, bytes), checked; returned rebuilt from validated values only."""
+        if not isinstance(state, tuple) or len(state) != 5 or state[0] != 1:
+            raise _MalformedPickle(f"the array state {_short(state)} is not numpy's")
+        _, shape, dtype, fortran, data = state
+        if (not isinstance(shape, tuple) or len(shape) > _MAX_DIMS
+                or not all(type(n) is int and n >= 0 for n in shape)):
+            raise _MalformedPickle(f"the array shape {_short(shape)} is not a tuple of sizes")
+        if not self._known_dtype(dtype):
+            raise _MalformedPickle("an array's dtype is not a plain numeric dtype built by the file")
+        if not isinstance(fortran, (bool, int)):
+            raise _MalformedPickle(f"the array order flag {_short(fortran)} is not a bool")
+        data = _as_bytes(data, "an array's data")
+        count = 1
+        for n in shape:
+            count *= n
+        if count * dtype.itemsize != len(data):
+            raise _MalformedPickle(f"an array of shape {shape} and dtype {dtype} comes with {len(data)} bytes of data")
+        return 1, shape, dtype, bool(fortran), data
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # noqa: SLF001
+    dispatch[pickle.BUILD[0]] = _load_build
+
 
 def load_data_pickle(path, what: str, *, encoding: str = "ASCII"):
-    """A pickle of plain data (dicts, lists, numbers, strings, bytes, numpy arrays), e.g. a CIFAR batch file."""
+    """A pickle of plain data (dicts, lists, numbers, strings, bytes, plain numeric numpy arrays), e.g. a CIFAR batch
+    file. Anything else, or a damaged file, raises a one-line UserError naming the file; nothing in it runs."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            return _DataUnpickler(f, path, what, encoding=encoding).load()
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {path} as {what}: {_one_line(e)}") from None
+    return loads_data_pickle(data, path, what, encoding=encoding)
+
+
+def loads_data_pickle(data: bytes, path, what: str, *, encoding: str = "ASCII"):
+    """load_data_pickle for bytes already read; `path` names them in messages."""
+    path = Path(path)
+    try:
+        return _DataUnpickler(io.BytesIO(data), path, what, encoding=encoding).load()
     except UserError:
         raise
+    except _MalformedPickle as e:
+        raise UserError(f"cannot read {path} as {what}: {e}; a data pickle holds only numbers, strings, bytes, "
+                        "containers and numeric numpy arrays (nothing in it was run)") from None
     except Exception as e:  # noqa: BLE001 - truncated or not a pickle: the user's file, one line
         raise UserError(f"cannot read {path} as {what}: {_one_line(e)}") from None

@@ -8,12 +8,17 @@ import json
 import os
 import pickle
 import re
+import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import data_fixtures as fx
 from nlkit.cli import main
 from nlkit.errors import UserError
 
@@ -98,6 +103,110 @@ def test_cifar_batch_with_a_payload_is_refused(tmp_path, payload):
         pickle.dump({"data": obj, "labels": [0]}, f, protocol=2)
     with pytest.raises(UserError, match=r"data_batch_2.*(posix\.system|builtins\.open|io\.open).*not allowed"):
         load_dataset("cifar10", data_root=tmp_path, download=False)
+
+
+# Forged numpy states: a CIFAR batch asks only for allowed names (numpy.dtype, _reconstruct) but rebuilds a dtype
+# that holds objects, so that numpy reads the file's bytes as object pointers. Each runs in its own process: before
+# the fix, reading them crashed the interpreter (exit 139).
+
+def _string(s: bytes) -> bytes:
+    return b"U" + bytes([len(s)]) + s
+
+
+def _dtype(code: bytes, names=b"N", fields=b"N", elsize=-1, align=-1, flags=0) -> bytes:
+    return (b"cnumpy\ndtype\n" + _string(code) + b"K\x00K\x01\x87R(K\x03" + _string(b"|") + b"N" + names + fields
+            + b"".join(b"J" + struct.pack("<i", v) for v in (elsize, align, flags)) + b"tb")
+
+
+def _object_field(outer: bytes) -> bytes:
+    fields = b"}" + _string(b"a") + b"(" + _dtype(b"O8", flags=63) + b"K\x00ts"
+    return _dtype(outer, names=_string(b"a") + b"\x85", fields=fields, elsize=8, align=1)
+
+
+_EMPTY_ARRAY = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + _string(b"b") + b"\x87R"
+FORGED_DTYPES = {
+    "void-with-an-object-field": (_EMPTY_ARRAY, _object_field(b"V8")),
+    "u1-rebuilt-with-an-object-field": (_EMPTY_ARRAY, _object_field(b"u1")),
+    "object-dtype-claiming-no-objects": (_EMPTY_ARRAY, _dtype(b"O8", flags=0)),
+    "ndarray-called-directly": (b"cnumpy\nndarray\n(K\x00\x85tR", _dtype(b"O8", flags=0)),
+}
+
+
+def forged_cifar_batch(forgery: str) -> bytes:
+    array, dtype = FORGED_DTYPES[forgery]
+    data = array + b"(K\x01K\x04\x85" + dtype + b"\x89" + _string(b"A" * 32) + b"tb"
+    return b"\x80\x02}(" + _string(b"data") + data + _string(b"labels") + b"](K\x00eu."
+
+
+READ_CIFAR_PICKLE = """
+import sys
+from nlkit.errors import UserError
+from nlkit.safeload import load_data_pickle
+try:
+    batch = load_data_pickle(sys.argv[1], "a CIFAR pickle", encoding="latin1")
+    print(batch["data"].astype("u1").sum())
+except UserError as e:
+    print(e, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGED_DTYPES))
+def test_cifar_pickle_forging_a_numpy_dtype_is_refused_without_a_crash(tmp_path, forgery):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(forged_cifar_batch(forgery))
+    proc = subprocess.run([sys.executable, "-c", READ_CIFAR_PICKLE, str(path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, f"exit {proc.returncode}: {proc.stderr[-1500:]}"
+    assert one_line(proc.stderr) and "data_batch_1" in proc.stderr and "nothing in it was run" in proc.stderr
+
+
+def test_cifar_loader_refuses_the_forged_batch_in_one_line(tmp_path):
+    fx.write_cifar10_pickles(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(forged_cifar_batch("void-with-an-object-field"))
+    code = ("import sys\nfrom nlkit.data import load_dataset\nfrom nlkit.errors import UserError\n"
+            "try:\n    load_dataset('cifar10', data_root=sys.argv[1], download=False)\n"
+            "except UserError as e:\n    print(e, file=sys.stderr)\n    sys.exit(2)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, f"exit {proc.returncode}: {proc.stderr[-1500:]}"
+    assert one_line(proc.stderr) and re.search(r"data_batch_3.*'V8' is not a plain numeric dtype", proc.stderr)
+
+
+def test_python2_cifar_batches_still_load(tmp_path):
+    """The release's own bytes: Python 2 cPickle, protocol 2, numpy.core.multiarray._reconstruct, dtype('u1', 0, 1)
+    and BUILD states, read with encoding latin1."""
+    from nlkit.data import load_dataset
+
+    written = fx.write_cifar10_pickles(tmp_path, python2=True)
+    assert b"numpy.core.multiarray\n_reconstruct" in (tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes()
+    ds = load_dataset("cifar10", data_root=tmp_path, download=False)
+    assert np.array_equal(ds.train_images, written["train_images"])
+    assert np.array_equal(ds.train_labels, written["train_labels"])
+    assert np.array_equal(ds.test_images, written["test_images"]) and ds.classes == list(fx.CIFAR10_CLASSES)
+
+
+def test_data_pickles_rebuild_numeric_numpy_values_python3_wrote():
+    from nlkit.safeload import loads_data_pickle
+
+    value = {"f": np.arange(6, dtype=np.float32).reshape(2, 3), "fortran": np.ones((2, 3), order="F"),
+             "n": np.int64(3), "flag": np.array(True), "s": {1, 2}, "b": b"xy", "ba": bytearray(b"q"), "c": 1 + 2j}
+    back = loads_data_pickle(pickle.dumps(value, protocol=2), "value.pkl", "a data pickle", encoding="latin1")
+    assert back.keys() == value.keys() and back["fortran"].flags["F_CONTIGUOUS"]
+    for key in ("f", "fortran", "flag"):
+        assert back[key].dtype == value[key].dtype and np.array_equal(back[key], value[key])
+    assert (back["n"], back["s"], back["b"], back["ba"], back["c"]) == (3, {1, 2}, b"xy", bytearray(b"q"), 1 + 2j)
+
+
+def test_fuzzed_data_pickles_neither_crash_nor_hang():
+    """Seeded mutations of valid CIFAR-batch pickles, forged numpy states and random bytes, in a process of their
+    own (a crash is an exit status, a hang the timeout): each loads or raises the kit's one-line error."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_data_pickle.py"), "--seed", "0",
+                           "--cases", "20000"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, f"exit {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}"
+    assert "20000 cases" in proc.stdout and time.perf_counter() - start < 30, proc.stdout
 
 
 def test_simclr_weights_and_saved_models_with_a_payload_are_refused(tmp_path, payload):
