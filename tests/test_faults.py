@@ -648,6 +648,120 @@ def test_two_reproduces_at_once_run_each_run_once(project, monkeypatch, capsys):
         assert metrics_of(project, "alpha", seed)["acc_last"] > 0
 
 
+# ------------------------------------------------------------------------------------------- dead kernels
+# A run's kernel killed by the OOM killer (kill -9) or crashing in native code fails that run in one line, leaves
+# no connection file, and the other runs go on. Before the fix each of these hung until Ctrl-C: every test has a
+# hard timeout.
+
+KERNEL_CELLS = {
+    "wait-to-be-killed": "import os, time\nfrom pathlib import Path\n"
+                         "Path(out_dir, 'kernel.pid').write_text(str(os.getpid()))\ntime.sleep(300)",
+    "kill-9-itself": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+    "segfault": "import ctypes\nctypes.string_at(0)",
+}
+
+
+@pytest.fixture
+def kernel_project(tmp_path):
+    """params/demo/{alpha,beta}.yaml, one seed each: alpha's notebook runs one of KERNEL_CELLS (set by the test),
+    beta's writes its results."""
+    from test_pipeline import FAKE_NOTEBOOK_CODE, write_notebook
+
+    (tmp_path / "notebooks").mkdir()
+    write_notebook(tmp_path / "notebooks" / "fake.ipynb", FAKE_NOTEBOOK_CODE)
+    demo = tmp_path / "params" / "demo"
+    demo.mkdir(parents=True)
+    (demo / "_profiles.yaml").write_text("smoke: {value: 1}\n")
+    for name, notebook in (("alpha", "kernel"), ("beta", "fake")):
+        (demo / f"{name}.yaml").write_text(f"notebook: {notebook}\ntable: D\nrow: {name}\ncolumn: acc\n"
+                                           "metric: acc_last\nseeds: [0]\n")
+    (tmp_path / "tmp").mkdir()   # TMPDIR of the runs: where jupyter_client writes kernel connection files
+
+    def with_cell(name: str) -> Path:
+        write_notebook(tmp_path / "notebooks" / "kernel.ipynb", [FAKE_NOTEBOOK_CODE[0], KERNEL_CELLS[name]])
+        return tmp_path
+
+    return with_cell
+
+
+def finish(proc, seconds: float = 240):
+    try:
+        out, err = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"hung for {seconds} s after the kernel died:\n{err[-2000:]}")
+    return proc.returncode, out + err
+
+
+def failed_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "demo/alpha seed 0" in line and "kernel" in line]
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_kernel_fails_nlkit_run_in_one_line(kernel_project):
+    pytest.importorskip("papermill")
+    project = kernel_project("wait-to-be-killed")
+    proc = nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--executor", "papermill",
+                         TMPDIR=str(project / "tmp"))
+    pid_file = project / "outputs/smoke/demo/alpha/seed0/kernel.pid"
+    deadline = time.monotonic() + 180
+    while not pid_file.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert pid_file.is_file(), finish(proc)
+    time.sleep(0.2)
+    os.kill(int(pid_file.read_text()), 9)   # what the OOM killer does
+    code, err = finish(proc)
+    assert code == 1, err
+    assert failed_lines(err) and "the kernel died: killed by signal 9 (out of memory?)" in failed_lines(err)[0], err
+    assert "Traceback" not in err
+    error = (project / "outputs/smoke/demo/alpha/seed0/error.txt").read_text()
+    assert error.startswith("the kernel died: killed by signal 9") and len(error.strip().splitlines()) == 1
+    assert not list((project / "tmp").glob("*.json")), "the dead kernel's connection file is left"
+
+
+@pytest.mark.slow
+def test_a_segfaulting_kernel_fails_its_run_in_one_line(kernel_project):
+    pytest.importorskip("papermill")
+    project = kernel_project("segfault")
+    code, err = finish(nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--executor",
+                                        "papermill", TMPDIR=str(project / "tmp")))
+    assert code == 1 and failed_lines(err), err
+    assert "the kernel died: killed by signal 11 (a crash in native code) in cell" in failed_lines(err)[0], err
+    assert not list((project / "tmp").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_reproduce_goes_on_after_a_kernel_is_killed(kernel_project):
+    """The shared kernel of a reproduce dies in alpha's run: alpha fails in one line, beta runs on a fresh kernel,
+    the tables are rebuilt."""
+    pytest.importorskip("papermill")
+    project = kernel_project("kill-9-itself")
+    code, err = finish(nlkit_process(project, "reproduce", "--paper", "demo", "--executor", "papermill",
+                                        TMPDIR=str(project / "tmp")))
+    assert code == 1, err
+    assert any("FAILED demo/alpha seed 0: the kernel died: killed by signal 9 (out of memory?)" in line
+               for line in err.splitlines()), err
+    assert (project / "outputs/smoke/demo/beta/seed0/metrics.json").is_file()
+    assert not (project / "outputs/smoke/demo/alpha/seed0/metrics.json").exists()
+    assert (project / "outputs/smoke/tables/demo.md").is_file()
+    assert not list((project / "tmp").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_a_run_past_its_time_limit_is_stopped(kernel_project):
+    pytest.importorskip("papermill")
+    project = kernel_project("wait-to-be-killed")
+    (project / "params/demo/_profiles.yaml").write_text("smoke: {value: 1, resources: {timeout_min: 0.1}}\n")
+    start = time.monotonic()
+    code, err = finish(nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--executor",
+                                        "papermill", TMPDIR=str(project / "tmp")))
+    assert code == 1 and failed_lines(err), err
+    reason = "the kernel was stopped at the run's time limit of 0.1 min (resources.timeout_min)"
+    assert reason in failed_lines(err)[0], err
+    assert time.monotonic() - start < 120 and not list((project / "tmp").glob("*.json"))
+
+
 # ------------------------------------------------------------------------------------------- command-line edges
 
 CLI_EDGES = {
