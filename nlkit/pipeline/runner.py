@@ -74,7 +74,7 @@ def current_metrics(resolved: dict, seed: int, root: Path | None = None, *, warn
         return None
     try:
         return metrics if metrics.get("params_hash") == run_key(resolved, seed, root, data_root) else None
-    except DependencyMissing:
+    except UserError:  # what it needs is not done, or its `needs:` name a cell that is not there: not current
         return None
 
 
