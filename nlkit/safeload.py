@@ -5,9 +5,14 @@ A pickle can name any importable callable and have it called while loading (``os
 anything in the file is called, and is refused otherwise, with no unsafe fallback:
 
 - ``.pt``/``.pth`` files (label files, checkpoints, saved networks): ``torch.load(weights_only=True)``, which admits
-  tensors and plain Python values; label files additionally admit the globals that rebuild numpy arrays, numpy
-  scalars and dtypes (the format of torch-saved label sets such as CIFAR-10N/100N);
-- the CIFAR release's pickles: a restricted unpickler admitting plain builtins, numpy arrays and bytes.
+  tensors and plain Python values; label files additionally admit plain numeric numpy arrays, scalars and dtypes
+  (the format of torch-saved label sets such as CIFAR-10N/100N), through stand-ins that validate numpy's states;
+- the CIFAR release's pickles: a restricted unpickler admitting plain builtins, bytes and numeric numpy arrays.
+
+Naming only numpy's own callables is not enough: numpy's dtype and array states can be forged (a dtype with an
+object field, flags claiming it holds none) so that numpy reads the file's bytes as object pointers. Both readers
+therefore build dtypes from their type code alone, check every state against what numpy writes for a plain numeric
+array, and fill arrays only with raw bytes of exactly the right length.
 
 A refused file raises :class:`UnsafeFileError` naming the file and the globals it asked for.
 """
@@ -18,6 +23,7 @@ import io
 import pickle
 import pickletools
 import reprlib
+import threading
 import zipfile
 from pathlib import Path
 
@@ -38,12 +44,6 @@ def _np_core():
     return multiarray
 
 
-def _numeric_dtype_classes() -> list[type]:
-    # numpy >= 1.25 has one class per dtype (numpy.dtypes.Int64DType, ...); unpickling a dtype builds one of them
-    classes = {type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}
-    return sorted((c for c in classes if c is not np.dtype), key=lambda c: c.__name__)
-
-
 def numpy_globals() -> dict[str, object]:
     """Pickle names that rebuild numpy arrays, scalars and dtypes (under the names numpy 1.x and 2.x write)."""
     multiarray = _np_core()
@@ -55,15 +55,13 @@ def numpy_globals() -> dict[str, object]:
 
 
 def _torch_numpy_allowlist() -> list:
-    """numpy_globals() in the form torch.serialization.safe_globals takes: (object, pickled name) pairs cover the
-    numpy 1.x module names that differ from the objects' own."""
-    import torch
-
-    if _torch_takes_pickled_names(torch.__version__):
-        entries = [(obj, name) for name, obj in numpy_globals().items()]
-    else:  # older torch: the objects under their own names only (files written by numpy 2)
-        entries = list(dict.fromkeys(numpy_globals().values()))
-    return entries + _numeric_dtype_classes()
+    """The numpy names of numpy_globals() for torch.serialization.safe_globals, each mapped to a stand-in that
+    validates what the file gives it (see _DtypeSpec, _ArraySpec): torch's unpickler applies BUILD states to the
+    allowlisted types, and numpy's own dtype and array states can be forged to read bytes as object pointers."""
+    entries = [(_DtypeSpec, "numpy.dtype"), (_NDARRAY, "numpy.ndarray")]
+    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        entries += [(_ArraySpec, f"{core}._reconstruct"), (_spec_scalar, f"{core}.scalar")]
+    return entries
 
 
 def _torch_takes_pickled_names(version: str) -> bool:
@@ -153,18 +151,25 @@ def torch_load(path, what: str, *, map_location="cpu", numpy: bool = False):
     path = Path(path)
     try:
         if numpy:
-            if not hasattr(torch.serialization, "safe_globals"):
-                raise UserError(f"reading numpy arrays from {path} safely needs torch >= 2.5 "
+            if not hasattr(torch.serialization, "safe_globals") or not _torch_takes_pickled_names(torch.__version__):
+                raise UserError(f"reading numpy arrays from {path} safely needs torch >= 2.6 "
                                 f"(installed: {torch.__version__})")
+            _REFUSED.message = None
             with torch.serialization.safe_globals(_torch_numpy_allowlist()), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a raw pickle: refused below
-                return torch.load(path, map_location=map_location, weights_only=True)
+                return _resolve_specs(torch.load(path, map_location=map_location, weights_only=True))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location=map_location, weights_only=True)
     except UserError:
         raise
+    except _MalformedPickle as e:
+        raise UserError(f"cannot read {path} as {what}: {e}; only numbers and numeric numpy arrays are rebuilt "
+                        "(nothing in it was run)") from None
     except pickle.UnpicklingError as e:
+        if numpy and getattr(_REFUSED, "message", None):   # a stand-in refused a forged numpy state
+            raise UserError(f"cannot read {path} as {what}: {_REFUSED.message}; only numbers and numeric numpy "
+                            "arrays are rebuilt (nothing in it was run)") from None
         refused = [g for g in _file_globals(path) if not _torch_allowed(g, numpy)]
         if refused:
             raise UnsafeFileError(
@@ -259,6 +264,109 @@ def _dtype_state_ok(dtype: np.dtype, state) -> bool:
     if len(state) == 9 and state[8] is not None:
         return False
     return dtype.newbyteorder(byteorder) == dtype
+
+
+_REFUSED = threading.local()   # the last refusal of a stand-in below (torch re-raises it as an UnpicklingError)
+
+
+def _refuse(message: str):
+    _REFUSED.message = message
+    raise _MalformedPickle(message)
+
+
+class _DtypeSpec:
+    """``numpy.dtype(code, align, copy)`` inside torch's unpickler: a plain numeric dtype built from its type code;
+    the BUILD state that follows is checked against it and never applied."""
+
+    def __init__(self, code="", align=False, copy=True):
+        try:
+            self.dtype = _numeric_dtype(code, align, copy)
+        except _MalformedPickle as e:
+            _refuse(str(e))
+
+    def __setstate__(self, state):
+        if not hasattr(self, "dtype") or not _dtype_state_ok(self.dtype, state):
+            _refuse(f"the dtype state {_short(state)} is not a plain numeric dtype's")
+
+
+class _ArraySpec:
+    """``_reconstruct(ndarray, (0,), b'b')`` inside torch's unpickler; its BUILD state, checked, makes the array
+    (swapped in for this placeholder once the file is read: see _resolve_specs)."""
+
+    def __init__(self, subtype=None, shape=None, typecode=None):
+        if subtype is not _NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
+            _refuse(f"_reconstruct{_short((subtype, shape, typecode))} is not numpy's empty array")
+        self.array = None
+
+    def __setstate__(self, state):
+        if not hasattr(self, "array") or self.array is not None:
+            _refuse("an array's state is set twice")
+        try:
+            checked = _checked_array_state(state, lambda d: d.dtype if type(d) is _DtypeSpec and
+                                           hasattr(d, "dtype") else None)
+        except _MalformedPickle as e:
+            _refuse(str(e))
+        array = np.empty(0, dtype=np.uint8)
+        array.__setstate__(checked)
+        self.array = array
+
+
+def _spec_scalar(dtype=None, data=None):
+    if type(dtype) is not _DtypeSpec or not hasattr(dtype, "dtype"):
+        _refuse("a numpy scalar's dtype is not a plain numeric dtype built by the file")
+    try:
+        data = _as_bytes(data, "a numpy scalar's data")
+    except _MalformedPickle as e:
+        _refuse(str(e))
+    if len(data) != dtype.dtype.itemsize:
+        _refuse(f"a {dtype.dtype} scalar has {len(data)} bytes")
+    return np.frombuffer(data, dtype=dtype.dtype)[0]
+
+
+def _resolve_specs(obj, depth: int = 0):
+    """The loaded object with every _ArraySpec replaced by its array and every _DtypeSpec by its dtype."""
+    if depth > 100:
+        raise _MalformedPickle("it nests containers more than 100 deep")
+    if type(obj) is _ArraySpec:
+        if getattr(obj, "array", None) is None:
+            raise _MalformedPickle("an array is never given its data")
+        return obj.array
+    if type(obj) is _DtypeSpec:
+        if not hasattr(obj, "dtype"):
+            raise _MalformedPickle("a dtype is never given its type code")
+        return obj.dtype
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            obj[key] = _resolve_specs(value, depth + 1)
+        return obj
+    if type(obj) is list:
+        obj[:] = [_resolve_specs(v, depth + 1) for v in obj]
+        return obj
+    if type(obj) is tuple:
+        return tuple(_resolve_specs(v, depth + 1) for v in obj)
+    return obj
+
+
+def _checked_array_state(state, dtype_of) -> tuple:
+    """numpy's array state (version, shape, dtype, fortran, bytes), checked, rebuilt from validated values only;
+    `dtype_of` gives the plain numeric dtype the file built for the state's dtype (None: not one)."""
+    if not isinstance(state, tuple) or len(state) != 5 or state[0] != 1:
+        raise _MalformedPickle(f"the array state {_short(state)} is not numpy's")
+    _, shape, dtype, fortran, data = state
+    if not isinstance(shape, tuple) or len(shape) > _MAX_DIMS or not all(type(n) is int and n >= 0 for n in shape):
+        raise _MalformedPickle(f"the array shape {_short(shape)} is not a tuple of sizes")
+    dtype = dtype_of(dtype)
+    if dtype is None:
+        raise _MalformedPickle("an array's dtype is not a plain numeric dtype built by the file")
+    if not isinstance(fortran, (bool, int)):
+        raise _MalformedPickle(f"the array order flag {_short(fortran)} is not a bool")
+    data = _as_bytes(data, "an array's data")
+    count = 1
+    for n in shape:
+        count *= n
+    if count * dtype.itemsize != len(data):
+        raise _MalformedPickle(f"an array of shape {shape} and dtype {dtype} comes with {len(data)} bytes of data")
+    return 1, shape, dtype, bool(fortran), data
 
 
 class _DataUnpickler(pickle._Unpickler):  # noqa: SLF001 - the pure-Python unpickler: its BUILD can be replaced
@@ -359,24 +467,7 @@ class _DataUnpickler(pickle._Unpickler):  # noqa: SLF001 - the pure-Python unpic
         raise _MalformedPickle(f"it sets the state of a {type(inst).__name__} (only arrays and dtypes take one)")
 
     def _array_state(self, state) -> tuple:
-        """(version, shape, dtype, fortran, bytes), checked; returned rebuilt from validated values only."""
-        if not isinstance(state, tuple) or len(state) != 5 or state[0] != 1:
-            raise _MalformedPickle(f"the array state {_short(state)} is not numpy's")
-        _, shape, dtype, fortran, data = state
-        if (not isinstance(shape, tuple) or len(shape) > _MAX_DIMS
-                or not all(type(n) is int and n >= 0 for n in shape)):
-            raise _MalformedPickle(f"the array shape {_short(shape)} is not a tuple of sizes")
-        if not self._known_dtype(dtype):
-            raise _MalformedPickle("an array's dtype is not a plain numeric dtype built by the file")
-        if not isinstance(fortran, (bool, int)):
-            raise _MalformedPickle(f"the array order flag {_short(fortran)} is not a bool")
-        data = _as_bytes(data, "an array's data")
-        count = 1
-        for n in shape:
-            count *= n
-        if count * dtype.itemsize != len(data):
-            raise _MalformedPickle(f"an array of shape {shape} and dtype {dtype} comes with {len(data)} bytes of data")
-        return 1, shape, dtype, bool(fortran), data
+        return _checked_array_state(state, lambda d: d if self._known_dtype(d) else None)
 
     dispatch = dict(pickle._Unpickler.dispatch)  # noqa: SLF001
     dispatch[pickle.BUILD[0]] = _load_build

@@ -129,6 +129,10 @@ FORGED_DTYPES = {
     "u1-rebuilt-with-an-object-field": (_EMPTY_ARRAY, _object_field(b"u1")),
     "object-dtype-claiming-no-objects": (_EMPTY_ARRAY, _dtype(b"O8", flags=0)),
     "ndarray-called-directly": (b"cnumpy\nndarray\n(K\x00\x85tR", _dtype(b"O8", flags=0)),
+    # an int64 dtype rebuilt with a field of an object dtype that is only called, never built
+    "i8-rebuilt-with-an-object-field": (_EMPTY_ARRAY, _dtype(
+        b"i8", names=_string(b"a") + b"\x85", fields=b"}" + _string(b"a") + b"(cnumpy\ndtype\n" + _string(b"O8")
+        + b"K\x00K\x01\x87RK\x00ts", elsize=8, align=1)),
 }
 
 
@@ -171,6 +175,39 @@ def test_cifar_loader_refuses_the_forged_batch_in_one_line(tmp_path):
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2, f"exit {proc.returncode}: {proc.stderr[-1500:]}"
     assert one_line(proc.stderr) and re.search(r"data_batch_3.*'V8' is not a plain numeric dtype", proc.stderr)
+
+
+READ_LABEL_FILES = """
+import json, sys
+from nlkit.cli import main
+codes = {}
+for path in sys.argv[1:]:
+    codes[path] = main(["noise", "report", "--clean", path + ":data", "--noisy", path + ":data"])
+    print(flush=True)
+print(json.dumps(codes))
+"""
+
+
+def test_label_files_forging_a_numpy_dtype_are_refused_without_a_crash(tmp_path):
+    """The same forgeries inside torch-saved label files (the CIFAR-10N/100N format, read by torch's weights-only
+    unpickler with numpy admitted): each exits 2 with one line; before the fix the int64 one loaded."""
+    import zipfile
+
+    torch.save({"data": np.zeros(4, dtype=np.int64)}, tmp_path / "template.pt")
+    paths = []
+    with zipfile.ZipFile(tmp_path / "template.pt") as template:
+        members = [(item.filename, template.read(item.filename)) for item in template.infolist()]
+    for forgery in sorted(FORGED_DTYPES):
+        paths.append(tmp_path / f"{forgery}.pt")
+        with zipfile.ZipFile(paths[-1], "w") as out:   # torch's layout, its pickle swapped for the forged one
+            for name, data in members:
+                out.writestr(name, forged_cifar_batch(forgery) if name.endswith("data.pkl") else data)
+    proc = subprocess.run([sys.executable, "-c", READ_LABEL_FILES, *map(str, paths)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-1500:]}"
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {str(p): 2 for p in paths}, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == len(paths) and all("nothing in it was run" in line for line in lines), proc.stderr
 
 
 def test_python2_cifar_batches_still_load(tmp_path):
