@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from nlkit.data import CIFAR10_CLASSES, CIFAR100_CLASSES
+from pickle_fixtures import python2_pickle
 
 
 def random_images(rng: np.random.Generator, n: int, height: int, width: int, channels: int = 3) -> np.ndarray:
@@ -24,10 +25,13 @@ def save_image(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(path)
 
 
-def _pickle(path: Path, obj: dict) -> None:
+def _pickle(path: Path, obj: dict, python2: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)  # the release's protocol (written by Python 2)
+        if python2:
+            f.write(python2_pickle(obj))
+        else:
+            pickle.dump(obj, f, protocol=2)  # the release's protocol (written by Python 2)
 
 
 def _cifar_rows(images: np.ndarray) -> np.ndarray:
@@ -35,7 +39,9 @@ def _cifar_rows(images: np.ndarray) -> np.ndarray:
     return images.transpose(0, 3, 1, 2).reshape(len(images), -1)
 
 
-def write_cifar10_pickles(root: Path, per_batch: int = 4, n_test: int = 6, seed: int = 0) -> dict:
+def write_cifar10_pickles(root: Path, per_batch: int = 4, n_test: int = 6, seed: int = 0,
+                          python2: bool = False) -> dict:
+    """The release's cifar-10-batches-py; `python2`: byte for byte in the opcodes Python 2's cPickle wrote."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     train_images = random_images(rng, 5 * per_batch, 32, 32)
@@ -47,15 +53,15 @@ def write_cifar10_pickles(root: Path, per_batch: int = 4, n_test: int = 6, seed:
             "labels": train_labels[part].tolist(),
             "data": _cifar_rows(train_images[part]),
             "filenames": [f"img_{i}.png" for i in range(part.start, part.stop)],
-        })
+        }, python2)
     test_images = random_images(rng, n_test, 32, 32)
     test_labels = rng.integers(0, 10, size=n_test)
     _pickle(folder / "test_batch", {
         "batch_label": "testing batch 1 of 1", "labels": test_labels.tolist(),
         "data": _cifar_rows(test_images), "filenames": [f"t_{i}.png" for i in range(n_test)],
-    })
+    }, python2)
     meta = {"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": per_batch, "num_vis": 3072}
-    _pickle(folder / "batches.meta", meta)
+    _pickle(folder / "batches.meta", meta, python2)
     return dict(train_images=train_images, train_labels=train_labels, test_images=test_images, test_labels=test_labels)
 
 

@@ -102,6 +102,57 @@ def test_a_null_need_is_no_dependency(dep_project):
     assert needs_of(load_cell(path, "quick")) == {"encoder": "enc/base"}
 
 
+# A bad `needs:` stops exactly the cells that depend on it (before: a missing, invalid or unknown-paper dependency
+# aborted the whole reproduce, a cycle raised RecursionError); the others run and the tables are rebuilt.
+BAD_NEEDS = {
+    "missing cell": ({"a": "enc/zzz"}, {"use/a": "needed cell enc/zzz has no params file (params/enc/zzz.yaml)"}),
+    "unknown paper": ({"a": "nopaper/x"}, {"use/a": "needed cell nopaper/x names an unknown paper 'nopaper'"}),
+    "invalid cell": ({"a": "enc/bad"}, {"use/a": "needed cell enc/bad is invalid: params/enc/bad.yaml [smoke "
+                                                 "profile]: invalid params: seeds"}),
+    "self cycle": ({"a": "use/a"}, {"use/a": "its needs form a cycle: use/a → use/a"}),
+    "two-cell cycle": ({"a": "use/b", "b": "use/a"}, {"use/a": "its needs form a cycle: use/a → use/b → use/a",
+                                                      "use/b": "its needs form a cycle: use/a → use/b → use/a"}),
+    "needs a cell in a cycle": ({"a": "use/b", "b": "use/b"},
+                                {"use/b": "its needs form a cycle: use/b → use/b",
+                                 "use/a": "needs use/b, which cannot run (its needs form a cycle: use/b → use/b)"}),
+}
+
+
+@pytest.mark.parametrize("ran_before", [False, True], ids=["fresh", "after-a-finished-reproduce"])
+@pytest.mark.parametrize("case", sorted(BAD_NEEDS))
+def test_a_bad_need_stops_only_the_cells_that_depend_on_it(dep_project, case, ran_before):
+    import io
+
+    if ran_before:   # finished runs whose needs then break (their run keys must not recurse or raise)
+        assert reproduce("smoke", executor="direct", stream=io.StringIO()) == 0
+    needs, reasons = BAD_NEEDS[case]
+    if case == "invalid cell":
+        (dep_project / "params/enc/bad.yaml").write_text("notebook: encoder\ntable: T\nmetric: acc_last\nseeds: [-1]\n")
+    for cell, ref in needs.items():
+        path = dep_project / f"params/use/{cell}.yaml"
+        path.write_text(path.read_text().replace("enc/base", ref))
+    out = io.StringIO()
+    assert reproduce("smoke", executor="direct", stream=out) == 1
+    log = out.getvalue()
+    for cell in ("use/a", "use/b"):
+        current = is_current(load_cell(dep_project / f"params/{cell}.yaml", "smoke"), 0)
+        if cell in reasons:
+            assert not current and f"not run: {cell} seed 0: {reasons[cell]}" in log, log
+        else:
+            assert current, log
+    assert metrics_path(load_cell(dep_project / "params/enc/base.yaml", "smoke"), 0).exists()
+    assert f"{len(reasons)} not run" in log and "table: " in log
+    assert (dep_project / "outputs/smoke/tables/enc.md").is_file()
+
+
+def test_nlkit_run_of_a_cell_in_a_cycle_is_not_run(dep_project):
+    for cell, ref in (("a", "use/b"), ("b", "use/a")):
+        path = dep_project / f"params/use/{cell}.yaml"
+        path.write_text(path.read_text().replace("enc/base", ref))
+    [result] = run_cell(dep_project / "params/use/a.yaml", "smoke", executor="direct")
+    assert result.status == "not_run" and "use/b" in result.message
+
+
 THREADS_CODE = [PARAMS, (
     "import json, os, time\nimport torch\nfrom pathlib import Path\nfrom nlkit.pipeline import load_cell\n"
     "cfg = load_cell(params_file, profile)\nstarted = time.time()\ntime.sleep(cfg['sleep'])\n"

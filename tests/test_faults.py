@@ -8,12 +8,17 @@ import json
 import os
 import pickle
 import re
+import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import data_fixtures as fx
 from nlkit.cli import main
 from nlkit.errors import UserError
 
@@ -98,6 +103,147 @@ def test_cifar_batch_with_a_payload_is_refused(tmp_path, payload):
         pickle.dump({"data": obj, "labels": [0]}, f, protocol=2)
     with pytest.raises(UserError, match=r"data_batch_2.*(posix\.system|builtins\.open|io\.open).*not allowed"):
         load_dataset("cifar10", data_root=tmp_path, download=False)
+
+
+# Forged numpy states: a CIFAR batch asks only for allowed names (numpy.dtype, _reconstruct) but rebuilds a dtype
+# that holds objects, so that numpy reads the file's bytes as object pointers. Each runs in its own process: before
+# the fix, reading them crashed the interpreter (exit 139).
+
+def _string(s: bytes) -> bytes:
+    return b"U" + bytes([len(s)]) + s
+
+
+def _dtype(code: bytes, names=b"N", fields=b"N", elsize=-1, align=-1, flags=0) -> bytes:
+    return (b"cnumpy\ndtype\n" + _string(code) + b"K\x00K\x01\x87R(K\x03" + _string(b"|") + b"N" + names + fields
+            + b"".join(b"J" + struct.pack("<i", v) for v in (elsize, align, flags)) + b"tb")
+
+
+def _object_field(outer: bytes) -> bytes:
+    fields = b"}" + _string(b"a") + b"(" + _dtype(b"O8", flags=63) + b"K\x00ts"
+    return _dtype(outer, names=_string(b"a") + b"\x85", fields=fields, elsize=8, align=1)
+
+
+_EMPTY_ARRAY = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + _string(b"b") + b"\x87R"
+FORGED_DTYPES = {
+    "void-with-an-object-field": (_EMPTY_ARRAY, _object_field(b"V8")),
+    "u1-rebuilt-with-an-object-field": (_EMPTY_ARRAY, _object_field(b"u1")),
+    "object-dtype-claiming-no-objects": (_EMPTY_ARRAY, _dtype(b"O8", flags=0)),
+    "ndarray-called-directly": (b"cnumpy\nndarray\n(K\x00\x85tR", _dtype(b"O8", flags=0)),
+    # an int64 dtype rebuilt with a field of an object dtype that is only called, never built
+    "i8-rebuilt-with-an-object-field": (_EMPTY_ARRAY, _dtype(
+        b"i8", names=_string(b"a") + b"\x85", fields=b"}" + _string(b"a") + b"(cnumpy\ndtype\n" + _string(b"O8")
+        + b"K\x00K\x01\x87RK\x00ts", elsize=8, align=1)),
+}
+
+
+def forged_cifar_batch(forgery: str) -> bytes:
+    array, dtype = FORGED_DTYPES[forgery]
+    data = array + b"(K\x01K\x04\x85" + dtype + b"\x89" + _string(b"A" * 32) + b"tb"
+    return b"\x80\x02}(" + _string(b"data") + data + _string(b"labels") + b"](K\x00eu."
+
+
+READ_CIFAR_PICKLE = """
+import sys
+from nlkit.errors import UserError
+from nlkit.safeload import load_data_pickle
+try:
+    batch = load_data_pickle(sys.argv[1], "a CIFAR pickle", encoding="latin1")
+    print(batch["data"].astype("u1").sum())
+except UserError as e:
+    print(e, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGED_DTYPES))
+def test_cifar_pickle_forging_a_numpy_dtype_is_refused_without_a_crash(tmp_path, forgery):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(forged_cifar_batch(forgery))
+    proc = subprocess.run([sys.executable, "-c", READ_CIFAR_PICKLE, str(path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, f"exit {proc.returncode}: {proc.stderr[-1500:]}"
+    assert one_line(proc.stderr) and "data_batch_1" in proc.stderr and "nothing in it was run" in proc.stderr
+
+
+def test_cifar_loader_refuses_the_forged_batch_in_one_line(tmp_path):
+    fx.write_cifar10_pickles(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(forged_cifar_batch("void-with-an-object-field"))
+    code = ("import sys\nfrom nlkit.data import load_dataset\nfrom nlkit.errors import UserError\n"
+            "try:\n    load_dataset('cifar10', data_root=sys.argv[1], download=False)\n"
+            "except UserError as e:\n    print(e, file=sys.stderr)\n    sys.exit(2)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, f"exit {proc.returncode}: {proc.stderr[-1500:]}"
+    assert one_line(proc.stderr) and re.search(r"data_batch_3.*'V8' is not a plain numeric dtype", proc.stderr)
+
+
+READ_LABEL_FILES = """
+import json, sys
+from nlkit.cli import main
+codes = {}
+for path in sys.argv[1:]:
+    codes[path] = main(["noise", "report", "--clean", path + ":data", "--noisy", path + ":data"])
+    print(flush=True)
+print(json.dumps(codes))
+"""
+
+
+def test_label_files_forging_a_numpy_dtype_are_refused_without_a_crash(tmp_path):
+    """The same forgeries inside torch-saved label files (the CIFAR-10N/100N format, read by torch's weights-only
+    unpickler with numpy admitted): each exits 2 with one line; before the fix the int64 one loaded."""
+    import zipfile
+
+    torch.save({"data": np.zeros(4, dtype=np.int64)}, tmp_path / "template.pt")
+    paths = []
+    with zipfile.ZipFile(tmp_path / "template.pt") as template:
+        members = [(item.filename, template.read(item.filename)) for item in template.infolist()]
+    for forgery in sorted(FORGED_DTYPES):
+        paths.append(tmp_path / f"{forgery}.pt")
+        with zipfile.ZipFile(paths[-1], "w") as out:   # torch's layout, its pickle swapped for the forged one
+            for name, data in members:
+                out.writestr(name, forged_cifar_batch(forgery) if name.endswith("data.pkl") else data)
+    proc = subprocess.run([sys.executable, "-c", READ_LABEL_FILES, *map(str, paths)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-1500:]}"
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {str(p): 2 for p in paths}, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == len(paths) and all("nothing in it was run" in line for line in lines), proc.stderr
+
+
+def test_python2_cifar_batches_still_load(tmp_path):
+    """The release's own bytes: Python 2 cPickle, protocol 2, numpy.core.multiarray._reconstruct, dtype('u1', 0, 1)
+    and BUILD states, read with encoding latin1."""
+    from nlkit.data import load_dataset
+
+    written = fx.write_cifar10_pickles(tmp_path, python2=True)
+    assert b"numpy.core.multiarray\n_reconstruct" in (tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes()
+    ds = load_dataset("cifar10", data_root=tmp_path, download=False)
+    assert np.array_equal(ds.train_images, written["train_images"])
+    assert np.array_equal(ds.train_labels, written["train_labels"])
+    assert np.array_equal(ds.test_images, written["test_images"]) and ds.classes == list(fx.CIFAR10_CLASSES)
+
+
+def test_data_pickles_rebuild_numeric_numpy_values_python3_wrote():
+    from nlkit.safeload import loads_data_pickle
+
+    value = {"f": np.arange(6, dtype=np.float32).reshape(2, 3), "fortran": np.ones((2, 3), order="F"),
+             "n": np.int64(3), "flag": np.array(True), "s": {1, 2}, "b": b"xy", "ba": bytearray(b"q"), "c": 1 + 2j}
+    back = loads_data_pickle(pickle.dumps(value, protocol=2), "value.pkl", "a data pickle", encoding="latin1")
+    assert back.keys() == value.keys() and back["fortran"].flags["F_CONTIGUOUS"]
+    for key in ("f", "fortran", "flag"):
+        assert back[key].dtype == value[key].dtype and np.array_equal(back[key], value[key])
+    assert (back["n"], back["s"], back["b"], back["ba"], back["c"]) == (3, {1, 2}, b"xy", bytearray(b"q"), 1 + 2j)
+
+
+def test_fuzzed_data_pickles_neither_crash_nor_hang():
+    """Seeded mutations of valid CIFAR-batch pickles, forged numpy states and random bytes, in a process of their
+    own (a crash is an exit status, a hang the timeout): each loads or raises the kit's one-line error."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_data_pickle.py"), "--seed", "0",
+                           "--cases", "20000"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, f"exit {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}"
+    assert "20000 cases" in proc.stdout and time.perf_counter() - start < 30, proc.stdout
 
 
 def test_simclr_weights_and_saved_models_with_a_payload_are_refused(tmp_path, payload):
@@ -537,6 +683,120 @@ def test_two_reproduces_at_once_run_each_run_once(project, monkeypatch, capsys):
         log = project / f"outputs/smoke/demo/alpha/seed{seed}/executions.log"
         assert len(log.read_text().split()) == 1, f"seed {seed} ran more than once"
         assert metrics_of(project, "alpha", seed)["acc_last"] > 0
+
+
+# ------------------------------------------------------------------------------------------- dead kernels
+# A run's kernel killed by the OOM killer (kill -9) or crashing in native code fails that run in one line, leaves
+# no connection file, and the other runs go on. Before the fix each of these hung until Ctrl-C: every test has a
+# hard timeout.
+
+KERNEL_CELLS = {
+    "wait-to-be-killed": "import os, time\nfrom pathlib import Path\n"
+                         "Path(out_dir, 'kernel.pid').write_text(str(os.getpid()))\ntime.sleep(300)",
+    "kill-9-itself": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+    "segfault": "import ctypes\nctypes.string_at(0)",
+}
+
+
+@pytest.fixture
+def kernel_project(tmp_path):
+    """params/demo/{alpha,beta}.yaml, one seed each: alpha's notebook runs one of KERNEL_CELLS (set by the test),
+    beta's writes its results."""
+    from test_pipeline import FAKE_NOTEBOOK_CODE, write_notebook
+
+    (tmp_path / "notebooks").mkdir()
+    write_notebook(tmp_path / "notebooks" / "fake.ipynb", FAKE_NOTEBOOK_CODE)
+    demo = tmp_path / "params" / "demo"
+    demo.mkdir(parents=True)
+    (demo / "_profiles.yaml").write_text("smoke: {value: 1}\n")
+    for name, notebook in (("alpha", "kernel"), ("beta", "fake")):
+        (demo / f"{name}.yaml").write_text(f"notebook: {notebook}\ntable: D\nrow: {name}\ncolumn: acc\n"
+                                           "metric: acc_last\nseeds: [0]\n")
+    (tmp_path / "tmp").mkdir()   # TMPDIR of the runs: where jupyter_client writes kernel connection files
+
+    def with_cell(name: str) -> Path:
+        write_notebook(tmp_path / "notebooks" / "kernel.ipynb", [FAKE_NOTEBOOK_CODE[0], KERNEL_CELLS[name]])
+        return tmp_path
+
+    return with_cell
+
+
+def finish(proc, seconds: float = 240):
+    try:
+        out, err = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"hung for {seconds} s after the kernel died:\n{err[-2000:]}")
+    return proc.returncode, out + err
+
+
+def failed_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "demo/alpha seed 0" in line and "kernel" in line]
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_kernel_fails_nlkit_run_in_one_line(kernel_project):
+    pytest.importorskip("papermill")
+    project = kernel_project("wait-to-be-killed")
+    proc = nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--executor", "papermill",
+                         TMPDIR=str(project / "tmp"))
+    pid_file = project / "outputs/smoke/demo/alpha/seed0/kernel.pid"
+    deadline = time.monotonic() + 180
+    while not pid_file.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert pid_file.is_file(), finish(proc)
+    time.sleep(0.2)
+    os.kill(int(pid_file.read_text()), 9)   # what the OOM killer does
+    code, err = finish(proc)
+    assert code == 1, err
+    assert failed_lines(err) and "the kernel died: killed by signal 9 (out of memory?)" in failed_lines(err)[0], err
+    assert "Traceback" not in err
+    error = (project / "outputs/smoke/demo/alpha/seed0/error.txt").read_text()
+    assert error.startswith("the kernel died: killed by signal 9") and len(error.strip().splitlines()) == 1
+    assert not list((project / "tmp").glob("*.json")), "the dead kernel's connection file is left"
+
+
+@pytest.mark.slow
+def test_a_segfaulting_kernel_fails_its_run_in_one_line(kernel_project):
+    pytest.importorskip("papermill")
+    project = kernel_project("segfault")
+    code, err = finish(nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--executor",
+                                        "papermill", TMPDIR=str(project / "tmp")))
+    assert code == 1 and failed_lines(err), err
+    assert "the kernel died: killed by signal 11 (a crash in native code) in cell" in failed_lines(err)[0], err
+    assert not list((project / "tmp").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_reproduce_goes_on_after_a_kernel_is_killed(kernel_project):
+    """The shared kernel of a reproduce dies in alpha's run: alpha fails in one line, beta runs on a fresh kernel,
+    the tables are rebuilt."""
+    pytest.importorskip("papermill")
+    project = kernel_project("kill-9-itself")
+    code, err = finish(nlkit_process(project, "reproduce", "--paper", "demo", "--executor", "papermill",
+                                        TMPDIR=str(project / "tmp")))
+    assert code == 1, err
+    assert any("FAILED demo/alpha seed 0: the kernel died: killed by signal 9 (out of memory?)" in line
+               for line in err.splitlines()), err
+    assert (project / "outputs/smoke/demo/beta/seed0/metrics.json").is_file()
+    assert not (project / "outputs/smoke/demo/alpha/seed0/metrics.json").exists()
+    assert (project / "outputs/smoke/tables/demo.md").is_file()
+    assert not list((project / "tmp").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_a_run_past_its_time_limit_is_stopped(kernel_project):
+    pytest.importorskip("papermill")
+    project = kernel_project("wait-to-be-killed")
+    (project / "params/demo/_profiles.yaml").write_text("smoke: {value: 1, resources: {timeout_min: 0.1}}\n")
+    start = time.monotonic()
+    code, err = finish(nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--executor",
+                                        "papermill", TMPDIR=str(project / "tmp")))
+    assert code == 1 and failed_lines(err), err
+    reason = "the kernel was stopped at the run's time limit of 0.1 min (resources.timeout_min)"
+    assert reason in failed_lines(err)[0], err
+    assert time.monotonic() - start < 120 and not list((project / "tmp").glob("*.json"))
 
 
 # ------------------------------------------------------------------------------------------- command-line edges

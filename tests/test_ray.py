@@ -180,3 +180,19 @@ def test_ctrl_c_cancels_the_runs_not_started_and_lets_the_others_finish(ray_clus
     assert code == 130 and 2 <= sum(done) < len(runs) and done == started
     assert reproduce("smoke", paper="demo", only="[ab]*", executor="direct", root=project / "out",
                      backend="ray") == 0  # and a second reproduce completes the rest
+
+
+@pytest.mark.slow
+def test_a_dead_kernel_fails_its_run_alone_under_ray(ray_cluster, project):
+    """The same supervision as a local run: a Ray worker's kernel killed mid-run fails that run in one line (no
+    retry: the worker lives), and the other runs go on."""
+    pytest.importorskip("papermill")
+    write_notebook(project / "notebooks" / "die.ipynb", [PARAMS, "import os, signal\nos.kill(os.getpid(), 9)"])
+    body = yaml.safe_load((project / "params/demo/alpha.yaml").read_text())
+    body.update(notebook="die", seeds=[0])
+    (project / "params/demo/alpha.yaml").write_text(yaml.safe_dump(body))
+    code = reproduce("smoke", paper="demo", only="[ab]*", executor="papermill", root=project / "out", backend="ray")
+    alpha = metrics_path(load_cell(project / "params/demo/alpha.yaml", "smoke"), 0, project / "out").parent
+    beta = metrics_path(load_cell(project / "params/demo/beta.yaml", "smoke"), 0, project / "out")
+    assert code == 1 and beta.is_file() and not (alpha / "metrics.json").exists()
+    assert (alpha / "error.txt").read_text().startswith("the kernel died: killed by signal 9 (out of memory?)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -80,6 +81,8 @@ def needs_of(resolved: dict, data_root=None) -> dict[str, str]:
 def dependency_cell(ref: str, profile: str) -> dict:
     paper, cell = ref.split("/")
     path = repo_root() / "params" / paper / f"{cell}.yaml"
+    if not path.parent.is_dir():
+        raise UserError(f"needed cell {ref} names an unknown paper {paper!r} (no params/{paper}/)")
     if not path.is_file():
         raise UserError(f"needed cell {ref} has no params file ({path.relative_to(repo_root())})")
     return load_cell(path, profile)
@@ -103,8 +106,24 @@ def content_hash(path: Path) -> str:
     return _sha256(str(path), st.st_mtime_ns, st.st_size)
 
 
+_RESOLVING = threading.local()   # the cells whose needs are being resolved in this thread, outermost first
+
+
 def resolve_needs(resolved: dict, root: Path | None = None, data_root=None) -> Resolved:
-    """Files and fingerprints of everything the cell needs; DependencyMissing when one is not (currently) done."""
+    """Files and fingerprints of everything the cell needs; DependencyMissing when one is not (currently) done, or
+    when the needs lead back to the cell (a cycle: never done)."""
+    chain = getattr(_RESOLVING, "chain", ())
+    me = f"{resolved['paper']}/{resolved['cell_id']}"
+    if me in chain:
+        raise DependencyMissing(f"its needs form a cycle: {' → '.join(chain[chain.index(me):] + (me,))}")
+    _RESOLVING.chain = (*chain, me)
+    try:
+        return _resolve_needs(resolved, root, data_root)
+    finally:
+        _RESOLVING.chain = chain
+
+
+def _resolve_needs(resolved: dict, root: Path | None, data_root) -> Resolved:
     from .runner import is_current, run_dir
 
     paths, fingerprint = {}, {}

@@ -26,12 +26,17 @@ def notebook_path(resolved: dict) -> Path:
     return path
 
 
-def execute_papermill(notebook: Path, out_dir: Path, parameters: dict, threads: int | None = None) -> None:
+def execute_papermill(notebook: Path, out_dir: Path, parameters: dict, threads: int | None = None,
+                      timeout_min: float | None = None) -> None:
     """papermill rewrites its output after every cell: it writes a hidden file that replaces notebook.ipynb whole
     once execution ends (also after a failing cell, so the traceback can be read), so a full disk or a killed run
     never leaves a truncated notebook.ipynb. Inside `shared_kernel()` the run reuses that kernel instead of
     starting its own. Library chatter and kernel notices go to the run's `run.log`, not the terminal. `threads`:
-    the CPU threads the run computes with (see `run_threads`)."""
+    the CPU threads the run computes with (see `run_threads`).
+
+    The kernel is supervised: one that dies (the OOM killer, a segfault in native code) or outlives `timeout_min`
+    (the profile's `resources.timeout_min`; stopped then) fails this run with KernelDied, in one line, and is
+    cleaned up (no process, no connection file left); the caller goes on with the other runs."""
     import papermill as pm
 
     executed = out_dir / "notebook.ipynb"
@@ -41,18 +46,17 @@ def execute_papermill(notebook: Path, out_dir: Path, parameters: dict, threads: 
     with run_log(out_dir / "run.log") as log:
         own = None
         if kernel is None:  # a kernel of its own whose start-up notices go to the run's log, not the terminal
-            from jupyter_client.manager import KernelManager
-
-            own = KernelManager(kernel_name="python3")
-            own.start_kernel(cwd=str(repo_root()), stdout=log, stderr=log, **_thread_env(threads))
+            own = start_kernel(threads, stdout=log, stderr=log)
+        km = kernel.ready(threads) if kernel else own
         try:
-            _execute(pm, notebook, partial, executed, parameters, kernel, kernel.ready(threads) if kernel else own)
+            with _time_limit(km, timeout_min) as limit:
+                _execute(pm, notebook, partial, executed, parameters, kernel, km, limit)
         finally:
             if own is not None:
-                own.shutdown_kernel(now=True)
+                stop_kernel(own)
 
 
-def _execute(pm, notebook: Path, partial: Path, executed: Path, parameters: dict, kernel, km) -> None:
+def _execute(pm, notebook: Path, partial: Path, executed: Path, parameters: dict, kernel, km, limit) -> None:
     try:
         pm.execute_notebook(str(notebook), str(partial), parameters=parameters, kernel_name="python3",
                             cwd=str(repo_root()), progress_bar=False, km=km)
@@ -63,12 +67,138 @@ def _execute(pm, notebook: Path, partial: Path, executed: Path, parameters: dict
         if e.ename == "DataMissingError":
             raise DataMissingError(e.evalue) from None
         raise RuntimeError(f"{e.ename}: {e.evalue} (cell {e.exec_count}; see {executed})") from None
-    except BaseException:
+    except BaseException as e:
         if kernel is not None:
             kernel.dirty = True
         _publish_notebook(partial, executed, quiet=True)
+        if isinstance(e, Exception) and not kernel_alive(km):
+            reason = limit.reason() or f"the kernel died: {kernel_exit(km)}"
+            if kernel is not None:   # replaced now: the dead one's connection file goes at once
+                kernel.close()
+            raise KernelDied(f"{reason}{_running_cell(executed)}; see {portable(executed)}") from None
         raise
     _publish_notebook(partial, executed)
+
+
+class KernelDied(RuntimeError):
+    """A run's kernel process ended while the run's notebook executed (out of memory, a crash in native code, a
+    time limit); the message is the run's one-line reason."""
+
+
+def start_kernel(threads: int | None = None, **streams):
+    """A fresh python3 kernel (an AsyncKernelManager, started) computing with `threads` CPU threads.
+
+    Async, not jupyter_client's blocking KernelManager: with a blocking client, nbclient waits for a cell's reply in
+    a call that never returns when the kernel has died, so its once-a-second liveness check never runs and the run
+    hangs; with the async client that check fails the run within a second."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    km = AsyncKernelManager(kernel_name="python3")
+    try:
+        run_sync(km.start_kernel)(cwd=str(repo_root()), **streams, **_thread_env(threads))
+    except BaseException:
+        stop_kernel(km)
+        raise
+    return km
+
+
+def kernel_alive(km) -> bool:
+    from jupyter_core.utils import run_sync
+
+    try:
+        return bool(run_sync(km.is_alive)())
+    except Exception:  # noqa: BLE001 - a manager that cannot even tell has no live kernel
+        return False
+
+
+def stop_kernel(km) -> None:
+    """Shut the kernel down (killed at once) and remove its connection file, also when it is already dead."""
+    from jupyter_core.utils import run_sync
+
+    try:
+        run_sync(km.shutdown_kernel)(now=True)
+    except Exception:  # noqa: BLE001 - a dead kernel needs no shutdown; its files still go below
+        pass
+    try:
+        if km.connection_file:
+            Path(km.connection_file).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def kernel_exit(km) -> str:
+    """How the kernel process ended, in words: 'killed by signal 9 (out of memory?)', 'exited with status 1'."""
+    import signal as _signal
+
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    code = process.poll() if process is not None else None
+    if code is None:
+        return "its process ended"
+    if code >= 0:
+        return f"exited with status {code}"
+    number = -code
+    why = {_signal.SIGKILL: "out of memory?", _signal.SIGSEGV: "a crash in native code",
+           _signal.SIGBUS: "a crash in native code", _signal.SIGABRT: "aborted"}.get(number)
+    try:
+        name = _signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return f"killed by signal {number} ({why or name})"
+
+
+def _running_cell(executed: Path) -> str:
+    """' in cell N' (its execution count) for the last cell papermill started before the kernel died ('' when
+    unknown)."""
+    try:
+        started = [c for c in json.loads(executed.read_text())["cells"]
+                   if c.get("cell_type") == "code" and c.get("metadata", {}).get("papermill", {}).get("start_time")]
+        if started and started[-1].get("execution_count"):
+            return f" in cell {started[-1]['execution_count']}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return ""
+
+
+class _time_limit:  # noqa: N801 - a context manager
+    """Stops the kernel (SIGKILL to its process group) once `minutes` have passed; nbclient then sees it dead."""
+
+    def __init__(self, km, minutes: float | None):
+        self.km, self.minutes, self.fired = km, minutes, False
+        self.timer = threading.Timer(float(minutes) * 60, self._fire) if minutes else None
+
+    def __enter__(self):
+        if self.timer is not None:
+            self.timer.daemon = True
+            self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.timer is not None:
+            self.timer.cancel()
+        return False
+
+    def _fire(self) -> None:
+        import signal as _signal
+
+        provisioner = getattr(self.km, "provisioner", None)
+        process = getattr(provisioner, "process", None)
+        if process is None or process.poll() is not None:
+            return
+        self.fired = True
+        pgid = getattr(provisioner, "pgid", None)
+        try:
+            if pgid and pgid != os.getpgid(0):   # the kernel's own session: its worker processes go with it
+                os.killpg(pgid, _signal.SIGKILL)
+            else:
+                process.kill()
+        except OSError:
+            pass
+
+    def reason(self) -> str:
+        if not self.fired:
+            return ""
+        return f"the kernel was stopped at the run's time limit of {self.minutes:g} min (resources.timeout_min)"
 
 
 class run_log:  # noqa: N801 - a context manager, like open()
@@ -233,13 +363,10 @@ class SharedKernel:
 
     def ready(self, threads: int | None = None):
         """The kernel, fresh for the next run, computing with `threads` CPU threads (None: torch's default)."""
-        from jupyter_client.manager import KernelManager
-
-        if self.km is not None and (self.dirty or self.runs >= self.restart_every or not self.km.is_alive()):
+        if self.km is not None and (self.dirty or self.runs >= self.restart_every or not kernel_alive(self.km)):
             self.close()
         if self.km is None:
-            self.km = KernelManager(kernel_name="python3")
-            self.km.start_kernel(cwd=str(repo_root()), stderr=_quiet_stream(), **_thread_env(threads))
+            self.km = start_kernel(threads, stderr=_quiet_stream())
             self.runs, self.dirty = 0, False
             if threads:
                 self._execute_quietly(_set_threads_code(threads))
@@ -261,10 +388,7 @@ class SharedKernel:
 
     def close(self) -> None:
         if self.km is not None:
-            try:
-                self.km.shutdown_kernel(now=True)
-            except Exception:  # noqa: BLE001 - a dead kernel needs no shutdown
-                pass
+            stop_kernel(self.km)
             self.km = None
 
 

@@ -28,6 +28,8 @@ RESOURCE_KEYS = {
     "max_retries": "how often a run whose worker died is retried (Ray); default 3",
     "partition": "SLURM partition (optional)",
     "time_min": "SLURM time limit of one run, in minutes; default 60",
+    "timeout_min": "a papermill run whose kernel is still busy after this many minutes is stopped and fails "
+                   "(any backend); default none",
 }
 
 SKIP_RETURN = ("checkpoints",)  # resume state stays with the worker; artefacts live in the run folder itself
@@ -43,8 +45,8 @@ def resources_of(resolved: dict) -> dict:
     if unknown:
         raise UserError(f"{where}: unknown resources {sorted(unknown)}; known: {sorted(RESOURCE_KEYS)}")
     out = {"num_cpus": 1, "num_gpus": 0, "memory_gb": None, "max_retries": 3, "partition": None, "time_min": 60,
-           **given}
-    for key in ("num_cpus", "num_gpus", "memory_gb", "max_retries", "time_min"):
+           "timeout_min": None, **given}
+    for key in ("num_cpus", "num_gpus", "memory_gb", "max_retries", "time_min", "timeout_min"):
         value = out[key]
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
             raise UserError(f"{where}: resources.{key} must be a non-negative number, got {value!r}")

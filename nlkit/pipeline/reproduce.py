@@ -24,20 +24,16 @@ BACKENDS = ("local", "ray", "slurm")
 
 def plan_runs(profile: str, paper: str | None = None, only: str | None = None, stream=None, data_root=None):
     """Every (resolved cell, seed) to consider, the cells they need included, dependencies first (a need met by a
-    published file under the weights roots of `data_root` pulls in no cell); and the cells that could not be
-    resolved (reported, never fatal to the others)."""
-    plan, bad, seen = [], [], set()
-
-    def add(resolved):
-        key = (resolved["paper"], resolved["cell_id"])
-        if key in seen:
-            return
-        seen.add(key)
-        for ref in needs_of(resolved, data_root).values():
-            add(dependency_cell(ref, profile))
-        plan.extend((resolved, int(s)) for s in resolved.get("seeds") or [0])
-
+    published file under the weights roots of `data_root` pulls in no cell); the cells that could not be resolved;
+    and the cells that cannot run because of what they need, with the reason (a needed cell that is missing,
+    invalid or of an unknown paper, or a cycle of `needs:`, reported as A → B → A). The whole dependency graph of
+    the selection is checked before anything runs: one bad `needs:` stops only the cells that depend on it, never
+    the others."""
+    bad: list = []
+    cells: dict[str, dict] = {}        # "paper/cell" -> resolved, for every cell of the graph that loads
+    broken: dict[str, str] = {}        # "paper/cell" -> why a needed cell cannot be loaded
     skipped = 0
+    selected = []
     for cell in find_cells(paper, only):
         try:
             resolved = load_cell(cell, profile)
@@ -47,17 +43,65 @@ def plan_runs(profile: str, paper: str | None = None, only: str | None = None, s
         if resolved.get("skip"):  # cells this profile leaves out (`skip: <why>` in a profile overlay)
             skipped += 1
             continue
-        add(resolved)
+        ref = f"{resolved['paper']}/{resolved['cell_id']}"
+        cells[ref] = resolved
+        selected.append(ref)
     if skipped and stream is not None:
         print(f"reproduce [{profile}]: {skipped} cells are not run under this profile (their `skip` says why)",
               file=stream)
-    return plan, bad
+
+    order: list[str] = []              # dependencies first
+    state: dict[str, str] = {}         # "visiting" while its dependencies are explored, then "done"
+    blocked: dict[str, str] = {}       # "paper/cell" -> why it cannot run
+    in_cycle: dict[str, str] = {}
+
+    def visit(ref: str, path: list[str]) -> None:
+        if state.get(ref) == "done":
+            return
+        if state.get(ref) == "visiting":   # back to a cell under exploration: every cell from it on is a cycle
+            cycle = path[path.index(ref):] + [ref]
+            for member in cycle[:-1]:
+                in_cycle.setdefault(member, f"its needs form a cycle: {' → '.join(cycle)}")
+            return
+        if ref not in cells:
+            try:
+                cells[ref] = dependency_cell(ref, profile)
+            except UserError as e:
+                why = str(e)
+                broken[ref] = why if why.startswith("needed cell") else f"needed cell {ref} is invalid: {why}"
+                state[ref] = "done"
+                return
+        state[ref] = "visiting"
+        needs = list(needs_of(cells[ref], data_root).values())
+        for dep in needs:
+            visit(dep, path + [ref])
+        state[ref] = "done"
+        reason = in_cycle.get(ref)
+        for dep in needs:
+            if reason:
+                break
+            if dep in broken:
+                reason = broken[dep]
+            elif dep in blocked or dep in in_cycle:
+                reason = f"needs {dep}, which cannot run ({blocked.get(dep) or in_cycle[dep]})"
+        if reason:
+            blocked[ref] = reason
+        else:
+            order.append(ref)
+
+    for ref in selected:
+        visit(ref, [])
+    plan = [(cells[ref], int(s)) for ref in order for s in cells[ref].get("seeds") or [0]]
+    not_runnable = [(cells[ref], int(s), blocked[ref]) for ref in blocked if ref in cells
+                    for s in cells[ref].get("seeds") or [0]]
+    return plan, bad, not_runnable
 
 
 def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None = None, *, data_root=None,
               noise_root=None, executor: str = "auto", root: Path | None = None, stream=None, jobs: int | str = 1,
               backend: str = "local", ray_address: str | None = None, slurm: dict | None = None) -> int:
-    """Returns 0 when every run finished (or was current), 1 when any failed. Cells whose data is missing are
+    """Returns 0 when every run finished (or was current), 1 when any failed or a cell's params or `needs:` are
+    invalid (those cells are reported as not run, with the reason; the others run). Cells whose data is missing are
     reported as not run and do not fail the whole (they are not errors of the kit). A cell another needs runs
     first, and with `jobs > 1` a dependent run starts only once what it needs has finished. `backend` ray or slurm
     fans the runs out on a Ray cluster (ray_backend.py) or SLURM jobs (slurm_backend.py) with the same semantics.
@@ -68,9 +112,13 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
         print(f"no params files match paper={paper!r} only={only!r}", file=stream)
         return 1
     check_outputs_writable(profile, root)
-    plan, bad = plan_runs(profile, paper, only, stream, data_root)
+    plan, bad, blocked = plan_runs(profile, paper, only, stream, data_root)
     for cell, message in bad:
         print(f"  invalid params: {message}", file=stream)
+    unplanned = [RunResult(f"{r['paper']}/{r['cell_id']} seed {s}", s, "not_run", run_dir(r, s, root), 0.0, why)
+                 for r, s, why in blocked]
+    for r in unplanned:
+        print(f"  not run: {r.cell}: {r.message}", file=stream)
     todo = [(r, s) for r, s in plan if not is_current(r, s, root, data_root=data_root)]
     print(f"reproduce [{profile}]: {len(plan)} runs in {len({(r['paper'], r['cell_id']) for r, _ in plan})} cells; "
           f"{len(plan) - len(todo)} current, {len(todo)} to run", file=stream)
@@ -97,6 +145,7 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
         print(f"reproduce [{profile}]: interrupted after {len(results)} of {len(todo)} runs; run it again to "
               "resume (finished runs are kept)", file=stream)
         return 130
+    results = unplanned + results
     by_status = {k: [r for r in results if r.status == k]
                  for k in ("done", "failed", "not_run", "stopped", "busy", "skipped")}
     print(f"reproduce [{profile}]: {len(by_status['done'])} ran, "
@@ -113,7 +162,7 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
     except OSError as e:  # a full or read-only disk: the runs are reported above, the tables could not be written
         print(f"  FAILED tables: {describe_os_error(e)}", file=stream)
         return 1
-    return 1 if by_status["failed"] or bad else 0
+    return 1 if by_status["failed"] or bad or unplanned else 0
 
 
 def auto_jobs(todo) -> int:

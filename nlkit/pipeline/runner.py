@@ -22,6 +22,7 @@ from ..io import atomic_write, atomic_write_json
 from ..methods.contract import PROTOCOL_METRICS
 from .deps import DependencyMissing, resolve_needs, run_key
 from .executors import (
+    KernelDied,
     execute_direct,
     execute_papermill,
     notebook_path,
@@ -73,7 +74,7 @@ def current_metrics(resolved: dict, seed: int, root: Path | None = None, *, warn
         return None
     try:
         return metrics if metrics.get("params_hash") == run_key(resolved, seed, root, data_root) else None
-    except DependencyMissing:
+    except UserError:  # what it needs is not done, or its `needs:` name a cell that is not there: not current
         return None
 
 
@@ -177,8 +178,11 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
     t0 = time.perf_counter()
     try:
         notebook = notebook_path(resolved)
-        (execute_papermill if executor == "papermill" else execute_direct)(notebook, out_dir, parameters,
-                                                                          threads=run_threads(resolved))
+        if executor == "papermill":
+            execute_papermill(notebook, out_dir, parameters, threads=run_threads(resolved),
+                              timeout_min=(resolved.get("resources") or {}).get("timeout_min"))
+        else:
+            execute_direct(notebook, out_dir, parameters, threads=run_threads(resolved))
         if not results_file.is_file():
             raise RuntimeError(f"the notebook finished without writing {results_file.name}")
         results = json.loads(results_file.read_text())
@@ -190,6 +194,9 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
         return RunResult(label, seed, "not_run", out_dir, time.perf_counter() - t0, str(e))
     except KeyboardInterrupt:
         raise
+    except KernelDied as e:  # out of memory, a segfault, its time limit: the reason is the whole story
+        _write_error(out_dir, f"{e}\n")
+        return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, str(e)[:500])
     except Exception as e:  # noqa: BLE001 - one failing cell is reported, the others go on
         _write_error(out_dir, traceback.format_exc())
         message = describe_os_error(e) if isinstance(e, OSError) else " ".join(f"{type(e).__name__}: {e}".split())

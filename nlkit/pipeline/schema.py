@@ -120,6 +120,20 @@ class Noise(_Block):
         return self
 
 
+Amount = Annotated[float, Field(ge=0)]
+
+
+class Resources(_Block):
+    """Scheduling (see remote.RESOURCE_KEYS): what a run asks of a machine, and how long it may take."""
+    num_cpus: Amount | None = None
+    num_gpus: Amount | None = None
+    memory_gb: Amount | None = None
+    max_retries: Annotated[StrictInt, Field(ge=0)] | None = None
+    partition: Name | None = None
+    time_min: Annotated[float, Field(gt=0)] | None = None      # SLURM's limit of one job
+    timeout_min: Annotated[float, Field(gt=0)] | None = None   # a papermill run's kernel is stopped after this
+
+
 class Cell(_Block):
     """The keys the pipeline itself reads or adds."""
     paper: Name
@@ -143,8 +157,8 @@ class Cell(_Block):
     train: dict[str, Any] | None = None
     needs: dict[Name, NeedRef | Need | None] | None = None
     skip: StrictStr | None = None   # a profile leaves the cell out, saying why (reported as not run)
-    # scheduling only (--backend ray|slurm: CPUs, GPU share, minutes, partition); not part of the params hash
-    resources: dict[StrictStr, StrictInt | float | StrictStr] | None = None
+    # scheduling only (CPUs, GPU share, minutes, partition, a run's time limit); not part of the params hash
+    resources: Resources | None = None
 
     @model_validator(mode="after")
     def _whole_cell(self):
