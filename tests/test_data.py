@@ -73,7 +73,9 @@ def test_registry_names_and_unknown_dataset():
 
 def test_default_data_root_and_cache_dir(monkeypatch, tmp_path):
     assert str(cache_dir()) == str(tmp_path / "cache")
-    assert default_data_root() == Path("data")
+    from nlkit.io import project_root
+
+    assert default_data_root() == project_root() / "data"   # the project's data/, whatever the working directory
     monkeypatch.setenv("NLKIT_DATA_ROOT", str(tmp_path / "elsewhere"))
     assert default_data_root() == tmp_path / "elsewhere"
 
