@@ -108,7 +108,7 @@ def test_every_notebook_runs_in_jupyterlab_and_leaves_git_clean(clone, tmp_path)
             ctx.close()
     print("Run All in JupyterLab, seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     assert _porcelain(clone) == "", f"git is not clean after the Lab session:\n{_porcelain(clone)}"
-    saved = (clone / "notebooks/sln.ipynb").read_text()
+    saved = (clone / f"notebooks/{NOTEBOOKS[0]}.ipynb").read_text()
     assert '"outputs": [\n' in saved and '"output_type"' in saved, "the session saved no outputs (nothing tested)"
     if os.environ.get("NLKIT_KEEP_BROWSER_CLONE"):
         shutil.copytree(clone / "outputs", SHOTS / "clone-outputs", dirs_exist_ok=True)
