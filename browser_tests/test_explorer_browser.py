@@ -119,8 +119,8 @@ def test_noise_explorer_in_jupyterlab(lab):
             # noise model: asym (its map defaults to asym_c10, shown in the dropdown)
             page.locator(".widget-dropdown:has(label:text-is('noise')) select").select_option(
                 index=list(NOISE_MODELS).index("asym"))
-            _wait_drawn(page, "digits, asym p=0.4, seed 0")
-            _check_figures(page, "digits, asym p=0.4, seed 0", _expected_rate("asym", 0.4, 0))
+            _wait_drawn(page, "digits, asym/asym_c10 p=0.4, seed 0")
+            _check_figures(page, "digits, asym/asym_c10 p=0.4, seed 0", _expected_rate("asym", 0.4, 0))
             map_select = page.locator(".widget-dropdown:has(label:text-is('asym map')) select")
             assert "asym_c10" in map_select.evaluate("s => s.options[s.selectedIndex].text")
 
@@ -130,25 +130,25 @@ def test_noise_explorer_in_jupyterlab(lab):
             page.keyboard.press("Control+A")
             page.keyboard.type("0.2")
             page.keyboard.press("Enter")
-            _wait_drawn(page, "digits, asym p=0.2, seed 0")
-            _check_figures(page, "digits, asym p=0.2, seed 0", _expected_rate("asym", 0.2, 0))
+            _wait_drawn(page, "digits, asym/asym_c10 p=0.2, seed 0")
+            _check_figures(page, "digits, asym/asym_c10 p=0.2, seed 0", _expected_rate("asym", 0.2, 0))
 
             # seed
             seed_box = page.locator(".widget-text:has(label:text-is('seed')) input")
             seed_box.fill("7")
             seed_box.press("Enter")
-            _wait_drawn(page, "digits, asym p=0.2, seed 7")
-            _check_figures(page, "digits, asym p=0.2, seed 7", _expected_rate("asym", 0.2, 7))
+            _wait_drawn(page, "digits, asym/asym_c10 p=0.2, seed 7")
+            _check_figures(page, "digits, asym/asym_c10 p=0.2, seed 7", _expected_rate("asym", 0.2, 7))
 
             # quick successive changes: the last one wins, and the figures shown are the last setting's
             for value in ("1", "2", "9"):
                 seed_box.fill(value)
                 seed_box.press("Enter")
-            _wait_drawn(page, "digits, asym p=0.2, seed 9")
-            _check_figures(page, "digits, asym p=0.2, seed 9", _expected_rate("asym", 0.2, 9))
+            _wait_drawn(page, "digits, asym/asym_c10 p=0.2, seed 9")
+            _check_figures(page, "digits, asym/asym_c10 p=0.2, seed 9", _expected_rate("asym", 0.2, 9))
             seed_box.fill("7")
             seed_box.press("Enter")
-            _wait_drawn(page, "digits, asym p=0.2, seed 7")
+            _wait_drawn(page, "digits, asym/asym_c10 p=0.2, seed 7")
 
             # clean labels: nothing is framed
             page.locator(".widget-dropdown:has(label:text-is('noise')) select").select_option(
@@ -157,14 +157,14 @@ def test_noise_explorer_in_jupyterlab(lab):
             _check_figures(page, "digits, clean, seed 7", 0.0, flipped=0)
             page.locator(".widget-dropdown:has(label:text-is('noise')) select").select_option(
                 index=list(NOISE_MODELS).index("asym"))
-            _wait_drawn(page, "digits, asym p=0.2, seed 7")
+            _wait_drawn(page, "digits, asym/asym_c10 p=0.2, seed 7")
 
             # class filter: the grid shows only those clean classes
             page.locator(".widget-select-multiple:has(label:text-is('classes')) select").select_option(["3", "5"])
             page.wait_for_function("() => document.querySelector('.nlkit-status').innerText.includes('classes 3, 5')"
                                    " && !document.querySelector('.nlkit-status').innerText.includes('redrawing')",
                                    timeout=120_000)
-            _check_figures(page, "digits, asym p=0.2, seed 7", _expected_rate("asym", 0.2, 7), classes={"3", "5"})
+            _check_figures(page, "digits, asym/asym_c10 p=0.2, seed 7", _expected_rate("asym", 0.2, 7), classes={"3", "5"})
 
             news = page.locator("button.jp-toast-button", has_text="No")  # Lab's "get news?" prompt
             if news.count():

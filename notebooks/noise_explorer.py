@@ -58,7 +58,6 @@ profile = "smoke"
 noise_root = None       # folder holding published label files (lra-pmd/, sln/)
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -77,7 +76,7 @@ from nlkit.noise.setting import (
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_label
 from nlkit.viz import save_figure
-from nlkit.viz.explorer import explorer_widget, noise_figures, setting_title
+from nlkit.viz.explorer import explorer_widget, noise_figures, noise_name, setting_title
 
 noise_seed, label_range, ran = seed, None, None
 if params_file:
@@ -118,7 +117,8 @@ display(pd.DataFrame([{**t, "clean": ds.classes[t["clean"]], "noisy": ds.classes
 
 # %%
 nominal = rate if noise not in ("clean", "file") else None
-label = setting_title(dataset, Path(label_file.split(":")[0]).name if noise == "file" else noise, nominal, noise_seed)
+label = setting_title(dataset, noise_name({"noise": noise, "asym_map": asym_map, "label_file": label_file},
+                                          ds.num_classes), nominal, noise_seed)
 if ran:
     label = f"{label}\n{ran}"
 figures = noise_figures(ds, result, class_filter=class_filter, nominal=nominal, n_images=n_images, seed=seed,

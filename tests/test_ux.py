@@ -175,10 +175,32 @@ def test_explorer_shows_effective_values_and_names_the_setting():
     box = _controls(ui)
     assert box["map"].value == "default" and box["map"].label == "default (asym_c10)"
     status = ui.children[1].value
-    assert "digits, asym p=0.2, seed 3" in status and "realised rate" in status
+    assert "digits, asym/asym_c10 p=0.2, seed 3" in status and "realised rate" in status
     svgs = [o["data"]["image/svg+xml"] for o in ui.children[2].outputs]
-    assert len(svgs) == 3 and all("digits, asym p=0.2, seed 3" in s for s in svgs)
+    assert len(svgs) == 3 and all("digits, asym/asym_c10 p=0.2, seed 3" in s for s in svgs)
     assert "realised rate 10." in svgs[1]  # asym_c10 at p = 0.2 flips half the classes
+
+
+def test_explorer_seed_box_takes_whole_numbers_only():
+    """Typing 3.7 once gave seed 37 without a word (an integer widget); now it is one clear line."""
+    from nlkit.viz.explorer import explorer_widget
+
+    ui = explorer_widget(datasets=("digits",), initial={"noise": "sym", "rate": 0.4, "seed": 3}, background=False)
+    box = _controls(ui)
+    box["seed"].value = "3.7"
+    assert "the seed must be a whole number" in ui.children[1].value and "3.7" in ui.children[1].value
+    box["seed"].value = "12"
+    assert "seed 12" in ui.children[1].value
+
+
+def test_explorer_titles_name_the_asym_map_and_the_label_file(tmp_path):
+    from nlkit.viz.explorer import noise_name
+
+    assert noise_name({"noise": "asym", "asym_map": None}, 10) == "asym/asym_c10"
+    assert noise_name({"noise": "asym", "asym_map": "mnist"}, 10) == "asym/mnist"
+    assert noise_name({"noise": "file", "label_file": "x/y/CIFAR-10_human.pt:worse_label"}, 10) == \
+        "file CIFAR-10_human.pt:worse_label"
+    assert noise_name({"noise": "sym"}, 10) == "sym"
 
 
 def test_explorer_redraws_are_serialised_and_cached(monkeypatch):
@@ -191,7 +213,7 @@ def test_explorer_redraws_are_serialised_and_cached(monkeypatch):
     ui = explorer_widget(datasets=("digits",), initial={"noise": "sym", "rate": 0.4})
     box, state = _controls(ui), ui.explorer
     for seed in range(1, 8):  # changes arriving while a drawing is in flight
-        box["seed"].value = seed
+        box["seed"].value = str(seed)
     state.wait()
     assert state.drawn["seed"] == 7 and "seed 7" in ui.children[1].value
     assert all("seed 7" in o["data"]["image/svg+xml"] for o in ui.children[2].outputs)
@@ -201,8 +223,8 @@ def test_explorer_redraws_are_serialised_and_cached(monkeypatch):
     state.wait()
     assert len(calls) == n and "clean classes 3" in ui.children[1].value
     box["classes"].value = ()
-    box["seed"].value = 1
-    box["seed"].value = 7
+    box["seed"].value = str(1)
+    box["seed"].value = str(7)
     state.wait()
     assert sum(c == ("sym", 0.4, 7) for c in calls) == 1, "noisy labels are cached per setting"
 

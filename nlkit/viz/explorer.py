@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
 from ..noise import NoiseResult, noise_report
+from ..noise.maps import default_asym_map
 from ..noise.setting import (
     NOISE_MODEL_HELP,
     NOISE_MODELS,
@@ -48,6 +50,31 @@ def noise_figures(dataset, result: NoiseResult, *, class_filter=None, nominal: f
 def setting_title(dataset: str, noise: str, rate: float | None, seed: int) -> str:
     """'digits, sym p=0.4, seed 0': what a figure shows (no rate for clean labels and label files)."""
     return f"{dataset}, {noise}" + (f" p={rate:g}" if rate is not None else "") + f", seed {seed}"
+
+
+def parse_seed(text) -> int:
+    """A seed typed into the explorer: an integer in [0, 2^32), else one clear line."""
+    try:
+        seed = int(str(text).strip())
+    except ValueError:
+        raise UserError(f"the seed must be a whole number in [0, 2^32), got {text!r}") from None
+    if not 0 <= seed < 2**32:
+        raise UserError(f"the seed must be a whole number in [0, 2^32), got {text!r}")
+    return seed
+
+
+def noise_name(s: dict, num_classes: int) -> str:
+    """The noise model as a title names it: the asymmetric map it used ('asym/asym_c10') and the label file's name
+    ('file cifar10-1-0.35.npy'), so two settings never share a title."""
+    if s["noise"] == "asym":
+        try:
+            return f"asym/{s.get('asym_map') or default_asym_map(num_classes)}"
+        except UserError:
+            return "asym"
+    if s["noise"] == "file" and s.get("label_file"):
+        path, _, field = str(s["label_file"]).partition(":")
+        return f"file {Path(path).name}" + (f":{field}" if field else "")
+    return s["noise"]
 
 
 def available_datasets(data_root=None, candidates=None, loaded: dict | None = None) -> list[str]:
@@ -135,7 +162,7 @@ class Explorer:
 
         ds, res = self.dataset(s["dataset"]), self.noise(s)
         nominal = None if s["noise"] in ("clean", "file") else s["rate"]
-        label = setting_title(s["dataset"], s["noise"], nominal, s["seed"])
+        label = setting_title(s["dataset"], noise_name(s, ds.num_classes), nominal, s["seed"])
         rep_key = ("report",) + tuple(sorted((k, v) for k, v in s.items() if k not in ("classes", "n_images")))
         if rep_key not in self._svgs:
             rep = noise_report(res.clean, res.noisy, ds.num_classes)
@@ -180,8 +207,9 @@ class Explorer:
     def _draw_latest(self, read_controls, show, show_error):
         while True:
             generation = self._wanted
-            settings = read_controls()
+            settings = None
             try:
+                settings = read_controls()  # a malformed entry (a seed of 3.7) is reported like any bad setting
                 with self._lock:
                     svgs, summary = self.figures(settings)
             except UserError as e:
@@ -212,7 +240,6 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
     import ipywidgets as w
 
     from ..noise import ASYM_MAPS
-    from ..noise.maps import default_asym_map
 
     initial = initial or {}
     state = Explorer(data_root, background=background)
@@ -226,7 +253,8 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
                            value=initial.get("noise") or "sym", description="noise", layout=w.Layout(width="640px"))
     rate_box = w.FloatSlider(value=initial.get("rate", 0.4), min=0, max=1, step=0.05, description="rate p",
                              continuous_update=False, readout_format=".2f")
-    seed_box = w.IntText(value=initial.get("seed", 0), description="seed")
+    # a text box read strictly: an integer widget turns a typed "3.7" into 37 without a word
+    seed_box = w.Text(value=str(initial.get("seed", 0)), description="seed", continuous_update=False)
     # "default" is a real option (never a blank dropdown): its label names the map it stands for
     map_box = w.Dropdown(options=[("default", "default")] + [(m, m) for m in sorted(ASYM_MAPS)],
                          value=initial.get("asym_map") or "default", description="asym map")
@@ -261,7 +289,7 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
 
     def read_controls() -> dict:
         return {"dataset": ds_box.value, "noise": model_box.value, "rate": float(rate_box.value),
-                "seed": int(seed_box.value), "asym_map": None if map_box.value == "default" else map_box.value,
+                "seed": parse_seed(seed_box.value), "asym_map": None if map_box.value == "default" else map_box.value,
                 "label_file": file_box.value or None, "classes": tuple(class_box.value),
                 "n_images": int(initial.get("n_images", 32))}
 

@@ -63,8 +63,11 @@ def image_grid(images: np.ndarray, noisy: np.ndarray, clean: np.ndarray, classes
     ax.set_ylim(rows * step_y + 0.05, 0)
     ax.set_aspect("equal")
     n_flip = int(sum(noisy[i] != clean[i] for i in chosen))
+    share = len(flipped) / max(len(pool), 1)
+    sampled = (f"; flipped samples over-represented ({share:.0%} of the data, drawn for half the grid)"
+               if flipped_share is not None and n_flip and n_flip / len(chosen) > share + 0.05 else "")
     fig.suptitle((title or "training images: noisy label (clean label); red = label flipped")
-                 + f"\n{n_flip} of {len(chosen)} shown images have a flipped label (red frame)", fontsize=10)
+                 + f"\n{n_flip} of {len(chosen)} shown images have a flipped label (red frame){sampled}", fontsize=10)
     fig.tight_layout()
     return fig
 
