@@ -133,6 +133,7 @@ def test_relative_data_root_means_the_same_from_notebooks_and_the_root(kit_proje
 
     from nlkit.data import default_data_root
     from nlkit.data import load_dataset
+    from nlkit.io import project_path
     from nlkit.noise.labelfiles import resolve_noise_file
     from nlkit.noise.setting import apply_noise_model
 
@@ -146,8 +147,9 @@ def test_relative_data_root_means_the_same_from_notebooks_and_the_root(kit_proje
         monkeypatch.chdir(cwd)
         monkeypatch.setenv("NLKIT_DATA_ROOT", "data")
         seen.add(default_data_root())
-        seen.add(resolve_noise_file("sln/x.csv", noise_root="data/noise"))
-        seen.add(resolve_noise_file("sln/x.csv", data_root="data"))
+        seen.add(project_path(resolve_noise_file("sln/x.csv", noise_root="data/noise")))
+        seen.add(project_path(resolve_noise_file("sln/x.csv", data_root="data")))
+        assert not resolve_noise_file("sln/x.csv", data_root="data").is_absolute()   # recorded without this machine
         flipped = apply_noise_model(digits, "file", 0.0, 0, label_file="labels.npy")   # the explorer's label file
         assert (flipped.noisy != digits.train_labels).all()
     assert seen == {kit_project / "data", kit_project / "data/noise/sln/x.csv"}

@@ -206,23 +206,24 @@ def verify_published(path, name: str) -> str:
 
 def resolve_noise_file(relative: str, noise_root=None, data_root=None, sha256: str | None = None) -> Path:
     """Find a published label file (path relative to a noise root such as `lra-pmd/cifar10-1-0.35.npy`) and check
-    its checksum. Looks in noise_root, $NLKIT_NOISE_ROOT, <data_root>/noise and <default data root>/noise."""
-    from ..data import default_data_root
+    its checksum. Looks in noise_root, $NLKIT_NOISE_ROOT, <data_root>/noise and <default data root>/noise. A
+    relative root is taken from the project folder, and the path comes back in the same relative form (what a
+    run records names no folder of this machine); open it through `nlkit.io.project_path`."""
     from ..errors import DataMissingError
-
     from ..io import project_path
 
-    candidates = [project_path(noise_root)] if noise_root else []
+    given = [Path(noise_root)] if noise_root else []
     if os.environ.get("NLKIT_NOISE_ROOT"):
-        candidates.append(project_path(os.environ["NLKIT_NOISE_ROOT"]))
-    candidates += [project_path(data_root) / "noise"] if data_root else []
-    candidates.append(Path(default_data_root()) / "noise")
-    for root in candidates:
-        path = root / relative
+        given.append(Path(os.environ["NLKIT_NOISE_ROOT"]))
+    given += [Path(data_root) / "noise"] if data_root else []
+    given.append(Path(os.environ.get("NLKIT_DATA_ROOT") or "data") / "noise")
+    for root in given:
+        path = project_path(root / relative)
         if path.is_file():
             if sha256 and sha256_file(path) != sha256:
                 raise UserError(f"{path} is not the published file (sha256 differs from the params file's)")
-            return path
+            return path if root.expanduser().is_absolute() else root / relative
+    candidates = [project_path(root) for root in given]
     raise DataMissingError(
         f"label file {relative} not found (looked in {', '.join(str(c) for c in candidates)}); "
         "pass --noise-root to the folder holding the published label files (lra-pmd/, sln/)")
