@@ -94,6 +94,32 @@ def test_a_damaged_checkpoint_is_set_aside_and_training_starts_fresh(tmp_path):
     assert list((tmp_path / "checkpoints").glob("last.pt.corrupt-*"))
 
 
+def test_a_checkpoint_of_another_layout_is_set_aside_and_training_starts_fresh(tmp_path, capsys):
+    """A checkpoint that reads but does not fit the method (other code wrote it: a wider layer) is set aside with
+    one line, and the run is the same as one that never saw it."""
+    _, *fns = _toy()
+    full = TrainLoop(None, epochs=3, progress=False).run(*fns)
+    _, *fns = _toy()
+    TrainLoop(tmp_path, epochs=2, progress=False).run(*fns)
+    saved = Checkpointer(tmp_path).load()
+    saved["method"]["model"]["weight"] = torch.zeros(1, 4)
+    saved["method"]["gen"] = torch.Generator().manual_seed(99).get_state()
+    Checkpointer(tmp_path).save(saved)
+    model, epoch_fn, get_state, set_state = _toy()
+
+    def gen_first(state):  # the generator is restored before the layer fails: the fresh start must undo it
+        fns_state = dict(state)
+        model_state = fns_state.pop("model")
+        set_state({**get_state(), **fns_state, "model": get_state()["model"]})
+        model.load_state_dict(model_state)
+
+    result = TrainLoop(tmp_path, epochs=3, progress=False).run(epoch_fn, get_state, gen_first)
+    assert result.resumed_from == 0 and [r["loss"] for r in result.history] == [r["loss"] for r in full.history]
+    assert list((tmp_path / "checkpoints").glob("last.pt.unusable-*"))
+    err = capsys.readouterr()
+    assert len([line for line in (err.out + err.err).splitlines() if "does not fit" in line]) == 1
+
+
 def test_a_checkpoint_holding_code_is_refused_not_run(tmp_path):
     marker = tmp_path / "ran"
 

@@ -92,6 +92,14 @@ def first_seed(resolved: dict) -> int:
     return int((resolved.get("seeds") or [0])[0])
 
 
+# torch files whose hash is taken over what they hold, not their bytes (see content_hash)
+TORCH_SUFFIXES = (".pt", ".pth")
+
+
+class ArtefactUnreadable(UserError):
+    """A torch artefact that does not load back (truncated, damaged, not a torch file)."""
+
+
 @lru_cache(maxsize=256)
 def _sha256(path: str, mtime_ns: int, size: int) -> str:
     h = hashlib.sha256()
@@ -101,29 +109,71 @@ def _sha256(path: str, mtime_ns: int, size: int) -> str:
     return h.hexdigest()
 
 
-def content_hash(path: Path) -> str:
+@lru_cache(maxsize=64)
+def _tensor_sha256(path: str, mtime_ns: int, size: int) -> str:
+    from ..safeload import torch_load
+
+    try:
+        obj = torch_load(path, "an artefact")
+    except UserError as e:
+        raise ArtefactUnreadable(str(e)) from None
+    h = hashlib.sha256()
+    _hash_value(h, obj)
+    return h.hexdigest()
+
+
+def _hash_value(h, value) -> None:
+    """Feed a loaded torch file's content to `h`: mappings in key order, tensors as dtype, shape and bytes, other
+    values by their repr. The file's own bytes are not used: torch.save records the name it wrote to (a temporary
+    one under atomic_write), so a bit-identical retrain would otherwise hash differently."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=str):
+            h.update(f"K{key!r}".encode())
+            _hash_value(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{type(value).__name__}{len(value)}".encode())
+        for item in value:
+            _hash_value(h, item)
+    else:
+        h.update(f"V{value!r}".encode())
+
+
+def content_hash(path: Path, *, file_bytes: bool = False) -> str:
+    """The sha256 of an artefact: of the tensors and values a torch file holds (ArtefactUnreadable when it does
+    not load), of the bytes of any other file (or of every file with `file_bytes`, how runs recorded before
+    content hashing fingerprinted their needs)."""
     st = path.stat()
+    if path.suffix in TORCH_SUFFIXES and not file_bytes:
+        return _tensor_sha256(str(path), st.st_mtime_ns, st.st_size)
     return _sha256(str(path), st.st_mtime_ns, st.st_size)
 
 
 _RESOLVING = threading.local()   # the cells whose needs are being resolved in this thread, outermost first
 
 
-def resolve_needs(resolved: dict, root: Path | None = None, data_root=None) -> Resolved:
+def resolve_needs(resolved: dict, root: Path | None = None, data_root=None, *, file_bytes: bool = False) -> Resolved:
     """Files and fingerprints of everything the cell needs; DependencyMissing when one is not (currently) done, or
-    when the needs lead back to the cell (a cycle: never done)."""
+    when the needs lead back to the cell (a cycle: never done). `file_bytes`: fingerprint by file bytes (see
+    content_hash)."""
     chain = getattr(_RESOLVING, "chain", ())
     me = f"{resolved['paper']}/{resolved['cell_id']}"
     if me in chain:
         raise DependencyMissing(f"its needs form a cycle: {' → '.join(chain[chain.index(me):] + (me,))}")
     _RESOLVING.chain = (*chain, me)
     try:
-        return _resolve_needs(resolved, root, data_root)
+        return _resolve_needs(resolved, root, data_root, file_bytes)
     finally:
         _RESOLVING.chain = chain
 
 
-def _resolve_needs(resolved: dict, root: Path | None, data_root) -> Resolved:
+def _resolve_needs(resolved: dict, root: Path | None, data_root, file_bytes: bool) -> Resolved:
     from .runner import is_current, run_dir
 
     paths, fingerprint = {}, {}
@@ -131,7 +181,7 @@ def _resolve_needs(resolved: dict, root: Path | None, data_root) -> Resolved:
         found = published_file(published, data_root) if published else None
         if found is not None:
             paths[name] = found
-            fingerprint[name] = {"published": published, "sha256": content_hash(found)}
+            fingerprint[name] = {"published": published, "sha256": _need_hash(found, published, file_bytes)}
             continue
         dep = dependency_cell(ref, resolved["profile"])
         seed = first_seed(dep)
@@ -145,17 +195,26 @@ def _resolve_needs(resolved: dict, root: Path | None, data_root) -> Resolved:
             raise DependencyMissing(f"needs the artefact {name!r} of {ref}, but its run left none")
         path = folder / artefact
         paths[name] = path
-        fingerprint[name] = {"cell": ref, "params_hash": metrics["params_hash"], "sha256": content_hash(path)}
+        fingerprint[name] = {"cell": ref, "params_hash": metrics["params_hash"],
+                             "sha256": _need_hash(path, ref, file_bytes)}
     return Resolved(paths, fingerprint)
 
 
-def run_key(resolved: dict, seed: int, root: Path | None = None, data_root=None) -> str:
+def _need_hash(path: Path, source: str, file_bytes: bool) -> str:
+    try:
+        return content_hash(path, file_bytes=file_bytes)
+    except ArtefactUnreadable as e:
+        raise DependencyMissing(f"needs {source}, whose artefact does not read back ({e})") from None
+
+
+def run_key(resolved: dict, seed: int, root: Path | None = None, data_root=None, *, file_bytes: bool = False) -> str:
     """What makes a finished run current: its params and seed, and for a dependent cell the params and artefact
     content of what it needs (or the published file's name and content). Raises DependencyMissing when a
-    dependency is not done."""
+    dependency is not done. `file_bytes`: the key as runs recorded it before torch artefacts were hashed by
+    content (their file bytes), so that those runs stay current while their artefacts are unchanged."""
     key = params_hash(resolved, seed)
     if not need_entries(resolved):
         return key
-    fingerprint = resolve_needs(resolved, root, data_root).fingerprint
+    fingerprint = resolve_needs(resolved, root, data_root, file_bytes=file_bytes).fingerprint
     blob = json.dumps({"params_hash": key, "needs": fingerprint}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

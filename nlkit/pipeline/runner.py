@@ -13,6 +13,7 @@ import tempfile
 import time
 import traceback
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .. import __version__
 from ..errors import SEED_LIMIT, DataMissingError, UserError, describe_os_error
 from ..io import atomic_write, atomic_write_json
 from ..methods.contract import PROTOCOL_METRICS
-from .deps import DependencyMissing, resolve_needs, run_key
+from .deps import DependencyMissing, content_hash, need_entries, resolve_needs, run_key
 from .executors import (
     KernelDied,
     execute_direct,
@@ -31,6 +32,9 @@ from .executors import (
 )
 from .locks import LOCK_NAME, run_lock
 from .params import load_cell, repo_root
+
+# artefact formats that are zip archives: a truncated one no longer opens (its directory is at the end)
+ZIP_SUFFIXES = (".pt", ".pth", ".npz", ".zip")
 
 
 @dataclass
@@ -72,10 +76,74 @@ def current_metrics(resolved: dict, seed: int, root: Path | None = None, *, warn
         if warn:
             warnings.warn(f"skipping unreadable {path}: {e}", stacklevel=2)
         return None
+    problem = bad_metric_values(metrics, resolved) or damaged_artefact(path.parent, metrics)
+    if problem:
+        if warn:
+            warnings.warn(f"counting {path} as not run: {problem}", stacklevel=2)
+        return None
     try:
-        return metrics if metrics.get("params_hash") == run_key(resolved, seed, root, data_root) else None
+        recorded = metrics.get("params_hash")
+        if recorded == run_key(resolved, seed, root, data_root):
+            return metrics
+        # a run recorded before torch artefacts were hashed by content fingerprinted them by their file bytes
+        if need_entries(resolved) and recorded == run_key(resolved, seed, root, data_root, file_bytes=True):
+            return metrics
+        return None
     except UserError:  # what it needs is not done, or its `needs:` name a cell that is not there: not current
         return None
+
+
+def metric_names(resolved: dict) -> list[str]:
+    """The metrics a cell's tables read, and the protocol ones every run reports."""
+    names = list(PROTOCOL_METRICS)
+    names.append(resolved.get("metric"))
+    names += [entry.get("metric") for entry in resolved.get("tables") or [] if isinstance(entry, dict)]
+    return [n for n in dict.fromkeys(names) if isinstance(n, str)]
+
+
+def bad_metric_values(metrics: dict, resolved: dict) -> str:
+    """'' when every metric the cell's tables read is a number or null; else which is not (a damaged or
+    hand-edited metrics.json, e.g. "acc_last": "high", must not reach the tables)."""
+    bad = [f"{name} = {metrics[name]!r}"[:80] for name in metric_names(resolved)
+           if metrics.get(name) is not None and (isinstance(metrics[name], bool)
+                                                 or not isinstance(metrics[name], (int, float)))]
+    return f"metric values must be numbers or null: {', '.join(bad)}" if bad else ""
+
+
+def damaged_artefact(folder: Path, metrics: dict) -> str:
+    """'' when every artefact the run lists that is present reads back as far as a cheap check tells: its size is
+    the one recorded when the run finished, and a zip-based file (torch's .pt, numpy's .npz) opens; else which is
+    not. A damaged artefact makes the run not current, so it is run again instead of failing every dependent run.
+    (Artefacts absent altogether, e.g. large weights not kept, are not checked here: a dependent that needs one
+    says so.)"""
+    recorded = metrics.get("artefact_files") if isinstance(metrics.get("artefact_files"), dict) else {}
+    for name, file in (metrics.get("artefacts") or {}).items() if isinstance(metrics.get("artefacts"), dict) else ():
+        path = folder / str(file)
+        if not path.is_file():
+            continue
+        size = (recorded.get(name) or {}).get("bytes") if isinstance(recorded.get(name), dict) else None
+        if size is not None and path.stat().st_size != size:
+            return f"artefact {path.name} has {path.stat().st_size} bytes, the run wrote {size}"
+        if path.suffix in ZIP_SUFFIXES:
+            try:
+                with zipfile.ZipFile(path):
+                    pass
+            except (OSError, zipfile.BadZipFile) as e:
+                return f"artefact {path.name} does not read back ({e})"
+    return ""
+
+
+def artefact_files(out_dir: Path, artefacts) -> dict:
+    """What a finished run records of its artefacts for the check above: their size and content hash."""
+    found = {}
+    for name, file in (artefacts or {}).items() if isinstance(artefacts, dict) else ():
+        path = out_dir / str(file)
+        if path.is_file():
+            try:
+                found[name] = {"bytes": path.stat().st_size, "sha256": content_hash(path)}
+            except UserError as e:
+                raise RuntimeError(f"the run's artefact {name!r} does not read back: {e}") from None
+    return found
 
 
 def is_current(resolved: dict, seed: int, root: Path | None = None, *, data_root=None) -> bool:
@@ -189,6 +257,7 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
         if results.get("completed") is False:  # a time budget ran out: the checkpoint continues it next time
             message = "time budget reached; run again to continue from the checkpoint"
             return RunResult(label, seed, "stopped", out_dir, time.perf_counter() - t0, message)
+        results["artefact_files"] = artefact_files(out_dir, results.get("artefacts"))
     except DataMissingError as e:
         _write_error(out_dir, f"not run: {e}")
         return RunResult(label, seed, "not_run", out_dir, time.perf_counter() - t0, str(e))

@@ -15,6 +15,7 @@ Checkpoints hold only tensors and plain Python values, so they load with ``weigh
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -106,8 +107,7 @@ class TrainLoop:
                        f"data); moved to {aside.name}, starting fresh")
             saved = None
         if saved is not None:
-            set_state(saved["method"])
-            history, start = list(saved["history"]), int(saved["epoch"])
+            history, start = self._restore(saved, get_state, set_state)
         result = LoopResult(history, True, start)
         t_start = time.monotonic()
 
@@ -140,6 +140,26 @@ class TrainLoop:
                                f"{epoch} of {self.epochs}; run again to continue from the checkpoint")
                     break
         return result
+
+
+    def _restore(self, saved: dict, get_state: Callable[[], dict], set_state: Callable[[dict], None]
+                 ) -> tuple[list[dict], int]:
+        """(history, epochs done) from a checkpoint. One that reads but does not fit the method (another
+        network's layout, missing entries: written by other code) is set aside like a corrupt one, with one line,
+        and the run starts fresh from the state it had before the attempt."""
+        before = copy.deepcopy(get_state())
+        try:
+            history, start = list(saved["history"]), int(saved["epoch"])
+            if start < 0:
+                raise ValueError(f"epoch {start}")
+            set_state(saved["method"])
+            return history, start
+        except Exception as e:  # noqa: BLE001 - an unusable checkpoint is set aside, never fatal
+            set_state(before)
+            aside = self.checkpointer.set_aside("unusable")
+            tqdm.write(f"{self.desc}: {self.checkpointer.path} does not fit this run ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:200]}); moved to {aside.name}, starting fresh")
+            return [], 0
 
 
 def _fmt(value):

@@ -30,30 +30,31 @@ from torch import nn
 
 from ...data import DeviceBatcher
 from ...train import autocast_for
+from ..contract import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 # ---------------------------------------------------------------------------------------------- settings
 
 @dataclass
 class DivideMixConfig:
     """DivideMix's hyperparameters (CIFAR defaults of the DivideMix/InstanceGM code)."""
-    batch_size: int = 64                  # labelled and unlabelled batch each (MixMatch batch 4 x this)
-    warmup_batch_size: int = 128          # warm-up (and the CE baseline): plain CE over all samples
-    eval_batch_size: int = 512            # eval_train and test passes (no effect on the numbers)
-    warmup_epochs: int = 10
-    lr: float = 0.02
-    lr_drop_epoch: int = 150              # 0-based epoch from which lr * lr_drop_factor applies
-    lr_drop_factor: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    p_threshold: float = 0.5
-    temperature: float = 0.5
-    alpha: float = 4.0
-    lambda_u: float = 25.0
-    rampup_epochs: float = 16.0
-    gmm_max_iter: int = 10
-    gmm_tol: float = 1e-2
-    gmm_reg_covar: float = 5e-4
-    gmm_loss_average: int = 1             # epochs of normalised losses averaged before the GMM (DivideMix: 5 at r=0.9)
+    batch_size: PositiveInt = 64                  # labelled and unlabelled batch each (MixMatch batch 4 x this)
+    warmup_batch_size: PositiveInt = 128          # warm-up (and the CE baseline): plain CE over all samples
+    eval_batch_size: PositiveInt = 512            # eval_train and test passes (no effect on the numbers)
+    warmup_epochs: NonNegativeInt = 10
+    lr: PositiveFloat = 0.02
+    lr_drop_epoch: NonNegativeInt = 150              # 0-based epoch from which lr * lr_drop_factor applies
+    lr_drop_factor: PositiveFloat = 0.1
+    momentum: Fraction = 0.9
+    weight_decay: NonNegativeFloat = 5e-4
+    p_threshold: Fraction = 0.5
+    temperature: PositiveFloat = 0.5
+    alpha: PositiveFloat = 4.0
+    lambda_u: NonNegativeFloat = 25.0
+    rampup_epochs: PositiveFloat = 16.0
+    gmm_max_iter: PositiveInt = 10
+    gmm_tol: PositiveFloat = 1e-2
+    gmm_reg_covar: NonNegativeFloat = 5e-4
+    gmm_loss_average: PositiveInt = 1             # epochs of normalised losses averaged before the GMM (DivideMix: 5 at r=0.9)
     warmup_neg_entropy: bool = False      # DivideMix's confidence penalty during warm-up (asymmetric noise only)
     bf16: bool = False                    # bf16 autocast on CUDA (a speed switch, on in `quick`); the original code
                                           # and the `paper` profile compute in fp32. CPU always runs fp32

@@ -23,7 +23,7 @@ from ...data import DeviceBatcher
 from ...errors import UserError, check_choice
 from ...models import build_model
 from ...train import TrainLoop, autocast_for, default_device, run_identity
-from ..contract import config_from_cell
+from ..contract import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, config_from_cell
 from .data import IGMData
 from .dividemix import DivideMix, DivideMixConfig, ExtraLoss, division_quality
 from .generative import EPS_DISTS, KL_REDUCTIONS, T_INPUTS, GenerativeModule, vae_loss
@@ -33,27 +33,27 @@ METHODS = ("ce", "dividemix", "instancegm")
 
 @dataclass
 class InstanceGMConfig(DivideMixConfig):
-    epochs: int = 300
+    epochs: PositiveInt = 300
     arch: str = "preact_resnet18_dividemix"
-    width_mult: float = 1.0               # preact_resnet18_dividemix only (reduced CPU profiles)
-    crop_padding: int = 4
+    width_mult: PositiveFloat = 1.0               # preact_resnet18_dividemix only (reduced CPU profiles)
+    crop_padding: NonNegativeInt = 4
     flip: bool = True
     # the generative module (method instancegm)
-    z_dim: int = 25
-    vae_batch_size: int = 128
-    vae_lr: float = 1e-3
-    recon_weight: float = 1.0
-    noisy_ce_weight: float = 1.0
+    z_dim: PositiveInt = 25
+    vae_batch_size: PositiveInt = 128
+    vae_lr: PositiveFloat = 1e-3
+    recon_weight: NonNegativeFloat = 1.0
+    noisy_ce_weight: NonNegativeFloat = 1.0
     prior_weight: float = -1e-5
     kl_weight: float = -3e-4
     eps_dist: str = "uniform"             # code: U[0,1) reparameterisation noise; "normal" is the textbook VAE
     double_sigmoid: bool = True           # code: sigmoid(decoder output), whose last layer is already a sigmoid
     kl_reduction: str = "sum"             # code: KL summed over the batch; "mean" averages it
     t_decoder_input: str = "xhat"         # code: p(Ŷ | X̂, Y) reads the reconstruction; "x" the image
-    gumbel_tau: float = 1.0
+    gumbel_tau: PositiveFloat = 1.0
     channels_last: bool = True
-    checkpoint_every_seconds: float = 300.0
-    time_budget_seconds: float | None = None
+    checkpoint_every_seconds: PositiveFloat = 300.0
+    time_budget_seconds: PositiveFloat | None = None
     method: str = "instancegm"            # from the cell's top-level `method`, not the train block
 
     @classmethod

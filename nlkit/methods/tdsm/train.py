@@ -33,6 +33,7 @@ from ...diffusion import (
 from ...errors import UserError
 from ...io import atomic_write
 from ...train import EMA, TrainLoop, autocast_for, default_device, run_identity
+from ..contract import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 from .objective import forward_corrected_ce, tdsm_loss, volmin_loss
 from .weights import reverse_matrix, tdsm_weights, volmin_transition, weight_entropy
 
@@ -83,54 +84,54 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 class TDSMConfig:
     # diffusion network (docs/tdsm.md §8)
     arch: str = "ddpmpp"
-    model_channels: int | None = None
+    model_channels: PositiveInt | None = None
     channel_mult: list | None = None
-    num_blocks: int | None = None
+    num_blocks: PositiveInt | None = None
     attn_resolutions: list | None = None
-    dropout: float = 0.13
-    batch_size: int = 512
-    lr: float = 1e-3
-    warmup_kimg: float = 10000
-    duration_kimg: float = 200000
-    ema_halflife_kimg: float = 500
-    ema_rampup: float | None = 0.05
-    augment_p: float = 0.12
+    dropout: Fraction = 0.13
+    batch_size: PositiveInt = 512
+    lr: PositiveFloat = 1e-3
+    warmup_kimg: NonNegativeFloat = 10000
+    duration_kimg: PositiveFloat = 200000
+    ema_halflife_kimg: PositiveFloat = 500
+    ema_rampup: PositiveFloat | None = 0.05
+    augment_p: Fraction = 0.12
     precision: str = "fp32"          # the UNet's autocast: fp32 (the original) or bf16
     tf32: bool | None = None         # TF32 matmuls/convolutions in the classifier and the UNet; None: on only with bf16
     # TDSM (docs/tdsm.md §5, §12)
-    tau: float = 0.01
-    temp: float = 1.0
+    tau: NonNegativeFloat = 0.01
+    temp: PositiveFloat = 1.0
     weights_form: str = "rinv"
     renorm_after_skip: bool = False
     full_grad: bool = False
     cls_aug_labels: bool = False
-    label_dropout: float = 0.0
-    extra_chunk: int | None = None
+    label_dropout: Fraction = 0.0
+    extra_chunk: PositiveInt | None = None
     # classifier (docs/tdsm.md §6)
     cls_arch: str = "cnn_mnist"
-    cls_batch_size: int = 1024
-    cls_lr: float = 1e-3
-    cls_warmup_kimg: float = 10000
-    cls_duration_kimg: float = 200000
-    volmin_lambda: float = 1e-4
+    cls_batch_size: PositiveInt = 1024
+    cls_lr: PositiveFloat = 1e-3
+    cls_warmup_kimg: NonNegativeFloat = 10000
+    cls_duration_kimg: PositiveFloat = 200000
+    volmin_lambda: NonNegativeFloat = 1e-4
     volmin_milestones_kimg: list = field(default_factory=lambda: [1500, 3000, 7500, 7600])
     # sampling and metrics (docs/tdsm.md §9, §10)
-    num_steps: int = 18
+    num_steps: PositiveInt = 18
     affine_weight: float = 0.0
-    samples_per_class: int = 1000
+    samples_per_class: PositiveInt = 1000
     sampling_seeds: list = field(default_factory=lambda: [0, 1])
-    sample_batch: int = 500
+    sample_batch: PositiveInt = 500
     eval_arch: str = "small_cnn"     # the clean-trained evaluator (label consistency, feature-FID): a kit diagnostic
     cas_arch: str | None = None      # the CAS classifier; None: the original's for the dataset (metrics.CAS_ARCHS)
-    eval_epochs: int = 10
-    cas_epochs: int = 20
-    fid_real_max: int = 10000
-    diag_samples: int = 2000
+    eval_epochs: PositiveInt = 10
+    cas_epochs: PositiveInt = 20
+    fid_real_max: PositiveInt = 10000
+    diag_samples: PositiveInt = 2000
     inception_weights: str | None = None
     # the loop
-    kimg_per_tick: float = 50
-    checkpoint_every_seconds: float = 300.0
-    time_budget_seconds: float | None = None
+    kimg_per_tick: PositiveFloat = 50
+    checkpoint_every_seconds: PositiveFloat = 300.0
+    time_budget_seconds: PositiveFloat | None = None
     # what the cell runs (its top-level `method` and `transition`, not the train block)
     method: str = "tdsm"
     transition: str = "true"
