@@ -8,7 +8,7 @@ import yaml
 
 from nlkit.pipeline import load_cell, run_cell
 from nlkit.pipeline.reproduce import reproduce
-from nlkit.pipeline.runner import is_current, metrics_path
+from nlkit.pipeline.runner import current_metrics, is_current, metrics_path
 
 from test_pipeline import write_notebook
 
@@ -243,3 +243,59 @@ def test_the_weights_root_variable_is_searched_first(tmp_path, monkeypatch):
         folder.mkdir(parents=True)
         (folder / "f.pt").write_text(str(folder))
     assert published_file("f.pt") == tmp_path / "w" / "f.pt" and published_file("g.pt") is None
+
+
+TORCH_ENCODER_CODE = [PARAMS, (
+    "import json, tempfile, torch\nfrom pathlib import Path\nfrom nlkit.pipeline import load_cell\n"
+    "cfg = load_cell(params_file, profile)\n"
+    "tmp = Path(tempfile.NamedTemporaryFile(dir=out_dir, suffix='.pt', delete=False).name)\n"  # as atomic_write
+    "torch.save({'w': torch.arange(6.0).reshape(2, 3) * cfg['value'], 'step': 3}, tmp)\n"
+    "tmp.replace(Path(out_dir, 'weights.pt'))\n"
+    "Path(out_dir, 'results.json').write_text(json.dumps({'acc_last': cfg['value'], "
+    "'artefacts': {'encoder': 'weights.pt'}}))")]
+
+TORCH_USER_CODE = [PARAMS, (
+    "import json, torch\nfrom pathlib import Path\nfrom nlkit.safeload import torch_load\n"
+    "w = torch_load(needs['encoder'], 'the encoder')['w']\n"
+    "Path(out_dir, 'results.json').write_text(json.dumps({'acc_last': float(w.sum())}))")]
+
+
+@pytest.fixture
+def torch_dep_project(dep_project):
+    write_notebook(dep_project / "notebooks" / "encoder.ipynb", TORCH_ENCODER_CODE)
+    write_notebook(dep_project / "notebooks" / "user.ipynb", TORCH_USER_CODE)
+    return dep_project
+
+
+def test_a_damaged_artefact_makes_its_cell_run_again_and_its_users_heal(torch_dep_project):
+    """A truncated classifier.pt used to leave its cell current, so every dependent failed on every run."""
+    assert reproduce("smoke", executor="direct") == 0
+    enc = load_cell(torch_dep_project / "params/enc/base.yaml", "smoke")
+    use = load_cell(torch_dep_project / "params/use/a.yaml", "smoke")
+    weights = metrics_path(enc, 0).parent / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-200])
+    with pytest.warns(UserWarning, match="weights.pt does not read back"):
+        assert current_metrics(enc, 0, warn=True) is None
+    assert not is_current(use, 0)
+    assert reproduce("smoke", executor="direct") == 0   # the dependency runs again, then its users
+    assert is_current(enc, 0) and is_current(use, 0)
+    assert json.loads(metrics_path(use, 0).read_text())["acc_last"] == 15.0
+
+
+def test_a_bit_identical_retrain_keeps_the_users_current(torch_dep_project):
+    """torch.save records the file name it wrote to: the artefact's hash is of its tensors, not its bytes."""
+    from nlkit.pipeline.deps import content_hash
+
+    assert reproduce("smoke", executor="direct") == 0
+    enc = load_cell(torch_dep_project / "params/enc/base.yaml", "smoke")
+    use = load_cell(torch_dep_project / "params/use/a.yaml", "smoke")
+    before = (metrics_path(enc, 0).parent / "weights.pt").read_bytes()
+    [result] = run_cell(torch_dep_project / "params/enc/base.yaml", "smoke", executor="direct", force=True)
+    after = (metrics_path(enc, 0).parent / "weights.pt").read_bytes()
+    assert result.status == "done" and before != after       # the bytes differ (another temporary name) ...
+    assert is_current(use, 0)                                # ... the tensors do not
+    other = torch_dep_project / "other.pt"
+    import torch
+
+    torch.save({"w": torch.arange(6.0).reshape(2, 3) * 2, "step": 3}, other)  # other tensors: another hash
+    assert content_hash(other) != content_hash(metrics_path(enc, 0).parent / "weights.pt")
