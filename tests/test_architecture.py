@@ -80,3 +80,18 @@ def test_every_cell_resolves_into_its_papers_contract(profile):
 def test_every_params_folder_has_a_method():
     folders = {p.name for p in (PACKAGE.parent / "params").iterdir() if p.is_dir()}
     assert folders <= set(PAPER_MODULES)
+
+
+@pytest.mark.parametrize("paper, key, value", [
+    ("tdsm", "duration_kimg", -5), ("tdsm", "cls_duration_kimg", 0), ("tdsm", "batch_size", 0),
+    ("tdsm", "lr", -1e-3), ("tdsm", "kimg_per_tick", 0), ("tdsm", "samples_per_class", -1),
+    ("tdsm", "augment_p", 1.5), ("instancegm", "epochs", -3), ("instancegm", "lr", -0.02),
+    ("instancegm", "batch_size", 0), ("instancegm", "vae_lr", 0), ("instancegm", "p_threshold", 2),
+    ("instancegm", "warmup_epochs", -1)])
+def test_train_values_outside_their_range_are_one_line_errors(paper, key, value):
+    """A negative TDSM duration used to finish as "done" with its numbers in the tables."""
+    from nlkit.errors import UserError
+
+    cell = load_cell(next(c for c in find_cells(paper) if c.stem.endswith(("-tdsm", "-instancegm"))), "smoke")
+    with pytest.raises(UserError, match=rf"train\.{key}: .*\(got {value}\)"):
+        method_for(paper).Config.from_cell({**cell, "train": {**(cell.get("train") or {}), key: value}})

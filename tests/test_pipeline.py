@@ -297,3 +297,30 @@ def test_a_reduced_budget_run_shows_no_delta_against_the_full_recipe(project):
     assert row["reduced"] == "100 training images" and np.isnan(row["delta"]) and row["n_seeds"] == 1
     md = next(p for p in build_tables("smoke") if p.suffix == ".md").read_text()
     assert "‡" in md and "— (reduced)" in md and "100 training images" in md
+
+
+def test_a_metric_that_is_not_a_number_is_reported_and_counted_as_not_run(project):
+    """`"acc_last": "high"` in a metrics.json used to crash the tables (float('high'))."""
+    cell = load_cell(project / "params/demo/alpha.yaml", "smoke")
+    for seed, acc in ((0, "high"), (1, 54.0)):
+        path = metrics_path(cell, seed)
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"acc_last": acc, "params_hash": params_hash(cell, seed)}))
+    with pytest.warns(UserWarning, match=r"seed0/metrics.json as not run: metric values must be numbers or null: "
+                                         r"acc_last = 'high'"):
+        df = collect("smoke", "demo").set_index("row")
+    assert df.loc["alpha", "n_seeds"] == 1 and df.loc["alpha", "reproduced_mean"] == 54.0
+    [first, _] = run_cell(project / "params/demo/alpha.yaml", "smoke", executor="direct")
+    assert first.status == "done"    # not current: run again, and the file now holds a number
+    assert json.loads(metrics_path(cell, 0).read_text())["acc_last"] == 5.0
+
+
+def test_a_resource_of_the_wrong_type_is_one_line(project, capsys):
+    from nlkit.cli import main
+
+    f = project / "params/demo/alpha.yaml"
+    f.write_text(f.read_text() + "resources: {num_cpus: two}\n")
+    code = main(["run", str(f), "--seed", "0", "--executor", "direct"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "resources.num_cpus" in err and "'two'" in err
