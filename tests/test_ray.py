@@ -196,3 +196,19 @@ def test_a_dead_kernel_fails_its_run_alone_under_ray(ray_cluster, project):
     beta = metrics_path(load_cell(project / "params/demo/beta.yaml", "smoke"), 0, project / "out")
     assert code == 1 and beta.is_file() and not (alpha / "metrics.json").exists()
     assert (alpha / "error.txt").read_text().startswith("the kernel died: killed by signal 9 (out of memory?)")
+
+
+def test_without_an_address_a_ray_of_its_own_starts_even_beside_a_running_cluster(monkeypatch):
+    """ray.init() without an address joins a `ray start` cluster left on the machine; the kit asks for "local"
+    unless --ray-address or $RAY_ADDRESS names a cluster."""
+    from nlkit.pipeline import ray_backend
+
+    calls = []
+    monkeypatch.setattr(ray, "init", lambda address=None, **kw: calls.append(address))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_backend.start_ray()
+    ray_backend.start_ray("head:6379")
+    monkeypatch.setenv("RAY_ADDRESS", "env-head:6379")
+    ray_backend.start_ray()
+    ray_backend.start_ray("head:6379")
+    assert calls == ["local", "head:6379", "env-head:6379", "head:6379"]

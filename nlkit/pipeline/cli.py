@@ -98,7 +98,8 @@ def add_commands(sub) -> None:
     rep.add_argument("--backend", default="local", choices=("local", "ray", "slurm"),
                      help="where the runs go: this machine (default), a Ray cluster (a local one unless "
                           "--ray-address or $RAY_ADDRESS names one), or SLURM jobs through submitit")
-    rep.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else start a local Ray)")
+    rep.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else start a local Ray of "
+                     "its own, even when a `ray start` cluster runs on this machine)")
     rep.add_argument("--slurm-partition", help="SLURM partition (default: the profile's resources.partition)")
     rep.add_argument("--slurm-time", type=int, help="SLURM time limit per run, minutes (default: the profile's "
                      "resources.time_min, else 60)")

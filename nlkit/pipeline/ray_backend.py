@@ -1,7 +1,8 @@
 """`nlkit reproduce --backend ray`: every run (cell × seed) a Ray task.
 
-Without an address (`--ray-address`, or $RAY_ADDRESS) a local Ray starts on this machine and uses all of it (every
-GPU of a multi-GPU node); with one the runs go to that cluster. Each task asks for the resources of its profile's
+Without an address (`--ray-address`, or $RAY_ADDRESS set by the user) a local Ray of its own starts on this machine
+and uses all of it (every GPU of a multi-GPU node), even when a `ray start` cluster already runs here; with one the
+runs go to that cluster. Each task asks for the resources of its profile's
 `resources:` block (see remote.RESOURCE_KEYS; `num_gpus: 0.25` lets four small runs share a GPU). A run that needs
 other cells takes their tasks' results as arguments, so Ray itself starts it once they have finished (no waiting on
 the driver), and a failed dependency makes it 'not run'. A worker lost mid-run leaves no metrics.json (it is written
@@ -27,19 +28,27 @@ def ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
+def ray_target(address: str | None = None) -> str:
+    """Where the runs go: `address` (--ray-address), else $RAY_ADDRESS when the user set it, else "local": a Ray of
+    our own on this machine. Never Ray's own default, which joins any cluster a `ray start` left running here
+    (through /tmp/ray/ray_current_cluster) and would run the tasks on someone else's resources."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
 def start_ray(address: str | None = None, attempts: int = 3, **init) -> None:
-    """`ray.init`, joining `address` (else $RAY_ADDRESS, else a new local Ray). Ray gives a starting node 30 s
-    to register, which a busy machine can exceed: a failed local start is tried again."""
+    """`ray.init` on `ray_target(address)`. Ray gives a starting node 30 s to register, which a busy machine can
+    exceed: a failed local start is tried again."""
     import ray
 
+    target = ray_target(address)
     init = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING", **init}
     for attempt in range(attempts):
         try:
-            ray.init(address=address, **init)
+            ray.init(address=target, **init)
             return
         except Exception:
             ray.shutdown()
-            if address or os.environ.get("RAY_ADDRESS") or attempt == attempts - 1:
+            if target != "local" or attempt == attempts - 1:
                 raise
 
 
