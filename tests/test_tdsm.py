@@ -500,3 +500,25 @@ def test_volminnet_classifier_and_the_affine_score(tmp_path):
     a, _ = generate(const(0.5), 2, 1, (1, 2, 2), 0, device="cpu", other=const(0.0), affine_weight=1.0)
     b, _ = generate(const(1.0), 2, 1, (1, 2, 2), 0, device="cpu")
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("fault", ["not a folder", "disk full"])
+def test_an_unusable_evaluator_cache_warns_and_the_run_goes_on(tmp_path, monkeypatch, fault):
+    """An unwritable or full NLKIT_CACHE used to fail every TDSM diffusion run; it costs a warning, as the
+    feature cache's does."""
+    import errno
+
+    if fault == "not a folder":
+        (tmp_path / "cache").write_text("a file where the cache folder should be")
+    else:
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(M, "save_model", full)
+    monkeypatch.setenv("NLKIT_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(40, 8, 8, 1), dtype=np.uint8)
+    labels = np.arange(40) % 2
+    with pytest.warns(UserWarning, match="cannot write the evaluator cache entry"):
+        model, cached = M.clean_evaluator("digits", images, labels, 2, epochs=1, device="cpu")
+    assert not cached and isinstance(model, torch.nn.Module)

@@ -15,6 +15,7 @@ noisy ones) and cached on disk by its data and settings, so every run of a datas
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,15 +90,24 @@ def evaluator_key(dataset: str, images: np.ndarray, labels: np.ndarray, arch: st
 
 def clean_evaluator(dataset: str, images, labels, num_classes: int, *, arch: str = "small_cnn", epochs: int = 10,
                     seed: int = 0, device=None):
-    """The clean-trained evaluator for a dataset, from the cache or trained now (and cached)."""
+    """The clean-trained evaluator for a dataset, from the cache or trained now (and cached). The cache saves
+    time only: an unreadable, unwritable or full cache folder costs a warning and the training, never the run
+    (as the feature cache of nlkit.encoders)."""
     path = cache_dir() / "tdsm-evaluator" / f"{dataset}-{evaluator_key(dataset, images, labels, arch, epochs, seed)}.pt"
-    if path.is_file():
-        try:
-            return load_model(path, map_location=device or default_device()), True
-        except Exception:  # noqa: BLE001 - a damaged cache entry is retrained, never fatal
-            path.unlink(missing_ok=True)
+    try:
+        if path.is_file():
+            try:
+                return load_model(path, map_location=device or default_device()), True
+            except Exception:  # noqa: BLE001 - a damaged cache entry is retrained, never fatal
+                path.unlink(missing_ok=True)
+    except OSError as e:
+        warnings.warn(f"cannot read the evaluator cache {path} ({e.strerror or e}); training it", stacklevel=2)
     model = train_image_classifier(images, labels, num_classes, arch=arch, epochs=epochs, seed=seed, device=device)
-    save_model(model, path, arch, **architecture_kwargs(arch, num_classes, images.shape[-1], images.shape[1]))
+    try:
+        save_model(model, path, arch, **architecture_kwargs(arch, num_classes, images.shape[-1], images.shape[1]))
+    except OSError as e:  # the next run trains it again; this one goes on
+        warnings.warn(f"cannot write the evaluator cache entry {path} ({e.strerror or e}); set NLKIT_CACHE to a "
+                      "writable folder", stacklevel=2)
     return model, False
 
 
