@@ -73,8 +73,9 @@ notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --update --to ipynb notebooks/*.py
 
 # The prepared GPU check (benchmarks/README.md): needs only torch and the scientific stack, so it runs with the
-# system Python of a bare GPU image; GPU_DATA holds the CIFAR-10 archive and noise/sln/cifar10/sym0.4.csv.
-GPU_PYTHON ?= python3
+# project's .venv Python where `make install` made one, else with the system Python of a bare GPU image;
+# GPU_DATA holds the CIFAR-10 archive and noise/sln/cifar10/sym0.4.csv.
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
 GPU_DATA   ?= .gpu-data
 OUT        ?= gpu-check-out
 

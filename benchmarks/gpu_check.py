@@ -7,7 +7,9 @@ Steps, in order of value, each time-boxed (a hard timeout per step, and NLKIT_TI
 loops stop cleanly) and each in its own process, so a crash or hang in one step still leaves the others:
 
 1. doctor    the environment report (`nlkit doctor`)
-2. smoke     one smoke cell per paper folder of params/, on the GPU (CUDA-only bugs)
+2. smoke     smoke cells of every paper folder of params/, on the GPU (CUDA-only bugs), chosen so that every
+             method's CUDA path runs: SLN, LRA-Diffusion, SimCLR, InstanceGM (DivideMix and its generative
+             module), the TDSM classifier and the TDSM diffusion model
 3. engine    the kit's training step against a reference-style loop (torchvision DataLoader, CPU transforms) on
              the same model and data (CIFAR-10 train images when found, else random images): images/s and ratio
 4. sln       CE vs SLN on CIFAR-10 sym-0.4 with the SLN paper's label file, quick profile, time-boxed
@@ -42,16 +44,21 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 STEPS = ("doctor", "smoke", "engine", "sln", "lra")
-# the cell each paper's smoke run uses on the GPU: the one that touches the most code (LC, EMA, diffusion ...);
-# a paper folder not listed here runs its first cell that needs neither CLIP nor another cell and that the smoke
-# profile does not leave out
-SMOKE_CELLS = {"sln": "cifar10-sym-0.40-paper-slnmolc", "lra_diffusion": "cifar10-pmd-0.35-simclr-head31",
-               "simclr": "cifar10", "noise": "cifar10-sym-0.40-paper", "explore": "noise_explorer"}
+# the cells each paper's smoke run uses on the GPU: those that touch the most code, so that every method's CUDA
+# path runs: SLN with LC and EMA, LRA-Diffusion's diffusion head, InstanceGM (DivideMix's co-divide and MixMatch
+# with the generative module), TDSM's noisy-label classifier and then the TDSM diffusion model that needs it. Cells
+# run in the order listed (a cell another needs runs first, without a time budget, so that it finishes). A paper
+# folder not listed here runs its first cell that needs neither CLIP nor another cell and that the smoke profile
+# does not leave out
+SMOKE_CELLS = {"sln": ("cifar10-sym-0.40-paper-slnmolc",), "lra_diffusion": ("cifar10-pmd-0.35-simclr-head31",),
+               "simclr": ("cifar10",), "noise": ("cifar10-sym-0.40-paper",), "explore": ("noise_explorer",),
+               "instancegm": ("cifar10-idn-0.20-instancegm",),
+               "tdsm": ("mnist-sym-0.40-classifier", "mnist-sym-0.40-tdsm")}
 SLN_CELLS = ("sln/cifar10-sym-0.40-paper-ce", "sln/cifar10-sym-0.40-paper-sln")
 LRA_CELLS = ("simclr/cifar10", "lra_diffusion/cifar10-pmd-0.35-simclr")
 
 # seconds: (hard timeout of the step's process, training-loop budget per run). Sum of timeouts <= 8 minutes.
-GPU_BUDGETS = {"doctor": (30, None), "smoke": (90, 40), "engine": (80, None), "sln": (160, 60),
+GPU_BUDGETS = {"doctor": (30, None), "smoke": (110, 15), "engine": (80, None), "sln": (140, 60),
                "lra": (110, 60)}
 DRY_BUDGETS = {"doctor": (60, None), "smoke": (90, 3), "engine": (60, None), "sln": (60, 2), "lra": (60, 2)}
 TOTAL_SECONDS = 470  # the whole check, one H100: leaves a retry inside 15 minutes of GPU time
@@ -75,9 +82,11 @@ def _cells_for_smoke() -> list[str]:
 
     cells = []
     for folder in sorted(p for p in (ROOT / "params").iterdir() if (p / "_defaults.yaml").is_file()):
-        preferred = folder / f"{SMOKE_CELLS.get(folder.name, '')}.yaml"
-        candidates = [preferred] if preferred.is_file() else []
-        candidates += sorted(p for p in folder.glob("*.yaml") if not p.name.startswith("_") and "clip" not in p.name)
+        preferred = [folder / f"{name}.yaml" for name in SMOKE_CELLS.get(folder.name, ())]
+        if preferred and all(p.is_file() for p in preferred):
+            cells += [f"{folder.name}/{p.stem}" for p in preferred]
+            continue
+        candidates = sorted(p for p in folder.glob("*.yaml") if not p.name.startswith("_") and "clip" not in p.name)
         for path in candidates:
             try:
                 resolved = load_cell(path, "smoke")
@@ -89,31 +98,51 @@ def _cells_for_smoke() -> list[str]:
     return cells
 
 
-def _run_cells(cells, profile: str, args, result: dict, result_file: Path) -> None:
-    """Run cells in turn through the pipeline (direct executor), recording each as soon as it ends."""
+def _run_cells(cells, profile: str, args, result: dict, result_file: Path, finish_needed: bool = False) -> None:
+    """Run cells in turn through the pipeline (direct executor), recording each as soon as it ends. With
+    `finish_needed`, a cell that a later one needs runs without the training-loop budget: stopped early, it would
+    leave its dependent not run (the smoke step's TDSM classifier, seconds at smoke size)."""
+    from nlkit.pipeline.deps import needs_of
+    from nlkit.pipeline.params import load_cell
+
+    needed = set()
+    for ref in cells if finish_needed else ():
+        try:
+            needed |= set(needs_of(load_cell(ROOT / "params" / f"{ref}.yaml", profile)).values())
+        except Exception:  # reported when the cell itself runs
+            continue
+    for ref in cells:
+        budget = os.environ.pop("NLKIT_TIME_BUDGET_SECONDS", None) if ref in needed else None
+        try:
+            _run_cell(ref, profile, args, result, result_file)
+        finally:
+            if budget is not None:
+                os.environ["NLKIT_TIME_BUDGET_SECONDS"] = budget
+
+
+def _run_cell(ref: str, profile: str, args, result: dict, result_file: Path) -> None:
     from nlkit.pipeline.params import load_cell
     from nlkit.pipeline.runner import run_one
 
-    for ref in cells:
-        t0 = time.perf_counter()
-        entry = {"cell": ref, "profile": profile, "status": "running"}
-        result["runs"].append(entry)
-        _write_json(result_file, result)
-        try:
-            resolved = load_cell(ROOT / "params" / f"{ref}.yaml", profile)
-            seed = int((resolved.get("seeds") or [0])[0])
-            r = run_one(resolved, seed, data_root=args.data_root, noise_root=args.noise_root, executor="direct",
-                        force=True, root=Path(args.work) / "outputs")
-            entry.update(status=r.status, message=r.message or None)
-            out_dir = Path(r.out_dir)
-            for name in ("metrics.json", "results.json"):  # results.json: a time-boxed run that stopped early
-                if (out_dir / name).is_file():
-                    entry["metrics"] = _headline(json.loads((out_dir / name).read_text()))
-                    break
-        except Exception as err:
-            entry.update(status="failed", message=f"{type(err).__name__}: {err}")
-        entry["seconds"] = round(time.perf_counter() - t0, 1)
-        _write_json(result_file, result)
+    t0 = time.perf_counter()
+    entry = {"cell": ref, "profile": profile, "status": "running"}
+    result["runs"].append(entry)
+    _write_json(result_file, result)
+    try:
+        resolved = load_cell(ROOT / "params" / f"{ref}.yaml", profile)
+        seed = int((resolved.get("seeds") or [0])[0])
+        r = run_one(resolved, seed, data_root=args.data_root, noise_root=args.noise_root, executor="direct",
+                    force=True, root=Path(args.work) / "outputs")
+        entry.update(status=r.status, message=r.message or None)
+        out_dir = Path(r.out_dir)
+        for name in ("metrics.json", "results.json"):  # results.json: a time-boxed run that stopped early
+            if (out_dir / name).is_file():
+                entry["metrics"] = _headline(json.loads((out_dir / name).read_text()))
+                break
+    except Exception as err:
+        entry.update(status="failed", message=f"{type(err).__name__}: {err}")
+    entry["seconds"] = round(time.perf_counter() - t0, 1)
+    _write_json(result_file, result)
 
 
 def _headline(metrics: dict) -> dict:
@@ -131,7 +160,7 @@ def step_doctor(args, result: dict, result_file: Path) -> None:
 
 def step_smoke(args, result: dict, result_file: Path) -> None:
     result["runs"] = []
-    _run_cells(_cells_for_smoke(), "smoke", args, result, result_file)
+    _run_cells(_cells_for_smoke(), "smoke", args, result, result_file, finish_needed=True)
 
 
 def step_engine(args, result: dict, result_file: Path) -> None:
@@ -322,27 +351,57 @@ def drive(args) -> int:
     return 1 if failed else 0
 
 
+class UnpackRefused(ValueError):
+    """A check's folder that would write outside its destination (a crafted archive or summary)."""
+
+
 def unpack(folder, dest_root=None) -> Path:
-    """Copy a check's summary and unpack its archives under outputs/gpu-check/<date>-<gpu>/."""
+    """Copy a check's summary and unpack its archives under outputs/gpu-check/<date>-<gpu>/. Nothing is written
+    outside that folder: a summary whose date or GPU name is not plain, or an archive with a member that is absolute,
+    climbs out with '..', or is a link or a device, is refused (UnpackRefused) before anything is written."""
     import shutil
 
     folder = Path(folder)
     summary = json.loads((folder / "summary.json").read_text())
     report = (summary["steps"].get("doctor") or {}).get("report") or {}
     gpus = (report.get("torch") or {}).get("gpus") or []
-    gpu = gpus[0]["name"] if gpus else ("dry-run" if summary.get("dry_run") else "cpu")
-    date = summary["started"][:10]
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower()
-    dest = Path(dest_root or ROOT / "outputs" / "gpu-check") / f"{date}-{slug}"
+    gpu = str(gpus[0]["name"]) if gpus else ("dry-run" if summary.get("dry_run") else "cpu")
+    date = str(summary.get("started", ""))[:10]
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        raise UnpackRefused(f"{folder / 'summary.json'}: 'started' does not begin with a date (got {date!r})")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower() or "gpu"
+    root = Path(dest_root or ROOT / "outputs" / "gpu-check").resolve()
+    dest = root / f"{date}-{slug}"
+    archives = [folder / name for name in ("outputs.tar.gz", "logs.tar.gz") if (folder / name).is_file()]
+    for archive in archives:
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                _check_member(archive, member, dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("summary.json", "doctor.txt", "done.txt"):
         if (folder / name).is_file():
             shutil.copyfile(folder / name, dest / name)
-    for name in ("outputs.tar.gz", "logs.tar.gz"):
-        if (folder / name).is_file():
-            with tarfile.open(folder / name) as tar:
-                tar.extractall(dest, filter="data")
+    for archive in archives:
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                target = dest / member.name
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
     return dest
+
+
+def _check_member(archive: Path, member: tarfile.TarInfo, dest: Path) -> None:
+    name = member.name
+    inside = (dest / name).resolve()
+    if (not (member.isfile() or member.isdir()) or Path(name).is_absolute() or ".." in Path(name).parts
+            or not inside.is_relative_to(dest.resolve())):
+        kind = "a link" if member.issym() or member.islnk() else "a device or special file" \
+            if not (member.isfile() or member.isdir()) else "a path outside the destination"
+        raise UnpackRefused(f"{archive}: member {name!r} is {kind}; refusing to unpack (nothing written)")
 
 
 def main(argv=None) -> int:
@@ -358,7 +417,11 @@ def main(argv=None) -> int:
     p.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.unpack:
-        print(unpack(args.unpack))
+        try:
+            print(unpack(args.unpack))
+        except UnpackRefused as e:
+            print(f"gpu_check: {e}", file=sys.stderr)
+            return 2
         return 0
     if not args.out:
         p.error("--out is required")

@@ -29,6 +29,14 @@ def test_dry_run_runs_every_step_and_packs_at_most_eight_files(tmp_path):
     smoke = summary["steps"]["smoke"]["runs"]
     assert {r["cell"].split("/")[0] for r in smoke} == papers
     assert all(r["status"] in ("done", "stopped") and r["metrics"] for r in smoke)
+    # every method's CUDA path: InstanceGM (DivideMix + its generative module), the TDSM classifier and then the
+    # TDSM diffusion model that needs it (the classifier finished, so the diffusion model ran), LRA, SLN
+    ran = {r["cell"]: r for r in smoke}
+    assert {"instancegm/cifar10-idn-0.20-instancegm", "tdsm/mnist-sym-0.40-classifier", "tdsm/mnist-sym-0.40-tdsm",
+            "lra_diffusion/cifar10-pmd-0.35-simclr-head31", "sln/cifar10-sym-0.40-paper-slnmolc"} <= set(ran)
+    assert ran["tdsm/mnist-sym-0.40-classifier"]["status"] == "done"
+    assert [r["cell"] for r in smoke].index("tdsm/mnist-sym-0.40-classifier") < \
+        [r["cell"] for r in smoke].index("tdsm/mnist-sym-0.40-tdsm")
     sln = {r["cell"]: r for r in summary["steps"]["sln"]["runs"]}
     assert set(sln) == set(gpu_check.SLN_CELLS)
     assert all("acc_last_live" in r["metrics"] for r in sln.values())
@@ -85,3 +93,63 @@ def test_a_hung_step_is_killed_at_its_timeout_and_its_partial_result_reported(tm
     assert (rc, timed_out) == (None, True)
     written = json.loads(summary_file.read_text())["steps"]["smoke"]
     assert written["status"] == "running" and written["runs"][0]["cell"] == "a/b"
+
+
+def _check_folder(tmp_path, started="2026-01-02T03:04:05+00:00", members=()):
+    """A finished check's folder: its summary and an outputs archive holding `members` (name, kind)."""
+    import io
+
+    folder = tmp_path / "check"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps({"started": started, "dry_run": True, "steps": {}}))
+    with tarfile.open(folder / "outputs.tar.gz", "w:gz") as tar:
+        for name, kind in (("outputs/run/metrics.json", "file"), *members):
+            info = tarfile.TarInfo(name)
+            if kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(info)
+            else:
+                info.size = 2
+                tar.addfile(info, io.BytesIO(b"{}"))
+    return folder
+
+
+@pytest.mark.parametrize("case", ["dot-dot member", "absolute member", "symlink member", "date climbs out"])
+def test_unpack_never_writes_outside_its_destination(tmp_path, case, capsys):
+    members = {"dot-dot member": [("outputs/../../../escaped.txt", "file")],
+               "absolute member": [(str(tmp_path / "escaped.txt"), "file")],
+               "symlink member": [("outputs/link", "symlink")]}.get(case, [])
+    started = "../../../escaped" if case == "date climbs out" else "2026-01-02T03:04:05+00:00"
+    folder = _check_folder(tmp_path, started, members)
+    dest_root = tmp_path / "deep" / "er" / "dest"
+    with pytest.raises(gpu_check.UnpackRefused):
+        gpu_check.unpack(folder, dest_root)
+    assert not dest_root.exists() and not list(tmp_path.rglob("escaped*"))
+    assert gpu_check.main(["--unpack", str(folder)]) == 2   # refused before anything is written
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and ("refusing" in err or "does not begin with a date" in err)
+
+
+def test_unpack_of_a_plain_check(tmp_path):
+    dest = gpu_check.unpack(_check_folder(tmp_path), tmp_path / "dest")
+    assert dest == (tmp_path / "dest" / "2026-01-02-dry-run").resolve()
+    assert (dest / "outputs" / "run" / "metrics.json").read_text() == "{}" and (dest / "summary.json").is_file()
+
+
+def test_make_gpu_check_uses_the_projects_venv_when_there_is_one(tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("make"):
+        pytest.skip("no make")
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+
+    def dry_run_command():
+        out = subprocess.run(["make", "-n", "-s", "gpu-check-dry"], cwd=tmp_path, capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin"}, check=True)
+        return out.stdout.strip()
+
+    assert dry_run_command().startswith("PYTHONPATH=. python3 ")   # a bare GPU image: the system Python
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").write_text("")
+    assert dry_run_command().startswith("PYTHONPATH=. .venv/bin/python ")  # after `make install`
