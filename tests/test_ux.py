@@ -434,3 +434,18 @@ def test_a_run_at_reduced_resolution_is_marked_reduced_and_gets_no_delta():
         "8x8 images instead of 32x32"
     assert reduced_budget(load_cell(ROOT / "params/tdsm/mnist-sym-0.40-tdsm.yaml", "quick")) == ""
     assert reduced_budget(load_cell(ROOT / "params/tdsm/toy-sym-0.40.yaml", "cpu")) == ""
+
+
+def test_explorer_reads_a_label_file_rewritten_at_the_same_path_again(tmp_path):
+    """The noisy labels were cached by the file's path alone: a rewritten file kept showing its old labels."""
+    from nlkit.viz.explorer import Explorer
+
+    state = Explorer(background=False)
+    clean = state.dataset("digits").train_labels
+    path = tmp_path / "labels.npy"
+    setting = {"dataset": "digits", "noise": "file", "rate": 0.0, "seed": 0, "asym_map": None,
+               "label_file": str(path)}
+    np.save(path, clean)
+    assert (state.noise(setting).noisy == clean).all()
+    np.save(path, (clean + 1) % 10)   # same path, new labels
+    assert (state.noise(setting).noisy == (clean + 1) % 10).all()

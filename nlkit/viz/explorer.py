@@ -77,6 +77,22 @@ def noise_name(s: dict, num_classes: int) -> str:
     return s["noise"]
 
 
+def label_file_stamp(s: dict) -> tuple | None:
+    """What tells a label file's versions apart (its size and modification time, to the nanosecond), so that a
+    file rewritten at the same path is read again rather than its old labels shown from the cache. None for a
+    setting without one (or a file that is not there: reading it reports that)."""
+    if s.get("noise") != "file" or not s.get("label_file"):
+        return None
+    from ..io import project_path
+    from ..noise.labelfiles import split_label_spec
+
+    try:
+        st = project_path(split_label_spec(s["label_file"])[0]).stat()
+    except (OSError, ValueError):
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def available_datasets(data_root=None, candidates=None, loaded: dict | None = None) -> list[str]:
     """The datasets that load on this machine without a download (digits always does); `loaded` receives them,
     so the explorer does not read them twice."""
@@ -144,7 +160,8 @@ class Explorer:
         return self._probs[name]
 
     def noise(self, s: dict) -> NoiseResult:
-        key = (s["dataset"], s["noise"], s["rate"], s["seed"], s["asym_map"], s["label_file"])
+        key = (s["dataset"], s["noise"], s["rate"], s["seed"], s["asym_map"], s["label_file"],
+               label_file_stamp(s))
         if key not in self._noise:
             if len(self._noise) >= 32:
                 self._noise.pop(next(iter(self._noise)))
@@ -163,7 +180,8 @@ class Explorer:
         ds, res = self.dataset(s["dataset"]), self.noise(s)
         nominal = None if s["noise"] in ("clean", "file") else s["rate"]
         label = setting_title(s["dataset"], noise_name(s, ds.num_classes), nominal, s["seed"])
-        rep_key = ("report",) + tuple(sorted((k, v) for k, v in s.items() if k not in ("classes", "n_images")))
+        rep_key = ("report", label_file_stamp(s)) + tuple(sorted((k, v) for k, v in s.items()
+                                                                   if k not in ("classes", "n_images")))
         if rep_key not in self._svgs:
             rep = noise_report(res.clean, res.noisy, ds.num_classes)
             figs = noise_figures(ds, res, nominal=nominal, label=label, which=("transition", "per_class"))
