@@ -449,3 +449,18 @@ def test_explorer_reads_a_label_file_rewritten_at_the_same_path_again(tmp_path):
     assert (state.noise(setting).noisy == clean).all()
     np.save(path, (clean + 1) % 10)   # same path, new labels
     assert (state.noise(setting).noisy == (clean + 1) % 10).all()
+
+
+def test_run_log_never_writes_through_a_symlink(tmp_path):
+    """A run.log that links out of the run folder had the run's chatter appended to the file it points to."""
+    from nlkit.pipeline.executors import run_log
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("the user's file\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.log").symlink_to(outside)
+    with run_log(run / "run.log"):
+        logging.getLogger("papermill").warning("chatter of the run")
+    assert outside.read_text() == "the user's file\n"
+    assert not (run / "run.log").is_symlink() and "chatter of the run" in (run / "run.log").read_text()

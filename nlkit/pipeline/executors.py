@@ -201,6 +201,21 @@ class _time_limit:  # noqa: N801 - a context manager
         return f"the kernel was stopped at the run's time limit of {self.minutes:g} min (resources.timeout_min)"
 
 
+def _open_log(path: Path):
+    """The log file for appending, never through a symlink: a `run.log` that links elsewhere (out of the run
+    folder, onto another file of the user's) is removed (the link, not what it points to) and a file made in its
+    place."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError:
+        if not path.is_symlink():
+            raise
+        path.unlink()
+        fd = os.open(path, flags | os.O_EXCL, 0o666)
+    return os.fdopen(fd, "a", buffering=1)
+
+
 class run_log:  # noqa: N801 - a context manager, like open()
     """`with run_log(path) as stream:` sends papermill's, nbclient's and the kernel client's log records and Python
     warnings to the run's log file instead of the terminal, where `make reproduce` shows one progress line.
@@ -220,7 +235,7 @@ class run_log:  # noqa: N801 - a context manager, like open()
 
     def __enter__(self):
         try:
-            self.stream = open(self.path, "a", buffering=1)  # noqa: SIM115 - closed in __exit__
+            self.stream = _open_log(Path(self.path))
         except OSError:  # a full disk or read-only folder: the run itself reports that; its chatter goes nowhere
             self.stream = open(os.devnull, "w")  # noqa: SIM115 - closed in __exit__
         self.outer = getattr(run_log._current, "stream", None)
