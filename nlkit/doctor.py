@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .data.locate import LOCATABLE, locate_dataset
+from .io import expand_home
 
 # the published label files the params name, by folder under <noise root>
 NOISE_FOLDERS = ("sln/cifar10", "sln/cifar100", "lra-pmd")
@@ -66,9 +67,9 @@ def data_roots(data_root=None) -> list[dict]:
     """The roots the kit would read, in the order it prefers them, each with the datasets found there."""
     candidates = []
     if data_root:
-        candidates.append(("--data-root", Path(data_root).expanduser()))
+        candidates.append(("--data-root", expand_home(data_root)))
     if os.environ.get("NLKIT_DATA_ROOT"):
-        candidates.append(("$NLKIT_DATA_ROOT", Path(os.environ["NLKIT_DATA_ROOT"]).expanduser()))
+        candidates.append(("$NLKIT_DATA_ROOT", expand_home(os.environ["NLKIT_DATA_ROOT"])))
     candidates.append(("./data", Path("data")))
     roots, seen = [], set()
     for origin, path in candidates:

@@ -30,8 +30,19 @@ def project_path(path) -> Path | None:
     from the project folder, whatever the working directory. None stays None."""
     if path is None or str(path) == "":
         return None
-    path = Path(path).expanduser()
+    path = expand_home(path)
     return path if path.is_absolute() else project_root() / path
+
+
+def expand_home(path) -> Path:
+    """`~` and `~user` expanded; a user with no home folder (a typo: `~nosuchuser/x`) is a UserError naming the
+    path, not pathlib's RuntimeError."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        from .errors import UserError
+
+        raise UserError(f"cannot expand {str(path)!r}: no home folder for {Path(path).parts[0]!r}") from None
 
 
 def atomic_write(path, write_fn) -> None:

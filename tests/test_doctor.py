@@ -70,3 +70,12 @@ def test_env_root_and_cli_json(tmp_path, monkeypatch, capsys):
     assert any("no published label files" in line for line in rep["cannot"])
     assert main(["doctor"]) == 0
     assert "data roots:" in capsys.readouterr().out
+
+
+def test_a_home_folder_of_no_user_is_one_line(capsys):
+    """`~nosuchuser/x` made pathlib raise RuntimeError: a traceback."""
+    from nlkit.cli import main
+
+    assert main(["doctor", "--data-root", "~nosuchuser-of-nlkit/x"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "~nosuchuser-of-nlkit" in err

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataMissingError
-from ..io import entry_lock
+from ..io import entry_lock, expand_home
 from .images import as_size, decode_files
 
 # Bump when the decoding itself changes, so that old caches are not reused.
@@ -27,7 +27,7 @@ _CACHE_VERSION = 1
 def cache_dir() -> Path:
     """`$NLKIT_CACHE` if set, else ~/.cache/nlkit."""
     env = os.environ.get("NLKIT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "nlkit"
+    return expand_home(env) if env else Path.home() / ".cache" / "nlkit"
 
 
 def _files_key(root: Path, groups: dict[str, list[str]], settings: str, name: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..io import expand_home
 from .imagefolder import tree_mismatch
 from .sources import _CIFAR, _MNIST_RAW, DIGIT_CLASSES, mnist_idx_file
 
@@ -79,7 +80,7 @@ def locate_dataset(name: str, root) -> str | None:
 
     if name not in _LOCATORS:
         raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(_LOCATORS)}")
-    root = Path(root).expanduser()
+    root = expand_home(root)
     if name != "digits" and not root.is_dir():
         return None
     return _LOCATORS[name](root)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..io import expand_home
 
 _NAME = "inception-v3-compat"
 FEATURES = ("2048", "logits_unbiased")
@@ -45,7 +46,7 @@ def load_inception(weights_path, device="cpu"):
     if not weights_path:
         raise UserError("Inception metrics need a local Inception-v3 weights file (set `inception_weights`, "
                         "e.g. weights-inception-2015-12-05-6726825d.pth from torch-fidelity's releases)")
-    path = Path(weights_path).expanduser()
+    path = expand_home(weights_path)
     if not path.is_file():
         raise UserError(f"Inception weights not found: {path} (download torch-fidelity's "
                         "weights-inception-2015-12-05-6726825d.pth once and pass its path)")

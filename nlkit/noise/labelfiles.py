@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..io import atomic_write, atomic_write_json
+from ..io import atomic_write, atomic_write_json, expand_home
 
 LABEL_SUFFIXES = (".npy", ".csv", ".pt", ".pth")
 
@@ -222,7 +222,7 @@ def resolve_noise_file(relative: str, noise_root=None, data_root=None, sha256: s
         if path.is_file():
             if sha256 and sha256_file(path) != sha256:
                 raise UserError(f"{path} is not the published file (sha256 differs from the params file's)")
-            return path if root.expanduser().is_absolute() else root / relative
+            return path if expand_home(root).is_absolute() else root / relative
     candidates = [project_path(root) for root in given]
     raise DataMissingError(
         f"label file {relative} not found (looked in {', '.join(str(c) for c in candidates)}); "

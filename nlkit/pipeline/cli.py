@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..io import project_root
+from ..io import expand_home, project_root
 from .params import PROFILES
 
 
@@ -63,7 +63,7 @@ def _cmd_tables(args) -> int:
 def _from_cwd(text: str) -> str:
     """A folder named on the command line, relative to the working directory, handed on in the project-relative
     form that notebooks and params use (so a run records `../data`, not this machine's absolute path)."""
-    path = Path(text).expanduser()
+    path = expand_home(text)
     if path.is_absolute():
         return str(path)
     return os.path.relpath(Path.cwd() / path, project_root())

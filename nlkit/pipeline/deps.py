@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import UserError
+from ..io import expand_home
 from .params import load_cell, params_hash, repo_root
 
 WEIGHTS_FOLDER = "weights"
@@ -42,9 +43,9 @@ def weights_roots(data_root=None) -> list[Path]:
     --data-root of the run), <default data root>/weights ($NLKIT_DATA_ROOT or ./data)."""
     from ..data import default_data_root
 
-    roots = [Path(os.environ["NLKIT_WEIGHTS_ROOT"]).expanduser()] if os.environ.get("NLKIT_WEIGHTS_ROOT") else []
+    roots = [expand_home(os.environ["NLKIT_WEIGHTS_ROOT"])] if os.environ.get("NLKIT_WEIGHTS_ROOT") else []
     if data_root:
-        roots.append(Path(data_root).expanduser() / WEIGHTS_FOLDER)
+        roots.append(expand_home(data_root) / WEIGHTS_FOLDER)
     roots.append(Path(default_data_root()) / WEIGHTS_FOLDER)
     return roots
 
