@@ -44,9 +44,11 @@ ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.
                                 errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EMFILE})
 
 
-def describe_os_error(e: OSError) -> str:
-    """'No space left on device: outputs/.../metrics.json': what happened and to which path, in one line."""
+def describe_os_error(e: OSError, where=None) -> str:
+    """'No space left on device: outputs/.../metrics.json': what happened and to which path, in one line. An error
+    that names no file (a write() on a full disk) names `where` (the folder being written), when given."""
     if e.filename is None:
-        return " ".join(f"{e.strerror or type(e).__name__}{': ' + str(e) if not e.strerror else ''}".split())
+        what = " ".join(f"{e.strerror or type(e).__name__}{': ' + str(e) if not e.strerror else ''}".split())
+        return f"{what} (writing under {where})" if where is not None else what
     where = str(e.filename) + (f" -> {e.filename2}" if e.filename2 else "")
     return f"{e.strerror or type(e).__name__}: {where}"

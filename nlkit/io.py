@@ -55,9 +55,11 @@ def atomic_write(path, write_fn) -> None:
     try:
         write_fn(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # a write() on a full disk names no file: name ours
+            e.filename = str(path)
         raise
 
 

@@ -621,6 +621,31 @@ def test_simulated_full_disk_while_writing_metrics_and_the_error(project, monkey
     assert metrics_of(project, "beta", 1) and (project / "outputs/smoke/tables/demo.md").is_file()
 
 
+def test_a_full_disk_inside_a_write_names_the_path(project, monkeypatch, capsys):
+    """A write() on a full disk raises ENOSPC naming no file: the FAILED line used to say only 'No space left on
+    device'."""
+    import errno
+
+    import nlkit.io
+    from nlkit.errors import describe_os_error
+    from nlkit.pipeline.reproduce import reproduce
+
+    real = nlkit.io.atomic_write
+
+    def atomic_write(path, write_fn):
+        def full(tmp):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))   # as file.write() raises it: no file name
+
+        return real(path, full if "beta/seed0" in str(path) and Path(path).name == "metrics.json" else write_fn)
+
+    monkeypatch.setattr(nlkit.io, "atomic_write", atomic_write)
+    assert reproduce("smoke", paper="demo", executor="direct") == 1
+    err = capsys.readouterr().err
+    assert re.search(r"FAILED demo/beta seed 0: No space left on device: \S+beta/seed0/metrics.json", err), err
+    assert describe_os_error(OSError(errno.ENOSPC, "No space left on device"), where="out/x") == \
+        "No space left on device (writing under out/x)"
+
+
 @pytest.fixture
 def read_only_outputs(project, request):
     """outputs/ on a read-only tmpfs (root), or without write permission (anyone else)."""

@@ -203,7 +203,7 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
             return _run_locked(resolved, seed, out_dir, label, data_root=data_root, noise_root=noise_root,
                                executor=executor, force=force, root=root)
     except OSError as e:  # ENOSPC, EACCES, EROFS ... while preparing the folder or writing metrics.json
-        message = describe_os_error(e)
+        message = describe_os_error(e, where=out_dir)
         _write_error(out_dir, message + "\n")
         return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, message)
 
@@ -258,7 +258,7 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
         return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, str(e)[:500])
     except Exception as e:  # noqa: BLE001 - one failing cell is reported, the others go on
         _write_error(out_dir, traceback.format_exc())
-        message = describe_os_error(e) if isinstance(e, OSError) else " ".join(f"{type(e).__name__}: {e}".split())
+        message = describe_os_error(e, where=out_dir) if isinstance(e, OSError) else " ".join(f"{type(e).__name__}: {e}".split())
         return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, message[:500])
     seconds = time.perf_counter() - t0
     metrics = {
@@ -300,7 +300,7 @@ def adopt_twin(resolved: dict, seed: int, twin: dict, twin_seed: int, root: Path
     try:
         atomic_write_json(out_dir / "metrics.json", metrics)
     except OSError as e:  # a full disk or unwritable folder fails this run only, in one line
-        return RunResult(label, seed, "failed", out_dir, 0.0, describe_os_error(e))
+        return RunResult(label, seed, "failed", out_dir, 0.0, describe_os_error(e, where=out_dir))
     return RunResult(label, seed, "done", out_dir, 0.0, f"same settings as {metrics['same_run_as']}")
 
 
