@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from nlkit.cli import main
+from nlkit.errors import UserError
 from nlkit.noise import read_labels, read_openset_flags
 
 
@@ -155,3 +156,12 @@ def test_openset_boolean_csv(tmp_path):
     assert read_openset_flags(str(tmp_path / "o.csv")).tolist() == [True, False, True]
     with pytest.raises(ValueError, match="flags"):
         read_labels(f"{tmp_path / 'o.csv'}:label_noisy")
+
+
+@pytest.mark.parametrize("header, spec", [("label", ""), ("label,noisy", ""), ("label,noisy", ":noisy")])
+def test_a_header_only_csv_says_it_has_no_rows(tmp_path, header, spec):
+    """An empty column read as all-False flags ('holds True/False flags') or asked for a column name."""
+    path = tmp_path / "labels.csv"
+    path.write_text(header + "\n")
+    with pytest.raises(UserError, match="has no rows"):
+        read_labels(f"{path}{spec}", num_classes=10)

@@ -81,6 +81,8 @@ def _read_csv(path: Path, field: str | None):
         df = pd.read_csv(path)
     except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
         raise UserError(f"cannot read {path} as CSV: {e}") from None
+    if df.empty and len(df.columns):  # a header and nothing under it: every column check below would mislead
+        raise UserError(f"{path} has no rows: only the header {list(map(str, df.columns))}, no labels under it")
     if field is None:
         if df.shape[1] != 1:
             raise UserError(f"{path} has columns {list(df.columns)}; name one as {path}:COLUMN")
