@@ -3,7 +3,9 @@
 A run that needs another cell's artefact (an LRA cell the SimCLR encoder, a TDSM cell its noisy-label classifier)
 gets the file that the dependency's finished run listed under that name in its `metrics.json`. The dependency's
 params hash and the artefact's content hash fold into the dependent's run key, so retraining the dependency makes
-every run that used it stale. The dependency's first seed provides the artefact.
+every run that used it stale, unless the retrain gave the same weights: a torch artefact is hashed by the tensors
+and values it holds, not its bytes (see content_hash). The dependency's first seed provides the artefact; an
+artefact that no longer reads back makes the dependency not current (runner.damaged_artefact), so it runs again.
 
 An artefact may also come published (e.g. the authors' encoder weights):
 `needs: {<artefact>: {cell: <paper>/<cell>, published: <file name>}}`. When that file lies in one of the weights
