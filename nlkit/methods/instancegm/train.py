@@ -52,7 +52,7 @@ class InstanceGMConfig(DivideMixConfig):
     t_decoder_input: str = "xhat"         # code: p(Ŷ | X̂, Y) reads the reconstruction; "x" the image
     gumbel_tau: PositiveFloat = 1.0
     channels_last: bool = True
-    checkpoint_every_seconds: PositiveFloat = 300.0
+    checkpoint_every_seconds: NonNegativeFloat = 300.0  # 0: after every epoch
     time_budget_seconds: PositiveFloat | None = None
     method: str = "instancegm"            # from the cell's top-level `method`, not the train block
 

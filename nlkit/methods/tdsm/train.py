@@ -130,7 +130,7 @@ class TDSMConfig:
     inception_weights: str | None = None
     # the loop
     kimg_per_tick: PositiveFloat = 50
-    checkpoint_every_seconds: PositiveFloat = 300.0
+    checkpoint_every_seconds: NonNegativeFloat = 300.0  # 0: after every epoch
     time_budget_seconds: PositiveFloat | None = None
     # what the cell runs (its top-level `method` and `transition`, not the train block)
     method: str = "tdsm"
