@@ -266,3 +266,14 @@ def test_animal10n_resized_bilinear_after_64px_statistics(tmp_path):
     # re-sln (data.py get_normalization_params): mean and std over every 64x64 training pixel, per channel
     np.testing.assert_allclose(data.mean, full["training"].mean(axis=(0, 1, 2)) / 255, atol=5e-5)  # kit: 4 decimals
     np.testing.assert_allclose(data.std, full["training"].std(axis=(0, 1, 2)) / 255, atol=5e-5)
+
+
+def test_ce_companion_of_an_sln_cell_is_the_ce_cell_of_the_same_setting(monkeypatch, tmp_path):
+    """The SLN notebook's CE-vs-SLN comparison trains the CE cell of the same setting (whatever the working folder)."""
+    from nlkit.methods.sln import ce_companion
+    from nlkit.pipeline.params import repo_root
+
+    monkeypatch.chdir(tmp_path)
+    assert ce_companion("params/sln/cifar10-sym-0.40-paper-sln.yaml") == \
+        repo_root() / "params/sln/cifar10-sym-0.40-paper-ce.yaml"
+    assert ce_companion("params/sln/cifar10-sym-0.40-paper-ce.yaml") is None
