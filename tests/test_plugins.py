@@ -233,3 +233,20 @@ def test_a_plugins_params_folder_is_checked_against_its_contract(tmp_path, monke
     cell.write_text(cell.read_text() + "sigma: 1.0\n")   # an SLN key: not one of GCE's CELL_KEYS
     with pytest.raises(UserError, match="sigma: Extra inputs"):
         load_cell(cell, "smoke")
+
+
+def test_coteaching_resumes_both_networks_from_a_checkpoint(tmp_path, capsys):
+    method = get_method("coteaching")
+    cell = {**CELL, "train": {**SMALL, "epochs": 2, "lr": 0.003, "num_gradual": 1}}
+    data = method.prepare(cell, 0)
+    full = method.run(data, method.Config.from_cell(cell), 0, progress=False)
+    # a time budget stops the run after its first epoch (a checkpoint); the next call continues it
+    stopped = method.run(data, method.Config.from_cell({**cell, "train": {**cell["train"], "time_budget_seconds":
+                                                                          1e-6}}), 0, tmp_path, progress=False)
+    assert not stopped.completed and list(stopped.history["epoch"]) == [1]
+    capsys.readouterr()
+    resumed = method.run(data, method.Config.from_cell(cell), 0, tmp_path, progress=False)
+    assert "another run" not in capsys.readouterr().err   # continued, not started afresh
+    assert resumed.completed and list(resumed.history["epoch"]) == [1, 2]
+    for column in ("test_acc_net1", "test_acc_net2", "label_precision"):
+        assert resumed.history[column].tolist() == pytest.approx(full.history[column].tolist(), abs=1e-6)
