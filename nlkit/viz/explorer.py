@@ -355,9 +355,8 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
     state.background = False
     state.request(read_controls, show, show_error)
     state.background = background
-    controls = w.VBox([w.HBox([ds_box, seed_box]), model_box, w.HBox([rate_box, map_box]), cifarn_box, file_box,
-                       class_box,
-                       class_note])
+    controls = w.VBox([w.HBox([ds_box, seed_box]), model_box, w.HBox([rate_box, map_box]),
+                       w.VBox([cifarn_box, file_box]), class_box, class_note])
     ui = w.VBox([controls, status, out])
     ui.explorer = state
     return ui
