@@ -147,11 +147,11 @@ def test_table_entry_shows_the_leaderboard_source(kit_project):
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"acc_last": 88.0 + seed, "params_hash": params_hash(cell, seed)}))
     df = collect("quick", "instancegm")
-    row = df[(df.table == "I5") & (df.row == "CE") & (df.column == "CIFAR-10N aggre")].iloc[0]
+    row = df[(df.table == "I6") & (df.row == "CE") & (df.column == "CIFAR-10N aggre")].iloc[0]
     assert row.n_seeds == len(cell["seeds"]) and np.isnan(row.paper_value)  # unconfirmed: no value filled in
     assert "noisylabels.com" in row.expected_source and "not confirmed" in row.expected_source
     md = to_markdown(df, "instancegm", "quick")
-    assert "## I5: CIFAR-N" in md and "| CE | CIFAR-10N aggre | 88.50 ± 0.71 | 2 | — |" in md
+    assert "## I6: CIFAR-N" in md and "| CE | CIFAR-10N aggre | 88.50 ± 0.71 | 2 | — |" in md
 
 
 def test_flip_matrix_vs_symmetric_on_generated_labels():
