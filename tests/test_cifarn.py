@@ -135,7 +135,7 @@ def test_cells_read_the_release_through_the_noise_root(release):
         assert smoke["dataset"] == "digits" and smoke["noise"]["model"] == "sym" and not smoke["noise"].get("file")
 
 
-def test_table_entry_shows_the_leaderboard_source(kit_project):
+def test_table_entry_shows_the_leaderboard_value_and_its_source(kit_project):
     from nlkit.pipeline import load_cell
     from nlkit.pipeline.params import params_hash
     from nlkit.pipeline.runner import metrics_path
@@ -147,11 +147,14 @@ def test_table_entry_shows_the_leaderboard_source(kit_project):
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"acc_last": 88.0 + seed, "params_hash": params_hash(cell, seed)}))
     df = collect("quick", "instancegm")
-    row = df[(df.table == "I6") & (df.row == "CE") & (df.column == "CIFAR-10N aggre")].iloc[0]
-    assert row.n_seeds == len(cell["seeds"]) and np.isnan(row.paper_value)  # unconfirmed: no value filled in
-    assert "noisylabels.com" in row.expected_source and "not confirmed" in row.expected_source
+    i6 = df[df.table == "I6"].set_index(["row", "column"])
+    row = i6.loc[("CE", "CIFAR-10N aggre")]
+    assert row.n_seeds == len(cell["seeds"]) and row.paper_value == 87.77 and row.expected_tag == "S"
+    assert "Wei et al., ICLR 2022" in row.expected_source and "ReScience" in row.expected_source
+    unconfirmed = i6.loc[("DivideMix", "CIFAR-10N random1")]
+    assert np.isnan(unconfirmed.paper_value) and "not confirmed" in unconfirmed.expected_source
     md = to_markdown(df, "instancegm", "quick")
-    assert "## I6: CIFAR-N" in md and "| CE | CIFAR-10N aggre | 88.50 ± 0.71 | 2 | — |" in md
+    assert "## I6: CIFAR-N" in md and "| CE | CIFAR-10N aggre | 88.50 ± 0.71 | 2 | 87.77 | 0.73 |" in md
 
 
 def test_flip_matrix_vs_symmetric_on_generated_labels():
