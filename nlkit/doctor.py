@@ -17,7 +17,7 @@ from .data.locate import LOCATABLE, locate_dataset
 from .io import expand_home
 
 # the published label files the params name, by folder under <noise root>
-NOISE_FOLDERS = ("sln/cifar10", "sln/cifar100", "lra-pmd")
+NOISE_FOLDERS = ("sln/cifar10", "sln/cifar100", "lra-pmd", "cifar-n")
 
 
 def _version(dist: str) -> str | None:

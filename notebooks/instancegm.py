@@ -89,13 +89,13 @@ needs = {}              # artefacts of the cells this one needs; {}: the cell's 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import Image, Markdown, display
+from IPython.display import display
 
 from nlkit.methods import instancegm, write_results
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import is_stand_in, output_dir, run_banner, run_label
-from nlkit.pipeline.notebook import notebook_roots
-from nlkit.pipeline.tables import committed_results, reduced_budget, table_entries
+from nlkit.pipeline.notebook import notebook_roots, show_committed_results
+from nlkit.pipeline.tables import reduced_budget, table_entries
 from nlkit.train import default_device
 from nlkit.viz import (
     accuracy_curves,
@@ -122,14 +122,7 @@ if (banner := run_banner(cell)):
 
 # %%
 if out_dir is None:  # exploring by hand; the pipeline's runs (which pass out_dir) skip this
-    shown = committed_results("instancegm")
-    for found in shown:
-        display(Markdown(f"**`{found['profile']}` profile, {found['runs']} table cells:** "
-                         f"{found['reading'] or 'no reading written yet'}"))
-        if found["png"] is not None:
-            display(Image(filename=str(found["png"])))
-    if not shown:
-        print("no real-data (cpu/quick) results of this paper are in outputs/ yet")
+    show_committed_results("instancegm")
 
 # %% [markdown]
 # ## Data and label noise

@@ -55,7 +55,7 @@ out_dir = "outputs/explore/noise_explorer"
 # Noise-study runs (`nlkit run params/noise/<cell>.yaml`) set these; the cell's settings then replace the above.
 params_file = None
 profile = "smoke"
-noise_root = None       # folder holding published label files (lra-pmd/, sln/)
+noise_root = None       # folder holding published label files (lra-pmd/, sln/, cifar-n/)
 
 # %%
 
@@ -136,13 +136,15 @@ print(f"figures and results.json saved in {out}" + ("; the explorer below shows 
 
 # %% [markdown]
 # ## Explore interactively
-# Change the dataset, noise model, rate, seed, flip map or class filter; the figures redraw.
+# Change the dataset, noise model, rate, seed, flip map or class filter; the figures redraw. Where the CIFAR-N
+# release file is found (under `noise_root`, or `<data_root>/noise/cifar-n/`), the CIFAR-N dropdown offers its human
+# label sets; a label file's flip matrix is then drawn beside symmetric noise of the same rate.
 
 # %%
 if interactive:  # offers every dataset that loads on this machine
-    display(explorer_widget(data_root=data_root, initial={"dataset": dataset, "noise": noise, "rate": rate,
-                                                          "seed": seed, "asym_map": asym_map,
-                                                          "label_file": label_file, "n_images": n_images}))
+    display(explorer_widget(data_root=data_root, noise_root=noise_root,
+                            initial={"dataset": dataset, "noise": noise, "rate": rate, "seed": seed,
+                                     "asym_map": asym_map, "label_file": label_file, "n_images": n_images}))
 
 # %% [markdown]
 # ## Result

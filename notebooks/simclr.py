@@ -49,13 +49,12 @@ needs = {}              # artefacts of the cells this one needs; {}: the cell's 
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Image, Markdown, display
+from IPython.display import display
 
 from nlkit.methods import simclr, write_results
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_banner, run_label
-from nlkit.pipeline.notebook import notebook_roots
-from nlkit.pipeline.tables import committed_results
+from nlkit.pipeline.notebook import notebook_roots, show_committed_results
 from nlkit.train import default_device
 from nlkit.viz import save_figure
 
@@ -76,14 +75,7 @@ if (banner := run_banner(cell)):
 
 # %%
 if out_dir is None:  # exploring by hand; the pipeline's runs (which pass out_dir) skip this
-    shown = committed_results("simclr")
-    for found in shown:
-        display(Markdown(f"**`{found['profile']}` profile, {found['runs']} table cells:** "
-                         f"{found['reading'] or 'no reading written yet'}"))
-        if found["png"] is not None:
-            display(Image(filename=str(found["png"])))
-    if not shown:
-        print("no real-data (cpu/quick) results of this paper are in outputs/ yet")
+    show_committed_results("simclr")
 
 # %% [markdown]
 # ## Training, then how good the features are for retrieval

@@ -46,18 +46,18 @@ out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<ce
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for quick and paper runs
 noise_root = None       # folder holding the published label files (sln/<dataset>/*.csv)
 needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
+compare_with_ce = True  # exploring an SLN cell: also train the CE cell of the same setting for the comparison
 
 # %%
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Image, Markdown, display
+from IPython.display import display
 
 from nlkit.methods import sln, write_results
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_banner, run_label
-from nlkit.pipeline.notebook import notebook_roots
-from nlkit.pipeline.tables import committed_results
+from nlkit.pipeline.notebook import notebook_roots, show_committed_results
 from nlkit.train import default_device
 from nlkit.viz import (
     confidence_histogram,
@@ -84,14 +84,7 @@ if (banner := run_banner(cell)):
 
 # %%
 if out_dir is None:  # exploring by hand; the pipeline's runs (which pass out_dir) skip this
-    shown = committed_results("sln")
-    for found in shown:
-        display(Markdown(f"**`{found['profile']}` profile, {found['runs']} table cells:** "
-                         f"{found['reading'] or 'no reading written yet'}"))
-        if found["png"] is not None:
-            display(Image(filename=str(found["png"])))
-    if not shown:
-        print("no real-data (cpu/quick) results of this paper are in outputs/ yet")
+    show_committed_results("sln")
 
 # %% [markdown]
 # ## Data and label noise
@@ -140,6 +133,32 @@ fig = confidence_histogram(analysis["max_prob"], analysis["noisy"], f"max probab
 save_figure(fig, out / "confidence.png")
 display(fig)
 plt.close(fig)
+
+# %% [markdown]
+# ### CE beside SLN, same data, same seed
+# The comparison the text above describes: the CE cell of this setting is trained too (its own folder; a second
+# Run All resumes it) and both confidence histograms are drawn side by side. Exploring only: pipeline runs skip it.
+
+# %%
+companion = sln.ce_companion(cell["params_file"]) if compare_with_ce and out_dir is None else None
+if companion is not None:
+    ce_cell = load_cell(companion, profile)
+    ce_data = sln.prepare(ce_cell, seed, notebook_roots(ce_cell, data_root, noise_root, {}))
+    ce_output = sln.run(ce_data, sln.Config.from_cell(ce_cell), seed, output_dir(None, ce_cell, seed))
+    ce_analysis = sln.train_set_analysis(ce_output.state, ce_data, use_ema=False)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), sharey=True)
+    confidence_histogram(ce_analysis["max_prob"], ce_analysis["noisy"],
+                         f"CE (sigma 0), live net: test {ce_output.metrics['acc_last']:.1f}%", ax=axes[0])
+    confidence_histogram(analysis["max_prob"], analysis["noisy"],
+                         f"{cell['method'].upper()}, {net} net: test {output.metrics[f'acc_last_{net.lower()}']:.1f}%",
+                         ax=axes[1])
+    fig.suptitle(f"max predicted probability on the training set - {ran}", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, out / "confidence_ce_vs_sln.png")
+    display(fig)
+    plt.close(fig)
+else:
+    print("no CE comparison here (a CE cell, a pipeline run, or compare_with_ce = False)")
 
 # %% [markdown]
 # ## Sample dissection

@@ -73,14 +73,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Image, Markdown, display
+from IPython.display import display
 
 from nlkit.methods import tdsm, write_results
 from nlkit.methods.tdsm.train import classifier_diagnostic
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_banner, run_label
-from nlkit.pipeline.notebook import notebook_roots
-from nlkit.pipeline.tables import committed_results
+from nlkit.pipeline.notebook import notebook_roots, show_committed_results
 from nlkit.train import default_device
 from nlkit.viz import (
     image_grid,
@@ -110,14 +109,7 @@ if (banner := run_banner(cell)):
 
 # %%
 if out_dir is None:  # exploring by hand; the pipeline's runs (which pass out_dir) skip this
-    shown = committed_results("tdsm")
-    for found in shown:
-        display(Markdown(f"**`{found['profile']}` profile, {found['runs']} table cells:** "
-                         f"{found['reading'] or 'no reading written yet'}"))
-        if found["png"] is not None:
-            display(Image(filename=str(found["png"])))
-    if not shown:
-        print("no real-data (cpu/quick) results of this paper are in outputs/ yet")
+    show_committed_results("tdsm")
 
 # %% [markdown]
 # ## Data, label noise and the transition matrix

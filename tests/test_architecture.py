@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from nlkit.methods import PAPER_MODULES, method_for
+from nlkit.methods import available_methods, method_for
 from nlkit.pipeline import PROFILES, find_cells, load_cell
 from nlkit.pipeline.tables import table_entries
 
@@ -79,7 +79,7 @@ def test_every_cell_resolves_into_its_papers_contract(profile):
 
 def test_every_params_folder_has_a_method():
     folders = {p.name for p in (PACKAGE.parent / "params").iterdir() if p.is_dir()}
-    assert folders <= set(PAPER_MODULES)
+    assert folders <= set(available_methods())
 
 
 @pytest.mark.parametrize("paper, key, value", [

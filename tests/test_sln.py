@@ -178,11 +178,14 @@ def test_training_runs_changes_targets_after_lc_and_is_deterministic(digits_data
 def test_training_resumes_from_a_checkpoint(digits_data, tmp_path):
     cfg = small_config(sigma=0.5, epochs=4, checkpoint_every_seconds=0)
     full = sln.train_sln(digits_data, cfg, seed=3, progress=False)
-    first = sln.train_sln(digits_data, small_config(sigma=0.5, epochs=2, checkpoint_every_seconds=0), seed=3,
-                          out_dir=tmp_path, progress=False)
-    assert len(first.history) == 2 and (tmp_path / "checkpoints" / "last.pt").is_file()
+    # the same run, stopped by a time budget after its first epoch (a budget does not change what it computes)
+    first = sln.train_sln(digits_data, small_config(sigma=0.5, epochs=4, checkpoint_every_seconds=0,
+                                                    time_budget_seconds=0.0), seed=3, out_dir=tmp_path,
+                          progress=False)
+    assert len(first.history) == 1 and not first.completed and (tmp_path / "checkpoints" / "last.pt").is_file()
     resumed = sln.train_sln(digits_data, cfg, seed=3, out_dir=tmp_path, progress=False)
     assert list(resumed.history["epoch"]) == [1, 2, 3, 4]
+    assert not list((tmp_path / "checkpoints").glob("last.pt.other-*")), "the checkpoint was not resumed"
     np.testing.assert_allclose(resumed.history["test_acc_live"], full.history["test_acc_live"], atol=1e-6)
 
 
@@ -266,3 +269,14 @@ def test_animal10n_resized_bilinear_after_64px_statistics(tmp_path):
     # re-sln (data.py get_normalization_params): mean and std over every 64x64 training pixel, per channel
     np.testing.assert_allclose(data.mean, full["training"].mean(axis=(0, 1, 2)) / 255, atol=5e-5)  # kit: 4 decimals
     np.testing.assert_allclose(data.std, full["training"].std(axis=(0, 1, 2)) / 255, atol=5e-5)
+
+
+def test_ce_companion_of_an_sln_cell_is_the_ce_cell_of_the_same_setting(monkeypatch, tmp_path):
+    """The SLN notebook's CE-vs-SLN comparison trains the CE cell of the same setting (whatever the working folder)."""
+    from nlkit.methods.sln import ce_companion
+    from nlkit.pipeline.params import repo_root
+
+    monkeypatch.chdir(tmp_path)
+    assert ce_companion("params/sln/cifar10-sym-0.40-paper-sln.yaml") == \
+        repo_root() / "params/sln/cifar10-sym-0.40-paper-ce.yaml"
+    assert ce_companion("params/sln/cifar10-sym-0.40-paper-ce.yaml") is None

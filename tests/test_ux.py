@@ -407,7 +407,7 @@ def test_smoke_runs_say_they_are_a_pipeline_check_and_notebooks_open_on_the_comm
     for path in NOTEBOOKS:
         code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
         if "notebook_roots" in code:   # the paper notebooks
-            assert "run_banner(cell)" in code and "committed_results(" in code, path.name
+            assert "run_banner(cell)" in code and "show_committed_results(" in code, path.name
             assert "value - paper" not in code or "not_comparable" in code, f"{path.name}: a Δ for a stand-in"
 
 

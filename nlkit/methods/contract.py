@@ -1,6 +1,7 @@
 """The contract every paper's method follows, so that notebooks, tests and the pipeline use them alike.
 
-A paper's home (`nlkit/methods/<paper>`) provides:
+A paper's home (`nlkit/methods/<paper>`), and a plug-in method (one module, found by name through
+`nlkit.methods.registry`; docs/adding-a-method.md), provides:
 
 - ``SPEC``: a :class:`MethodSpec` naming the metrics its tables may read and the artefacts other cells may need;
 - ``Config.from_cell(cell)``: its settings from the cell's ``train:`` block (unknown keys, wrong types and values

@@ -8,6 +8,7 @@ The faithful defaults follow the SLN spec; the original code's other behaviours 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ import torch
 from ..data import DeviceBatcher, load_dataset, stratified_subset, validation_split
 from ..data.images import downsample, resize_images
 from ..errors import UserError, check_choice
+from ..io import project_path
 from ..models import build_model
 from ..noise import noise_report, openset
 from ..noise.setting import apply_noise_model, restrict, setting_from_params
@@ -362,6 +364,17 @@ def run(data: SLNData, config: SLNConfig, seed: int, workdir=None, *, device=Non
     if data.noisy_mask.any() and data.noise_meta.get("generator") != "openset":
         metrics["noise_report"] = noise_report(data.clean, data.noisy, data.num_classes)["per_class_noise_rate"]
     return RunOutput(result.history, metrics, state=result, completed=result.completed)
+
+
+def ce_companion(params_file) -> Path | None:
+    """The CE cell of the same setting as an SLN cell (`...-sln.yaml` -> `...-ce.yaml` beside it), which the
+    notebook's CE-vs-SLN comparison trains too; None when the cell is CE itself or has no such sibling."""
+    path = project_path(params_file)
+    stem, _, method = path.stem.rpartition("-")
+    if not stem or method == "ce":
+        return None
+    sibling = path.with_name(f"{stem}-ce.yaml")
+    return sibling if sibling.is_file() else None
 
 
 def protocol_metrics(summary: dict, report_net: str) -> dict:

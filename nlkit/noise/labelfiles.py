@@ -38,7 +38,19 @@ PUBLISHED_SHA256 = {
     "sln/cifar100/sym0.4.csv": "e074d1181c8b297dd1e888a70bc8a959c26769c08fb4fadff58460f901d5f5fc",
     "sln/cifar100/asym0.4.csv": "a1fbcb8217b5c7dc68cc1f101d2034c634fce5e2b9f6ac34daadc5ca9826bd3c",
     "sln/cifar100/dependent0.4.csv": "f5d3e4506550be0532344138d6f0fc82ac32472cf669acee43b8f190b8d260d7",
+    # CIFAR-10N / CIFAR-100N human label sets, UCSC-REAL/cifar-10-100n data/ (docs/noise.md §7.1)
+    "cifar-n/CIFAR-10_human.pt": "873e69c39cb9b5e97fb6bae2d60bb59b38a5cbc31d2b868f7903dcb2b9dd2310",
+    "cifar-n/CIFAR-100_human.pt": "bd2d80409754d420292d622e15e25248ba21e37d27429efac49c8da723f44394",
 }
+
+# published files the kit may fetch itself (when online) into the noise root: the official repository's raw files
+PUBLISHED_URLS = {
+    "cifar-n/CIFAR-10_human.pt": "https://github.com/UCSC-REAL/cifar-10-100n/raw/main/data/CIFAR-10_human.pt",
+    "cifar-n/CIFAR-100_human.pt": "https://github.com/UCSC-REAL/cifar-10-100n/raw/main/data/CIFAR-100_human.pt",
+}
+
+# the key under which a torch-saved label set carries the true labels of its images (the CIFAR-N release)
+EMBEDDED_CLEAN_KEY = "clean_label"
 
 
 def sha256_file(path) -> str:
@@ -113,6 +125,37 @@ def _read_pt(path: Path, field: str | None):
     if hasattr(obj, "numpy"):
         obj = obj.numpy()
     return obj
+
+
+def embedded_clean_labels(path) -> np.ndarray | None:
+    """The true labels a `.pt` label set carries under `clean_label` (CIFAR-N), or None when it has none."""
+    path = Path(path)
+    if path.suffix.lower() not in (".pt", ".pth"):
+        return None
+    from ..safeload import torch_load
+
+    obj = torch_load(path, "a label file", numpy=True)
+    if not isinstance(obj, dict) or EMBEDDED_CLEAN_KEY not in obj:
+        return None
+    values = obj[EMBEDDED_CLEAN_KEY]
+    return _as_int_labels(values.numpy() if hasattr(values, "numpy") else values, f"{path}:{EMBEDDED_CLEAN_KEY}")
+
+
+def check_embedded_clean(path, labels: np.ndarray) -> None:
+    """A label set that carries its images' true labels must agree with the dataset's train labels, image by
+    image: otherwise its noisy labels belong to other images (another order, or another dataset's file)."""
+    clean = embedded_clean_labels(path)
+    if clean is None:
+        return
+    labels = np.asarray(labels)
+    if len(clean) != len(labels):
+        raise UserError(f"{path}: its {EMBEDDED_CLEAN_KEY} has {len(clean)} labels, the dataset {len(labels)} train "
+                        "images: the wrong file for this dataset")
+    wrong = np.flatnonzero(clean != labels)
+    if wrong.size:
+        raise UserError(f"{path}: its {EMBEDDED_CLEAN_KEY} differs from the dataset's train labels at {wrong.size} "
+                        f"of {len(labels)} images (first at {wrong[0]}): the images are not in torchvision order, "
+                        "or the file is not this dataset's")
 
 
 def read_labels(spec: str, num_classes: int | None = None, expected_length: int | None = None) -> np.ndarray:
@@ -206,11 +249,14 @@ def verify_published(path, name: str) -> str:
     return digest
 
 
-def resolve_noise_file(relative: str, noise_root=None, data_root=None, sha256: str | None = None) -> Path:
+def resolve_noise_file(relative: str, noise_root=None, data_root=None, sha256: str | None = None,
+                       download: bool | None = None) -> Path:
     """Find a published label file (path relative to a noise root such as `lra-pmd/cifar10-1-0.35.npy`) and check
     its checksum. Looks in noise_root, $NLKIT_NOISE_ROOT, <data_root>/noise and <default data root>/noise. A
     relative root is taken from the project folder, and the path comes back in the same relative form (what a
-    run records names no folder of this machine); open it through `nlkit.io.project_path`."""
+    run records names no folder of this machine); open it through `nlkit.io.project_path`. A file the kit knows
+    a download address for (PUBLISHED_URLS) is fetched into the first of those roots when it is missing, unless
+    `download` is False or (download=None) NLKIT_OFFLINE=1."""
     from ..errors import DataMissingError
     from ..io import project_path
 
@@ -226,6 +272,36 @@ def resolve_noise_file(relative: str, noise_root=None, data_root=None, sha256: s
                 raise UserError(f"{path} is not the published file (sha256 differs from the params file's)")
             return path if expand_home(root).is_absolute() else root / relative
     candidates = [project_path(root) for root in given]
-    raise DataMissingError(
-        f"label file {relative} not found (looked in {', '.join(str(c) for c in candidates)}); "
-        "pass --noise-root to the folder holding the published label files (lra-pmd/, sln/)")
+    missing = (f"label file {relative} not found (looked in {', '.join(str(c) for c in candidates)}); "
+               "pass --noise-root to the folder holding the published label files (lra-pmd/, sln/, cifar-n/)")
+    if relative in PUBLISHED_URLS:
+        from ..data.download import downloads_allowed, why_no_download
+
+        if not downloads_allowed(download):
+            raise DataMissingError(f"{missing}; not downloaded: {why_no_download(download)}")
+        download_published(relative, project_path(given[0]), missing)
+        return given[0] / relative
+    raise DataMissingError(missing)
+
+
+def download_published(relative: str, root: Path, not_found: str = "") -> Path:
+    """Fetch a published label file from its official URL into `root/relative`, checked against its pinned sha256
+    before it is moved into place (a failed or altered download leaves nothing behind)."""
+    import urllib.request
+
+    from ..data.download import run_download
+    from ..errors import DataMissingError
+
+    target = Path(root) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp):
+        run_download(lambda: urllib.request.urlretrieve(PUBLISHED_URLS[relative], tmp),
+                     not_found or f"label file {relative} not found")
+        digest = sha256_file(tmp)
+        if digest != PUBLISHED_SHA256[relative]:
+            raise DataMissingError(f"the download of {PUBLISHED_URLS[relative]} is not the published {relative} "
+                                   f"(sha256 {digest[:12]}...); nothing was saved")
+
+    atomic_write(target, write)
+    return target

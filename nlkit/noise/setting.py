@@ -17,7 +17,7 @@ from .generators import (
     make_result,
     pmd_generate,
 )
-from .labelfiles import read_labels, resolve_noise_file, split_label_spec
+from .labelfiles import check_embedded_clean, read_labels, resolve_noise_file, split_label_spec
 
 NOISE_MODELS = ("clean", "sym", "sym-incl", "asym", "pairflip", "idn", "pmd", "file")
 NOISE_MODEL_HELP = {
@@ -97,6 +97,7 @@ def apply_noise_model(dataset, model: str, rate: float, seed: int, *, asym_map: 
     path, field = split_label_spec(label_file)
     resolved = str(project_path(path)) + (f":{field}" if field is not None else "")  # relative: from the project
     noisy = read_labels(resolved, num_classes=c, expected_length=len(y))
+    check_embedded_clean(project_path(path), y)   # CIFAR-N: its clean_label must be the dataset's, image by image
     return make_result("file", y, noisy, None, {"file": label_file}, None, c)
 
 

@@ -33,6 +33,23 @@ def notebook_roots(cell: dict, data_root=None, noise_root=None, needs: dict | No
     return Roots(data_root, noise_root, {k: str(v) for k, v in found.paths.items()})
 
 
+def show_committed_results(paper: str) -> None:
+    """The top of a paper notebook when a person explores it: the kit's real-data runs of this paper (committed
+    under outputs/), each profile's reading and table figure, before anything runs."""
+    from IPython.display import Image, Markdown, display
+
+    from .tables import committed_results
+
+    shown = committed_results(paper)
+    for found in shown:
+        display(Markdown(f"**`{found['profile']}` profile, {found['runs']} table cells:** "
+                         f"{found['reading'] or 'no reading written yet'}"))
+        if found["png"] is not None:
+            display(Image(filename=str(found["png"])))
+    if not shown:
+        print("no real-data (cpu/quick) results of this paper are in outputs/ yet")
+
+
 def cell_ref(cell: dict) -> str:
     return f"{cell.get('paper')}/{cell.get('cell_id')}"
 

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from ..errors import SEED_LIMIT, UserError
-from ..methods import PAPER_MODULES, method_for
+from ..methods import available_methods, method_for
 from ..methods.contract import validation_summary
 from ..noise import ASYM_MAPS
 from ..noise.setting import NOISE_MODELS
@@ -177,7 +177,7 @@ class _OpenCell(Cell):
 def _model_for(paper: str):
     """The schema of one paper's cells: the pipeline's keys plus the method's CELL_KEYS (strict), or the
     pipeline's keys and anything else (a paper without CELL_KEYS or without a method module)."""
-    module = method_for(paper) if paper in PAPER_MODULES else None
+    module = method_for(paper) if paper in available_methods() else None
     extra = getattr(module, "CELL_KEYS", None)
     if extra is None:
         return _OpenCell, module

@@ -185,8 +185,11 @@ class Explorer:
         if rep_key not in self._svgs:
             rep = noise_report(res.clean, res.noisy, ds.num_classes)
             figs = noise_figures(ds, res, nominal=nominal, label=label, which=("transition", "per_class"))
-            self._svgs[rep_key] = ({k: figure_svg(figs[k]) for k in ("transition", "per_class")},
-                                   float(rep["noise_rate"]))
+            if s["noise"] == "file":  # a real noise pattern (CIFAR-N): beside class-independent noise of its rate
+                figs["vs_symmetric"] = viz.flip_matrix_vs_symmetric(res.clean, res.noisy, ds.classes,
+                                                                    name=noise_name(s, ds.num_classes),
+                                                                    seed=s["seed"])
+            self._svgs[rep_key] = ({k: figure_svg(f) for k, f in figs.items()}, float(rep["noise_rate"]))
         svgs, realised = self._svgs[rep_key]
         grid_key = rep_key + (("classes", s["classes"]), ("n", s["n_images"]))
         if grid_key not in self._svgs:
@@ -250,10 +253,24 @@ class Explorer:
             self._cv.wait_for(lambda: not self._running, timeout)
 
 
-def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, background: bool = True):
+def cifarn_options(dataset: str, noise_root=None, data_root=None) -> list[tuple[str, str]]:
+    """The CIFAR-N label sets the explorer offers for a dataset: [(shown, spec PATH:KEY)], empty when the release
+    file is not found (or is not the published one). Never downloads."""
+    from ..noise import cifarn
+
+    if not cifarn.available(dataset, noise_root, data_root):
+        return []
+    path = cifarn.find_file(dataset, noise_root, data_root, download=False)
+    return [(f"{dataset}n {name} ({key})", f"{path}:{key}") for name, key in cifarn.LABEL_SETS[dataset].items()]
+
+
+def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, background: bool = True,
+                    noise_root=None):
     """Interactive controls (dataset, noise model, rate, seed, map, class filter) that redraw the figures.
 
-    `datasets=None` offers every dataset that loads on this machine. The returned VBox holds the controls, a line
+    `datasets=None` offers every dataset that loads on this machine. Where the CIFAR-N release file of the dataset
+    is found (under `noise_root`, $NLKIT_NOISE_ROOT or <data_root>/noise), a "CIFAR-N" dropdown offers its human
+    label sets: choosing one sets the `file` noise model to it. The returned VBox holds the controls, a line
     stating the effective setting and what it realised, and the figures; `.explorer` is its `Explorer`."""
     import ipywidgets as w
 
@@ -278,6 +295,7 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
                          value=initial.get("asym_map") or "default", description="asym map")
     file_box = w.Text(value=initial.get("label_file") or "", description="label file",
                       placeholder="PATH[:FIELD] (noise model file)", continuous_update=False)
+    cifarn_box = w.Dropdown(options=[("—", "")], value="", description="CIFAR-N", layout=w.Layout(width="640px"))
     class_box = w.SelectMultiple(options=[], description="classes", rows=6)
     class_note = w.HTML()
     status = w.HTML()
@@ -296,6 +314,15 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
         map_box.value = value
         class_box.options = ds.classes
         class_box.value = ()
+        label_sets = cifarn_options(ds_box.value, noise_root, data_root)
+        cifarn_box.options = [("—", "")] + label_sets
+        cifarn_box.value = file_box.value if file_box.value in [v for _, v in label_sets] else ""
+        cifarn_box.disabled = not label_sets
+
+    def choose_cifarn(*_):
+        if cifarn_box.value:  # the file model, pre-filled with the chosen human label set
+            file_box.value = cifarn_box.value
+            model_box.value = "file"
 
     def refresh_enabled():
         model = model_box.value
@@ -338,6 +365,7 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
     refresh_dataset()
     refresh_enabled()
     ds_box.observe(refresh_dataset, "value")
+    cifarn_box.observe(choose_cifarn, "value")
     for box in (ds_box, model_box, rate_box, seed_box, map_box, file_box, class_box):
         box.observe(changed, "value")
     # The first drawing happens in the cell itself: a worker still drawing when the cell ends would leave a pyplot
@@ -345,8 +373,8 @@ def explorer_widget(datasets=None, data_root=None, initial: dict | None = None, 
     state.background = False
     state.request(read_controls, show, show_error)
     state.background = background
-    controls = w.VBox([w.HBox([ds_box, seed_box]), model_box, w.HBox([rate_box, map_box]), file_box, class_box,
-                       class_note])
+    controls = w.VBox([w.HBox([ds_box, seed_box]), model_box, w.HBox([rate_box, map_box]),
+                       w.VBox([cifarn_box, file_box]), class_box, class_note])
     ui = w.VBox([controls, status, out])
     ui.explorer = state
     return ui

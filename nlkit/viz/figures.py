@@ -92,6 +92,42 @@ def transition_heatmap(T: np.ndarray, classes: list[str], *, title: str = "trans
     return fig
 
 
+def symmetric_at_rate(clean, noisy, num_classes: int, seed: int = 0):
+    """Symmetric noise on the same clean labels at the realised rate of `noisy`: the class-independent reference a
+    real noise pattern (CIFAR-N's human labels) is compared with."""
+    from ..noise import symmetric
+
+    clean, noisy = np.asarray(clean), np.asarray(noisy)
+    rate = float(np.mean(clean != noisy)) if len(clean) else 0.0
+    return symmetric(clean, rate, num_classes, seed), rate
+
+
+def flip_matrix_vs_symmetric(clean, noisy, classes: list[str], *, name: str = "label file", seed: int = 0):
+    """Two per-class flip matrices P(noisy | clean), side by side on one colour scale: the given noisy labels (e.g.
+    CIFAR-N's human labels) and symmetric noise drawn at their realised rate, so structure (which classes are
+    confused with which) is told apart from the amount of noise. The diagonal is left out of the colour scale."""
+    from ..noise.stats import empirical_transition
+
+    c = len(classes)
+    sym, rate = symmetric_at_rate(clean, noisy, c, seed)
+    mats = [empirical_transition(clean, noisy, c), empirical_transition(sym.clean, sym.noisy, c)]
+    off = [m * (1 - np.eye(c)) * 100 for m in mats]
+    vmax = max(1.0, max(float(o.max()) for o in off))
+    size = min(7.0, 2.5 + 0.45 * c) if c <= 20 else 6.0
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.0, size * 0.9))
+    titles = [f"{name}: realised rate {rate:.1%}", f"symmetric noise at {rate:.1%} (seed {seed})"]
+    for ax, o, title in zip(axes, off, titles):
+        sns.heatmap(o, ax=ax, cmap="rocket_r", vmin=0, vmax=vmax, square=c <= 20, annot=c <= 10, fmt=".1f",
+                    annot_kws={"fontsize": 6}, cbar_kws={"label": "% of the clean class (off-diagonal)"},
+                    xticklabels=classes if c <= 20 else 10, yticklabels=classes if c <= 20 else 10)
+        ax.set_xlabel("noisy label")
+        ax.set_ylabel("clean class")
+        ax.set_title(title)
+    fig.suptitle("per-class flips P(noisy | clean): the file's noise vs class-independent noise of the same rate")
+    fig.tight_layout()
+    return fig
+
+
 def per_class_noise_bars(per_class_rate, classes: list[str], *, overall: float | None = None,
                          nominal: float | None = None, title: str = "noise rate per clean class", ax=None):
     """Share of each clean class whose label is wrong, with the overall (and nominal) rate as lines."""
