@@ -71,15 +71,17 @@ def test_every_cell_resolves_under_every_profile():
     cells = find_cells("instancegm")
     names = {c.stem for c in cells}
     pattern = re.compile(r"^(cifar10|cifar100)-idn-0\.\d\d-(ce|dividemix|instancegm)$|"
-                         r"^redmini-red-0\.\d\d-(ce|dividemix|instancegm)$|^animal10n-real-(ce|dividemix|instancegm)$")
-    assert len(cells) == 45 and all(pattern.match(n) for n in names), sorted(names)
+                         r"^redmini-red-0\.\d\d-(ce|dividemix|instancegm)$|^animal10n-real-(ce|dividemix|instancegm)$|"
+                         r"^cifar10n-(aggre|random1|worse)-(ce|dividemix|instancegm)$|"
+                         r"^cifar100n-noisy-(ce|dividemix|instancegm)$")
+    assert len(cells) == 57 and all(pattern.match(n) for n in names), sorted(names)  # 45 of I1-I4, 12 CIFAR-N
     rows = {}
     for path in cells:
         for profile in PROFILES:
             cell = load_cell(path, profile)
             cfg = igm.Config.from_cell(cell)
             assert cfg.method == path.stem.rsplit("-", 1)[1]
-            assert cell["notebook"] == "instancegm" and cell["table"] in ("I1", "I2", "I3", "I4")
+            assert cell["notebook"] == "instancegm" and cell["table"] in ("I1", "I2", "I3", "I4", "I6")
             if profile == "smoke":
                 assert cell["dataset"] == "digits" and cfg.epochs <= 3
         rows.setdefault(cell["table"], set()).add(cell["row"])
