@@ -29,6 +29,8 @@ def test_run_label_names_the_stand_in_and_never_none():
     smoke, paper = load_cell(sln, "smoke"), load_cell(sln, "paper")
     assert run_label(smoke) == "digits stand-in for cifar10-sym-0.40-paper-sln, smoke"
     assert run_label(paper) == "cifar10-sym-0.40-paper-sln, paper" and not is_stand_in(paper)
+    cpu = load_cell(sln, "cpu")   # real data at a cut size: the label says what was cut
+    assert run_label(cpu) == "cifar10-sym-0.40-paper-sln, reduced: 2000 training images, 1000 test images, cpu"
     lra = load_cell(ROOT / "params/lra_diffusion/cifar10-pmd-0.35-clip.yaml", "smoke")
     assert run_label(lra) == "digits stand-in for cifar10-pmd-0.35-clip, pca features instead of clip, smoke"
     for params in sorted((ROOT / "params").glob("*/*.yaml")):

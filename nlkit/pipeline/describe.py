@@ -48,6 +48,26 @@ def is_stand_in(resolved: dict, paper: dict | None = None) -> bool:
     return bool(substitutions(resolved, paper))
 
 
+def reduced_budget(resolved: dict) -> str:
+    """'' for a run on the cell's whole data; else what was cut (the cpu profile's subsets and pooled pixels), e.g.
+    '2000 training images, 1000 test images'. Such a run's number is not the paper's protocol: no Δ is given."""
+    cuts = []
+    if resolved.get("train_subset"):
+        cuts.append(f"{resolved['train_subset']} training images")
+    if resolved.get("test_subset"):
+        cuts.append(f"{resolved['test_subset']} test images")
+    if int(resolved.get("downsample") or 1) > 1:
+        cuts.append(f"pixels pooled {resolved['downsample']}x")
+    size = resolved.get("resolution")
+    images = resolved.get("method") != "toy"  # the 2-D toy has no images to shrink
+    if size and images and resolved.get("profile") != "paper" and resolved.get("params_file"):
+        paper = paper_settings(resolved)
+        full = paper.get("resolution") or paper.get("pad_to")
+        if full is None or int(size) < int(full):
+            cuts.append(f"{size}x{size} images" + (f" instead of {full}x{full}" if full else ""))
+    return ", ".join(cuts)
+
+
 def run_label(resolved: dict, paper: dict | None = None) -> str:
     """One line naming what ran, for titles and printouts, e.g. 'digits stand-in for cifar10-sym-0.40-paper-sln,
     smoke' or 'digits stand-in for cifar10-pmd-0.35-clip, pca features instead of clip, smoke'."""
@@ -61,6 +81,8 @@ def run_label(resolved: dict, paper: dict | None = None) -> str:
     if "encoder" in swaps:
         ran, ref = swaps["encoder"]
         parts.append(f"{ran or 'no'} features instead of {ref or 'none'}")
+    if "dataset" not in swaps and (cuts := reduced_budget(resolved)):
+        parts.append(f"reduced: {cuts}")   # a real-data run at a cut size is not the paper's experiment either
     return ", ".join(parts + [profile])
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from ..errors import UserError
 from ..io import atomic_write
-from .describe import is_stand_in, paper_settings, run_label
+from .describe import is_stand_in, reduced_budget, run_label
 from .params import PROFILES, find_cells, load_cell, repo_root
 from .runner import current_metrics, outputs_root
 
@@ -75,26 +75,6 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None, da
                 "published": ", ".join(published) if values else "",
             })
     return pd.DataFrame(rows)
-
-
-def reduced_budget(resolved: dict) -> str:
-    """'' for a run on the cell's whole data; else what was cut (the cpu profile's subsets and pooled pixels), e.g.
-    '2000 training images, 1000 test images'. Such a run's number is not the paper's protocol: no Δ is given."""
-    cuts = []
-    if resolved.get("train_subset"):
-        cuts.append(f"{resolved['train_subset']} training images")
-    if resolved.get("test_subset"):
-        cuts.append(f"{resolved['test_subset']} test images")
-    if int(resolved.get("downsample") or 1) > 1:
-        cuts.append(f"pixels pooled {resolved['downsample']}x")
-    size = resolved.get("resolution")
-    images = resolved.get("method") != "toy"  # the 2-D toy has no images to shrink
-    if size and images and resolved.get("profile") != "paper" and resolved.get("params_file"):
-        paper = paper_settings(resolved)
-        full = paper.get("resolution") or paper.get("pad_to")
-        if full is None or int(size) < int(full):
-            cuts.append(f"{size}x{size} images" + (f" instead of {full}x{full}" if full else ""))
-    return ", ".join(cuts)
 
 
 def _fmt(value, digits: int) -> str:

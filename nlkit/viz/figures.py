@@ -182,7 +182,7 @@ def save_figure(fig, path, dpi: int = 130) -> Path:
 
 def training_curves(history, title: str = "training curves", ax=None):
     """Test accuracy of the live and EMA nets and training accuracy against the noisy and the clean labels."""
-    fig, ax = _figure_and_axes(ax, (8, 4.5))
+    fig, ax = _figure_and_axes(ax, (10, 4.5))
     styles = {"test_acc_live": ("test, live net", "-", "#1f77b4"), "test_acc_ema": ("test, EMA net", "-", "#2ca02c"),
               "train_acc_noisy": ("train vs given labels", "--", "#d62728"),
               "train_acc_clean": ("train vs clean labels", "--", "#9467bd"),
@@ -197,7 +197,7 @@ def training_curves(history, title: str = "training curves", ax=None):
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # beside the curves, never on them
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
