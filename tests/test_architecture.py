@@ -95,3 +95,69 @@ def test_train_values_outside_their_range_are_one_line_errors(paper, key, value)
     cell = load_cell(next(c for c in find_cells(paper) if c.stem.endswith(("-tdsm", "-instancegm"))), "smoke")
     with pytest.raises(UserError, match=rf"train\.{key}: .*\(got {value}\)"):
         method_for(paper).Config.from_cell({**cell, "train": {**(cell.get("train") or {}), key: value}})
+
+
+def pipeline_import_graph(folder: Path, package: str = "nlkit.pipeline") -> dict[str, set[str]]:
+    """Which modules of `package` (the .py files of `folder`) each one imports, statically: module-level and
+    function-local imports alike (a local import still ties the two modules together, it only hides it)."""
+    modules = {p.stem for p in folder.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in sorted(folder.glob("*.py")):
+        edges = graph.setdefault(path.stem, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [(a.name, None) for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level == 1:
+                    base = f"{package}.{node.module}" if node.module else package
+                elif node.level == 0:
+                    base = node.module or ""
+                else:
+                    continue  # above the package: another layer, see test_lower_layers_never_import_higher_ones
+                targets = [(base, a.name) for a in node.names]
+            else:
+                continue
+            for base, name in targets:
+                if base == package and name in modules:       # from . import ray_backend
+                    edges.add(name)
+                elif base.startswith(package + "."):           # from .runner import x / import nlkit.pipeline.runner
+                    edges.add(base[len(package) + 1:].split(".")[0])
+        edges.discard(path.stem)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle found by a depth-first walk, each as A -> B -> ... -> A (one per back edge)."""
+    cycles, state = [], {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "visiting"
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == "visiting":
+                cycles.append(path[path.index(target):] + [module, target] if target in path
+                              else [module, target])
+            elif target not in state:
+                visit(target, path + [module])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    return cycles
+
+
+def test_pipeline_modules_import_one_way():
+    """Planning, currency, execution backends and recording import one way: no module of nlkit/pipeline imports,
+    directly or through others, a module that imports it (function-local imports count)."""
+    cycles = import_cycles(pipeline_import_graph(PACKAGE / "pipeline"))
+    assert not cycles, "import cycles in nlkit/pipeline:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_sees_a_cycle_through_a_local_import(tmp_path):
+    (tmp_path / "a.py").write_text("from .b import x\n")
+    (tmp_path / "b.py").write_text("def f():\n    from .c import y\n")
+    (tmp_path / "c.py").write_text("import os\n\ndef g():\n    from nlkit.pipeline import a\n")
+    (tmp_path / "d.py").write_text("from .a import z\nimport ray\n")
+    graph = pipeline_import_graph(tmp_path)
+    assert graph == {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c", "a"]]
