@@ -7,8 +7,9 @@ from __future__ import annotations
 from ..errors import UserError
 from ..io import project_path
 from ..methods.contract import Roots
-from .deps import DependencyMissing, dependency_cell, first_seed, need_entries, needs_of, resolve_needs
-from .runner import is_current, run_one
+from .currency import is_current, resolve_needs
+from .needs import DependencyMissing, dependency_cell, first_seed, need_entries, needs_of
+from .runner import run_one
 
 
 def notebook_roots(cell: dict, data_root=None, noise_root=None, needs: dict | None = None, *,

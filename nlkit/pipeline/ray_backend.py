@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
-from .deps import needs_of
+from .backend import record
+from .currency import outputs_root, run_dir
+from .needs import needs_of
 from .params import repo_root, settings_hash
 from .remote import execute_run, label_of, make_probe, resources_of, result_of
-from .runner import RunResult, adopt_twin, outputs_root, run_dir
+from .runner import RunResult, adopt_twin
 
 
 def ray_available() -> bool:
@@ -86,7 +88,7 @@ def _task(board, key, *args):
 
 def run_on_ray(todo, stop, results: list, bar, stream, *, address=None, data_root=None, noise_root=None,
                executor: str = "auto", root: Path | None = None) -> None:
-    """Runs `todo` (dependencies first) as Ray tasks and records each result as it finishes (see the module
+    """The Ray Backend (backend.Backend): runs `todo` (dependencies first) as Ray tasks and records each result as it finishes (see the module
     docstring). First Ctrl-C: runs not yet started are cancelled and those under way finish; second: all stop."""
     if not ray_available():
         raise UserError("the ray backend needs Ray: pip install 'nlkit[ray]'")
@@ -142,8 +144,6 @@ def run_on_ray(todo, stop, results: list, bar, stream, *, address=None, data_roo
 
 
 def _collect(ray, items, twins, board, stop, results, bar, stream, out_root, root, t0) -> None:
-    from .reproduce import _record
-
     pending = dict(items)
     failed: set = set()
     cancelled = False
@@ -156,11 +156,11 @@ def _collect(ray, items, twins, board, stop, results, bar, stream, out_root, roo
                 continue
             if result.status not in ("done", "skipped"):
                 failed.add(ref)
-            _record(result, results, bar, stream)
+            record(result, results, bar, stream)
             for twin, twin_seed in twins.pop(index, []):
                 adopted = adopt_twin(twin, twin_seed, resolved, seed, root=root) if result.status in ("done", "skipped") \
                     else None
-                _record(adopted or RunResult(label_of(twin, twin_seed), twin_seed, result.status,
+                record(adopted or RunResult(label_of(twin, twin_seed), twin_seed, result.status,
                                              run_dir(twin, twin_seed, root), 0.0,
                                              f"same settings as {result.cell}: {result.message}"),
                         results, bar, stream)

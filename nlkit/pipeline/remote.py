@@ -18,7 +18,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..io import atomic_write, atomic_write_json
-from .runner import RunResult, run_dir, run_one
+from .currency import run_dir
+from .executors import SharedKernel, papermill_available, use_kernel
+from .runner import RunResult, run_one
 
 # `resources:` in a params file or profile overlay (scheduling only: not part of the run's params hash).
 RESOURCE_KEYS = {
@@ -69,8 +71,6 @@ _KERNEL: dict = {}
 def _worker_kernel(project: str) -> None:
     """One Jupyter kernel per worker process, reused by the papermill runs it executes (as `shared_kernel()` does
     for a local reproduce); replaced when the project folder changes."""
-    from .executors import SharedKernel, use_kernel
-
     if _KERNEL.get("project") != project:
         if "kernel" in _KERNEL:
             _KERNEL["kernel"].close()
@@ -106,8 +106,6 @@ def execute_run(project: str, out_root: str, probe: str | None, resolved: dict, 
         # the driver found this run not done: a metrics.json left here (an earlier, lost driver) is no answer
         (root / rel / "metrics.json").unlink(missing_ok=True)
     if options.get("executor") in ("papermill", "auto"):
-        from .executors import papermill_available
-
         if papermill_available():
             _worker_kernel(os.environ.get("NLKIT_ROOT", project))
     t0 = time.perf_counter()

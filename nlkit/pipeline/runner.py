@@ -4,7 +4,6 @@ and write `metrics.json` last and atomically, so its presence means the run fini
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import json
 import math
 import platform
@@ -13,8 +12,6 @@ import subprocess
 import tempfile
 import time
 import traceback
-import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +19,15 @@ from .. import __version__
 from ..errors import SEED_LIMIT, DataMissingError, UserError, describe_os_error
 from ..io import atomic_write, atomic_write_json
 from ..methods.contract import PROTOCOL_METRICS
-from .deps import DependencyMissing, need_entries, resolve_needs, run_key
+from .currency import (  # noqa: F401 - the run folders and currency, also imported from here
+    current_metrics,
+    is_current,
+    metrics_path,
+    outputs_root,
+    resolve_needs,
+    run_dir,
+    run_key,
+)
 from .executors import (
     KernelDied,
     execute_direct,
@@ -32,10 +37,8 @@ from .executors import (
     portable,
 )
 from .locks import LOCK_NAME, run_lock
+from .needs import DependencyMissing
 from .params import load_cell, repo_root
-
-# artefact formats that are zip archives: a truncated one no longer opens (its directory is at the end)
-ZIP_SUFFIXES = (".pt", ".pth", ".npz", ".zip")
 
 
 @dataclass
@@ -47,98 +50,6 @@ class RunResult:
     out_dir: Path
     seconds: float = 0.0
     message: str = ""
-
-
-def outputs_root() -> Path:
-    return repo_root() / "outputs"
-
-
-def run_dir(resolved: dict, seed: int, root: Path | None = None) -> Path:
-    return (root or outputs_root()) / resolved["profile"] / resolved["paper"] / resolved["cell_id"] / f"seed{seed}"
-
-
-def metrics_path(resolved: dict, seed: int, root: Path | None = None) -> Path:
-    return run_dir(resolved, seed, root) / "metrics.json"
-
-
-def current_metrics(resolved: dict, seed: int, root: Path | None = None, *, warn: bool = False,
-                    data_root=None) -> dict | None:
-    """The run's metrics when it finished with the cell's current params (and, for a dependent cell, the current
-    artefacts of what it needs, published files looked up as with `data_root`); None otherwise. An unreadable
-    metrics.json counts as not run (with a warning)."""
-    path = metrics_path(resolved, seed, root)
-    if not path.is_file():
-        return None
-    try:
-        metrics = json.loads(path.read_text())
-        if not isinstance(metrics, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        if warn:
-            warnings.warn(f"skipping unreadable {path}: {e}", stacklevel=2)
-        return None
-    problem = bad_metric_values(metrics, resolved) or damaged_artefact(path.parent, metrics)
-    if problem:
-        if warn:
-            warnings.warn(f"counting {path} as not run: {problem}", stacklevel=2)
-        return None
-    try:
-        recorded = metrics.get("params_hash")
-        if recorded == run_key(resolved, seed, root, data_root):
-            return metrics
-        # a run recorded before torch artefacts were hashed by content fingerprinted them by their file bytes
-        if need_entries(resolved) and recorded == run_key(resolved, seed, root, data_root, file_bytes=True):
-            return metrics
-        return None
-    except UserError:  # what it needs is not done, or its `needs:` name a cell that is not there: not current
-        return None
-
-
-def metric_names(resolved: dict) -> list[str]:
-    """The metrics a cell's tables read, and the protocol ones every run reports."""
-    names = list(PROTOCOL_METRICS)
-    names.append(resolved.get("metric"))
-    names += [entry.get("metric") for entry in resolved.get("tables") or [] if isinstance(entry, dict)]
-    return [n for n in dict.fromkeys(names) if isinstance(n, str)]
-
-
-def bad_metric_values(metrics: dict, resolved: dict) -> str:
-    """'' when every metric the cell's tables read is a number or null; else which is not (a damaged or
-    hand-edited metrics.json, e.g. "acc_last": "high", must not reach the tables)."""
-    bad = [f"{name} = {metrics[name]!r}"[:80] for name in metric_names(resolved)
-           if metrics.get(name) is not None and (isinstance(metrics[name], bool)
-                                                 or not isinstance(metrics[name], (int, float)))]
-    return f"metric values must be numbers or null: {', '.join(bad)}" if bad else ""
-
-
-def damaged_artefact(folder: Path, metrics: dict) -> str:
-    """'' when every zip-based artefact the run lists (torch's .pt, numpy's .npz) that is present reads back: its
-    members' checksums match (a truncated or overwritten file fails); else which does not. A damaged artefact makes
-    the run not current, so it is run again instead of failing every dependent run. Artefacts absent altogether
-    (large weights not kept) are not checked here: a dependent that needs one says so."""
-    artefacts = metrics.get("artefacts")
-    for file in (artefacts or {}).values() if isinstance(artefacts, dict) else ():
-        path = folder / str(file)
-        if path.suffix in ZIP_SUFFIXES and path.is_file():
-            st = path.stat()
-            problem = _zip_problem(str(path), st.st_mtime_ns, st.st_size)
-            if problem:
-                return f"artefact {path.name} does not read back ({problem})"
-    return ""
-
-
-@functools.lru_cache(maxsize=256)
-def _zip_problem(path: str, mtime_ns: int, size: int) -> str:
-    try:
-        with zipfile.ZipFile(path) as z:
-            bad = z.testzip()
-        return f"member {bad} is damaged" if bad else ""
-    except Exception as e:  # noqa: BLE001 - whatever stops it reading back (truncation, bad headers, zlib) is damage
-        return " ".join(str(e).split())[:200] or type(e).__name__
-
-
-def is_current(resolved: dict, seed: int, root: Path | None = None, *, data_root=None) -> bool:
-    return current_metrics(resolved, seed, root, data_root=data_root) is not None
 
 
 def device_name() -> str:

@@ -1,6 +1,6 @@
 """`nlkit reproduce --backend slurm`: every run (cell × seed) a SLURM job, submitted through submitit.
 
-A thin adapter: the local backend's concurrent scheduler (`reproduce._run_concurrently`: a run starts once the
+A thin adapter: the local backend's concurrent scheduler (`local_backend.run_concurrently`: a run starts once the
 runs of the cells it needs have finished, a failed dependency makes it 'not run', Ctrl-C submits nothing new)
 with one job per run instead of one process, each executing the same `run_one` on a compute node. The nodes see the
 project and its `outputs/` through the cluster's shared filesystem; a job that SLURM preempts or kills leaves no
@@ -14,9 +14,11 @@ import threading
 from pathlib import Path
 
 from ..errors import UserError
+from .currency import outputs_root, run_dir
+from .local_backend import run_concurrently
 from .params import repo_root
 from .remote import execute_run, label_of, resources_of, result_of
-from .runner import RunResult, outputs_root, run_dir
+from .runner import RunResult
 
 
 def submitit_available() -> bool:
@@ -28,13 +30,11 @@ def submitit_available() -> bool:
 def run_on_slurm(todo, stop, results: list, bar, stream, *, jobs: int = 1, partition: str | None = None,
                  time_min: int | None = None, folder=None, cluster: str | None = None, data_root=None,
                  noise_root=None, executor: str = "auto", root: Path | None = None) -> None:
-    """Runs `todo` as SLURM jobs, at most `jobs` in the queue at a time (64 when 1 is given). `cluster` is
+    """The SLURM Backend (backend.Backend): runs `todo` as SLURM jobs, at most `jobs` in the queue at a time (64 when 1 is given). `cluster` is
     submitit's: None picks SLURM when `sbatch` is on the PATH; 'local' runs the jobs as processes here (tests)."""
     if not submitit_available():
         raise UserError("the slurm backend needs submitit: pip install 'nlkit[slurm]'")
     import submitit
-
-    from .reproduce import _run_concurrently
 
     out_root = Path(root or outputs_root()).resolve()
     folder = Path(folder) if folder else out_root / ".slurm"
@@ -69,7 +69,7 @@ def run_on_slurm(todo, stop, results: list, bar, stream, *, jobs: int = 1, parti
                              f"SLURM job {job.job_id}: {message}")
 
     try:
-        _run_concurrently(todo, jobs if jobs > 1 else 64, stop, results, bar, stream, launch=launch,
+        run_concurrently(todo, jobs if jobs > 1 else 64, stop, results, bar, stream, launch=launch,
                           executor=executor, root=root)
     except KeyboardInterrupt:  # second Ctrl-C: cancel what is queued or running
         for job in submitted:

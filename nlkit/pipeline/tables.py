@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..io import atomic_write
 from .describe import is_stand_in, reduced_budget, run_label
 from .params import PROFILES, find_cells, load_cell, repo_root
-from .runner import current_metrics, outputs_root
+from .currency import current_metrics, outputs_root
 
 COLUMNS = ["paper", "table", "row", "column", "reproduced_mean", "reproduced_std", "n_seeds", "paper_value",
            "delta", "wall_seconds", "device"]
