@@ -120,7 +120,8 @@ def _resolve_needs(resolved: dict, root: Path | None, data_root, file_bytes: boo
         found = published_file(published, data_root) if published else None
         if found is not None:
             paths[name] = found
-            fingerprint[name] = {"published": published, "sha256": _need_hash(found, published, file_bytes)}
+            # a published file is fixed: its sha256 is that of its bytes, what its publisher would quote
+            fingerprint[name] = {"published": published, "sha256": _need_hash(found, published, True)}
             continue
         dep = dependency_cell(ref, resolved["profile"])
         seed = first_seed(dep)
