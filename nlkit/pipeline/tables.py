@@ -284,8 +284,7 @@ def plot_rank_heatmap(df: pd.DataFrame, title: str, paper: str):
         part = df[df["table"] == table_id]
         means, ranks = rank_grid(part, info) if len(part) else (pd.DataFrame(), pd.DataFrame())
         values = means.to_numpy(dtype=float) * scale
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("#dddddd")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto") if values.size else None
         for (i, j), value in np.ndenumerate(values):
             if math.isnan(value):

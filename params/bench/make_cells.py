@@ -129,10 +129,11 @@ def cell(row: str, setting: str, budgets: dict) -> dict:
             "profiles": profiles}
 
 
-def main() -> None:
+def main(out: Path = HERE) -> None:
+    """Write every cell into `out` (the params folder; a test writes elsewhere and compares)."""
     overlays = yaml.safe_load((HERE / "_profiles.yaml").read_text())
     budgets = {name: int(overlays[name]["train"]["epochs"]) for name in ("smoke", "cpu", "quick", "paper")}
-    for old in HERE.glob("*.yaml"):
+    for old in out.glob("*.yaml"):
         if not old.name.startswith("_"):
             old.unlink()
     for setting in SETTINGS:
@@ -142,7 +143,7 @@ def main() -> None:
             text = (f"# Benchmark cell: {ROWS[row][1][0][0]} on {SETTINGS[setting][0]} (written by "
                     f"params/bench/make_cells.py; edit that, not this file)\n")
             text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
-            (HERE / f"{setting}-{row}.yaml").write_text(text)
+            (out / f"{setting}-{row}.yaml").write_text(text)
 
 
 if __name__ == "__main__":
