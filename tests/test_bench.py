@@ -52,7 +52,7 @@ def test_rows_select_their_variant_inside_the_method():
 
 
 def test_there_is_one_cell_per_row_and_setting_and_make_cells_wrote_them(tmp_path):
-    assert len(find_cells("bench")) == 7 * 6
+    assert len(find_cells("bench")) == 7 * 9      # 6 generated noise settings and 3 CIFAR-10N label sets
     spec = importlib.util.spec_from_file_location("make_cells", ROOT / "params" / "bench" / "make_cells.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
