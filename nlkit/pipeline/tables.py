@@ -278,7 +278,9 @@ def plot_rank_heatmap(df: pd.DataFrame, title: str, paper: str):
     n = max(len(tables), 1)
     first = df[df["table"] == tables[0]] if tables else df
     n_rows, n_cols = max(first["row"].nunique(), 1), max(first["column"].nunique(), 1)
-    fig, axes = plt.subplots(1, n, figsize=(max(4.5, 1.15 * n_cols + 2.5) * n, 0.45 * n_rows + 2.4), squeeze=False)
+    # panels stacked: the settings run along the width, which a table of many columns needs
+    fig, axes = plt.subplots(n, 1, figsize=(max(6.0, 1.1 * n_cols + 3.0), (0.42 * n_rows + 1.9) * n + 0.6),
+                             squeeze=False)
     for ax, table_id in zip(axes.flat, tables or [None]):
         info = (meta.get("tables") or {}).get(table_id, {})
         part = df[df["table"] == table_id]
@@ -296,7 +298,7 @@ def plot_rank_heatmap(df: pd.DataFrame, title: str, paper: str):
         ax.set_xticks(range(len(means.columns)), [str(c) for c in means.columns], rotation=30, ha="right")
         ax.set_yticks(range(len(means.index)), [str(r) for r in means.index])
         name = f"{table_id}: {info['title']}" if info.get("title") else str(table_id or "")
-        ax.set_title("\n".join(_wrap(name, 60)), fontsize=10)
+        ax.set_title("\n".join(_wrap(name, 100)), fontsize=10)
         if image is not None and not np.isnan(values).all():
             fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label=_in_unit("reproduced", unit))
     fig.suptitle("\n".join(_wrap(title, 120)), fontsize=11)
