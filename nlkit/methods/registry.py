@@ -31,6 +31,7 @@ PAPER_MODULES = {
     "tdsm": "nlkit.methods.tdsm",
     "noise": "nlkit.methods.noise_study",
     "explore": "nlkit.methods.noise_study",
+    "bench": "nlkit.methods.bench",          # the benchmark study: every classifier method on the same data
 }
 
 # Plug-ins shipped with the kit: one file each, listed here so that a source checkout finds them without a

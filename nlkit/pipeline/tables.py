@@ -214,9 +214,98 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
                          f"{delta} | {r.expected_source} {('[' + r.expected_tag + ']') if r.expected_tag else ''} | "
                          f"{_fmt(r.wall_seconds, 1)} | {r.device or '—'} |")
         lines.append("")
+        if info.get("ranks"):
+            lines += rank_grid_markdown(part, info, scale, digits)
     if hide_empty and empty:
         lines += [f"Not shown, no results under `{profile}`: {', '.join(empty)}.", ""]
     return "\n".join(lines)
+
+
+def _ordered(values, preferred) -> list:
+    """`values` in the order `_tables.yaml` lists them (`rows:` / `columns:`), the rest after in first-seen order."""
+    seen = list(dict.fromkeys(values))
+    preferred = [str(v) for v in preferred or []]
+    return [v for v in preferred if v in seen] + [v for v in seen if v not in preferred]
+
+
+def rank_grid(part: pd.DataFrame, info: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One table as rows x columns of reproduced means, and each row's rank within its column (1 = highest; ties
+    share the better rank; a cell without a result has none). For a table with `ranks: true` in `_tables.yaml`."""
+    means = part.pivot_table(index="row", columns="column", values="reproduced_mean", aggfunc="first",
+                             dropna=False)
+    means = means.reindex(index=_ordered(part["row"], info.get("rows")),
+                          columns=_ordered(part["column"], info.get("columns")))
+    higher_is_better = info.get("higher_is_better", True)
+    ranks = means.rank(axis=0, method="min", ascending=not higher_is_better)
+    return means, ranks
+
+
+def rank_grid_markdown(part: pd.DataFrame, info: dict, scale: float, digits: int) -> list[str]:
+    """The methods x settings grid of a ranked table: mean ± std (rank in the column), and each row's mean rank over
+    the columns where it has a result."""
+    means, ranks = rank_grid(part, info)
+    stds = part.pivot_table(index="row", columns="column", values="reproduced_std", aggfunc="first", dropna=False)
+    seeds = part.pivot_table(index="row", columns="column", values="n_seeds", aggfunc="first", dropna=False)
+    order = "highest" if info.get("higher_is_better", True) else "lowest"
+    lines = [f"Rank in each column (1 = {order}; ties share a rank; only cells with a result are ranked):", "",
+             "| | " + " | ".join(map(str, means.columns)) + " | mean rank |",
+             "|---|" + "---|" * len(means.columns) + "---|"]
+    for row in means.index:
+        cells = []
+        for column in means.columns:
+            mean = means.at[row, column]
+            if math.isnan(mean):
+                cells.append("—")
+                continue
+            text = _fmt(mean * scale, digits)
+            n = seeds.at[row, column] if row in seeds.index and column in seeds.columns else 0
+            if n and n > 1:
+                text += f" ± {_fmt(stds.at[row, column] * scale, digits)}"
+            cells.append(f"{text} (#{int(ranks.at[row, column])})")
+        ranked = ranks.loc[row].dropna()
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | {_fmt(ranked.mean(), 1) if len(ranked) else '—'} |")
+    return lines + [""]
+
+
+def plot_rank_heatmap(df: pd.DataFrame, title: str, paper: str):
+    """Methods x settings at a glance, one panel per table: colour = reproduced mean, each cell annotated with its
+    value and rank in the column; a cell without a result is grey with a dash."""
+    import matplotlib.pyplot as plt
+
+    meta = table_meta(paper)
+    scale, unit, digits = _scale(meta), _unit(meta), int(meta.get("digits", 2))
+    tables = sorted(df["table"].unique()) if len(df) else []
+    n = max(len(tables), 1)
+    first = df[df["table"] == tables[0]] if tables else df
+    n_rows, n_cols = max(first["row"].nunique(), 1), max(first["column"].nunique(), 1)
+    # panels stacked: the settings run along the width, which a table of many columns needs
+    fig, axes = plt.subplots(n, 1, figsize=(max(6.0, 1.1 * n_cols + 3.0), (0.42 * n_rows + 1.9) * n + 0.6),
+                             squeeze=False)
+    for ax, table_id in zip(axes.flat, tables or [None]):
+        info = (meta.get("tables") or {}).get(table_id, {})
+        part = df[df["table"] == table_id]
+        means, ranks = rank_grid(part, info) if len(part) else (pd.DataFrame(), pd.DataFrame())
+        values = means.to_numpy(dtype=float) * scale
+        cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto") if values.size else None
+        for (i, j), value in np.ndenumerate(values):
+            if math.isnan(value):
+                ax.text(j, i, "—", ha="center", va="center", color="dimgray", fontsize=9)
+                continue
+            bright = image is not None and image.norm(value) > 0.6
+            ax.text(j, i, f"{value:.{min(digits, 1)}f}\n#{int(ranks.iat[i, j])}", ha="center", va="center",
+                    fontsize=8, color="black" if bright else "white")
+        ax.set_xticks(range(len(means.columns)), [str(c) for c in means.columns], rotation=30, ha="right")
+        ax.set_yticks(range(len(means.index)), [str(r) for r in means.index])
+        name = f"{table_id}: {info['title']}" if info.get("title") else str(table_id or "")
+        ax.set_title("\n".join(_wrap(name, 100)), fontsize=10)
+        if image is not None and not np.isnan(values).all():
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label=_in_unit("reproduced", unit))
+    fig.suptitle("\n".join(_wrap(title, 120)), fontsize=11)
+    fig.text(0.5, 0.005, "#k: rank in the column (1 = best); grey —: not run", ha="center", va="bottom", fontsize=8,
+             color="dimgray")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
 
 
 _MARKERS = "osD^vP*Xph<>"
@@ -351,8 +440,11 @@ def build_tables(profile: str, paper: str | None = None, root: Path | None = Non
         atomic_write(csv_path, lambda tmp: table.to_csv(tmp, index=False))
         text = to_markdown(df, name, profile)
         atomic_write(md_path, lambda tmp: Path(tmp).write_text(text))
-        fig = plot_reproduced_vs_paper(df, f"{table_meta(name).get('title', name)} — reproduced vs paper, "
-                                           f"profile {profile}", paper=name)
+        if table_meta(name).get("figure") == "rank_heatmap":  # a study without paper values (the benchmark)
+            fig = plot_rank_heatmap(df, f"{table_meta(name).get('title', name)}, profile {profile}", name)
+        else:
+            fig = plot_reproduced_vs_paper(df, f"{table_meta(name).get('title', name)} — reproduced vs paper, "
+                                               f"profile {profile}", paper=name)
         written += [md_path, csv_path, save_figure(fig, out / f"{name}.png")]
         plt.close(fig)
     return written

@@ -1,0 +1,133 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Benchmark: every method on the same noise, images and budget
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/nlkit/nlkit/blob/main/notebooks/bench.ipynb)
+#
+# Each paper reports its method on its own noise files, backbone and schedule, so their tables cannot be set side
+# by side. Here every classifier method of the kit (CE, SLN and SLN-MO, SLN-MO-LC, DivideMix, InstanceGM, GCE,
+# Co-teaching) runs through the same contract: the same images, the same noisy labels (one generator, one noise
+# seed), the same backbone and the same number of epochs; each keeps its own loss, schedule shape and
+# hyperparameters from its paper.
+#
+# One run of this notebook trains one benchmark cell (`params/bench/<setting>-<method>.yaml`) for one seed. The
+# method is looked up by name in the kit's method registry; `make reproduce PAPER=bench` runs every cell and writes
+# the table (mean ± std over seeds, each method's rank per noise setting) and a methods × settings heat map.
+
+# %%
+# Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.
+import importlib.util
+import subprocess
+import sys
+
+if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                           "nlkit[notebooks] @ git+https://github.com/nlkit/nlkit"])
+
+# %% tags=["parameters"]
+params_file = "params/bench/sym-0.5-gce.yaml"   # the benchmark cell: one (method, noise setting) pair
+profile = "smoke"       # smoke (CPU, digits), cpu (CPU, MNIST), quick (one GPU, 100 epochs) or paper (200 epochs)
+seed = 0
+out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
+data_root = None        # folder holding the datasets (CIFAR-10, MNIST) for the cpu, quick and paper profiles
+noise_root = None       # folder holding published label files (none of the generated settings needs one)
+needs = {}              # artefacts of the cells this one needs (a benchmark cell needs none)
+
+# %%
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import display
+
+from nlkit.methods import bench, write_results
+from nlkit.pipeline import load_cell
+from nlkit.pipeline.describe import output_dir, run_banner, run_label
+from nlkit.pipeline.notebook import notebook_roots, show_committed_results
+from nlkit.train import default_device
+from nlkit.viz import image_grid, save_figure
+
+cell = load_cell(params_file, profile)
+cfg = bench.Config.from_cell(cell)
+out = output_dir(out_dir, cell, seed)
+ran = run_label(cell)
+print(f"{ran}: method {cell['bench_method']} (run by nlkit.methods.{cfg.method}), net {cfg.arch}, "
+      f"{cfg.epochs} epochs, device {default_device()}")
+if (banner := run_banner(cell)):
+    print(banner)
+
+# %% [markdown]
+# ## What the committed runs show
+# The benchmark's real-data runs (committed under `outputs/`), their reading and table figure, before anything runs.
+
+# %%
+if out_dir is None:  # exploring by hand; the pipeline's runs (which pass out_dir) skip this
+    show_committed_results("bench")
+
+# %% [markdown]
+# ## Data and label noise
+# The same data step for every method: the cell's dataset and its noisy labels, drawn once on the full training set
+# with the cell's noise seed, whatever the method and the run seed.
+
+# %%
+data = bench.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
+print(f"{cell['dataset']}: {len(data.noisy)} training images ({data.pixels} pixels), {len(data.test_labels)} test; "
+      f"noise {data.noise_meta.get('generator')}: {data.noisy_mask.mean():.2%} of the training labels are wrong")
+fig = image_grid(data.train_images, data.noisy, data.clean, data.classes, n=16, seed=seed,
+                 title=f"training images: noisy label (clean label) - {ran}")
+display(fig)
+plt.close(fig)
+
+# %% [markdown]
+# ## Training
+# The method's own training loop (checkpoints every few minutes: an interrupted run continues where it stopped).
+
+# %%
+output = bench.run(data, cfg, seed, out)
+history = output.history
+display(history.tail(3).round(4))
+
+# %% [markdown]
+# ## Test accuracy per epoch
+# Every test-accuracy curve the method records (live and EMA nets, both networks of a two-network method). Under
+# heavy symmetric noise CE's curve peaks early and falls as it memorises the wrong labels; the robust methods'
+# should not.
+
+# %%
+curves = [c for c in history.columns if c.startswith("test_acc") and history[c].notna().any()]
+fig, ax = plt.subplots(figsize=(9, 4))
+for col in curves:
+    scale = 100 if history[col].max() <= 1.0 else 1
+    ax.plot(history["epoch"], history[col] * scale, marker=".", label=col.removeprefix("test_acc_") or col)
+ax.set_xlabel("epoch")
+ax.set_ylabel("test accuracy (%)")
+ax.set_title(f"{cell['bench_method']}: test accuracy per epoch - {ran}", fontsize=10)
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+fig.tight_layout()
+save_figure(fig, out / "curves.png")
+display(fig)
+plt.close(fig)
+
+# %% [markdown]
+# ## Results
+# Last-epoch (the protocol's number), best-test-epoch (an oracle, beside it only) and, where the method has one, the
+# validation-selected accuracy.
+
+# %%
+write_results(out, output)
+display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        .round(2).to_frame(ran))

@@ -1,0 +1,161 @@
+"""Write the benchmark's cells: one YAML per (method, noise setting) pair, params/bench/<setting>-<method>.yaml.
+
+    python params/bench/make_cells.py
+
+Each cell's train block is its method's own paper defaults (SLN's and InstanceGM's from their params folders, GCE's
+and Co-teaching's from their Config dataclasses, which carry their papers' recipes); each profile's entry scales
+the method's schedule (warm-up, lr drops, label-correction start, forget-rate ramp) to the shared epoch budget of
+params/bench/_profiles.yaml, so every method gets the same number of epochs. Rerun after changing either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+PARAMS = HERE.parent
+
+# column id -> (table label, noise block, SLN's sigma for this noise type: docs/sln.md §3.2)
+SETTINGS = {
+    "sym-0.2": ("sym 0.2", {"model": "sym", "rate": 0.2}, 1.0),
+    "sym-0.5": ("sym 0.5", {"model": "sym", "rate": 0.5}, 1.0),
+    "sym-0.8": ("sym 0.8", {"model": "sym", "rate": 0.8}, 1.0),
+    "asym-0.4": ("asym 0.4", {"model": "asym", "rate": 0.4, "asym_map": "asym_c10"}, 0.5),
+    "ptd-0.2": ("PTD 0.2", {"model": "idn", "rate": 0.2}, 0.5),
+    "ptd-0.4": ("PTD 0.4", {"model": "idn", "rate": 0.4}, 0.5),
+}
+# CIFAR-10N's human labels (a published file; docs/noise.md §7.1): CIFAR-10's own images only, so the quick and
+# paper profiles run them and the cell is reported "not run" where the file is missing. SLN's sigma 0.5 is the
+# kit's choice for real noise (params/sln/cifar10n-*-slnmolc.yaml).
+CIFAR10N = {"aggre": "aggre_label", "random1": "random_label1", "worse": "worse_label"}
+for _name, _field in CIFAR10N.items():
+    SETTINGS[f"c10n-{_name}"] = (f"CIFAR-10N {_name}", {
+        "model": "file", "file": "cifar-n/CIFAR-10_human.pt", "field": _field,
+        "sha256": "873e69c39cb9b5e97fb6bae2d60bb59b38a5cbc31d2b868f7903dcb2b9dd2310"}, 0.5)
+NOISE_SOURCE = {
+    "sym": "the kit's symmetric generator (nlkit.noise, docs/noise.md): a label flips to one of the other classes "
+           "with probability `rate`; noise seed 1 for every method and run seed",
+    "asym": "the kit's class-flip generator (nlkit.noise, docs/noise.md): CIFAR-10's flips (truck->automobile, "
+            "bird->airplane, deer->horse, cat<->dog) with probability `rate`; MNIST's (2->7, 3->8, 5<->6, 7->1) on "
+            "MNIST and digits (Patrini et al. 2017); noise seed 1",
+    "file": "CIFAR-N human labels, UCSC-REAL/cifar-10-100n data/CIFAR-10_human.pt (docs/noise.md §7.1)",
+    "idn": "the kit's PTD part-dependent instance noise (Xia et al. 2020, as InstanceGM uses it; nlkit.noise.idn_ptd), "
+           "nominal rate `rate`; noise seed 1",
+}
+SMOKE_COLUMNS = {"sym-0.5"}   # smoke runs one column of every method: a pipeline check
+
+# row -> (registered method, table label[s] with the metric suffix each reads)
+ROWS = {
+    "ce": ("sln", [("CE", "")]),
+    "sln": ("sln", [("SLN", "_live"), ("SLN-MO", "_ema")]),
+    "slnmolc": ("sln", [("SLN-MO-LC", "")]),
+    "dividemix": ("instancegm", [("DivideMix", "")]),
+    "instancegm": ("instancegm", [("InstanceGM", "")]),
+    "gce": ("gce", [("GCE", "")]),
+    "coteaching": ("coteaching", [("Co-teaching", "")]),
+}
+TABLES = {"B1": "acc_last", "B2": "acc_best_test"}
+
+# the shared budget's keys: set by _profiles.yaml, so left out of the method's own block
+SHARED = {"epochs", "arch", "bf16"}
+
+
+def method_defaults(method: str) -> tuple[dict, str]:
+    if method in ("sln", "instancegm"):
+        block = yaml.safe_load((PARAMS / method / "_defaults.yaml").read_text())["train"]
+        return block, f"params/{method}/_defaults.yaml (the paper's recipe, with its sources there)"
+    if method == "gce":
+        from nlkit.methods.gce import GCEConfig as config
+    else:
+        from nlkit.methods.coteaching import CoteachingConfig as config
+    block = {f.name: (list(v) if isinstance(v := getattr(config(), f.name), tuple) else v)
+             for f in dataclasses.fields(config)}
+    for key in ("checkpoint_every_seconds", "time_budget_seconds"):
+        block.pop(key, None)
+    return block, f"nlkit/methods/{method}.py {config.__name__} (the paper's recipe, cited there)"
+
+
+def scaled(row: str, epochs: int, profile: str) -> dict:
+    """The method's schedule at `epochs` epochs, as the same fractions of its paper's own length; the learning
+    rates of the reduced CPU profiles where the paper's is tied to a long schedule (SLN's 0.001)."""
+    def at(fraction: float) -> int:
+        return max(1, round(epochs * fraction))
+
+    small = profile in ("smoke", "cpu")
+    if row in ("ce", "sln", "slnmolc"):
+        out = {}
+        if small:  # SLN's own reduced profiles (params/sln/_profiles.yaml): lr 0.01 / 0.02, a faster EMA
+            out.update(lr=0.01 if profile == "smoke" else 0.02, ema_decay=0.95 if profile == "smoke" else 0.99,
+                       batch_size=64 if profile == "smoke" else 128)
+        if row == "slnmolc":
+            out["lc_start"] = min(at(250 / 300), epochs - 1)
+        return out
+    if row in ("dividemix", "instancegm"):
+        out = {"warmup_epochs": min(at(10 / 300), epochs - 1), "lr_drop_epoch": at(150 / 300),
+               "rampup_epochs": at(16 / 300)}
+        if profile == "smoke":  # params/instancegm/_profiles.yaml smoke: small batches on 1,437 digits
+            out.update(batch_size=32, warmup_batch_size=64, vae_batch_size=32, eval_batch_size=256)
+        if profile == "cpu":
+            out.update(eval_batch_size=1000)
+        return out
+    if row == "gce":
+        return {"lr_milestones": [at(40 / 120), at(80 / 120)], **({"batch_size": 64} if profile == "smoke" else {})}
+    if row == "coteaching":
+        return {"decay_start": at(80 / 200), "num_gradual": at(10 / 200),
+                **({"batch_size": 64} if profile == "smoke" else {})}
+    raise KeyError(row)
+
+
+def cell(row: str, setting: str, budgets: dict) -> dict:
+    method, labels = ROWS[row]
+    label, noise, sigma = SETTINGS[setting]
+    train, source = method_defaults(method)
+    train = {k: v for k, v in train.items() if k not in SHARED}
+    if method == "sln":
+        train["sigma"] = 0.0 if row == "ce" else sigma
+    noise = {**noise, **({} if noise["model"] == "file" else {"seed": 1}), "source": NOISE_SOURCE[noise["model"]]}
+    tables = [{"table": t, "row": name, "column": label,
+               "metric": metric + suffix if suffix else metric}
+              for t, metric in TABLES.items() for name, suffix in labels]
+    profiles = {}
+    for profile, epochs in budgets.items():
+        entry = {"train": scaled(row, epochs, profile)}
+        if noise["model"] == "asym" and profile in ("smoke", "cpu"):
+            entry["noise"] = {"asym_map": "asym_mnist_patrini"}   # digits and MNIST: MNIST's class flips
+        if profile == "smoke" and setting not in SMOKE_COLUMNS:
+            entry["skip"] = "the smoke profile runs the sym 0.5 column only (a pipeline check)"
+        elif profile == "cpu" and noise["model"] == "file":
+            entry["skip"] = "CIFAR-10N labels belong to CIFAR-10's images; the cpu profile runs MNIST"
+        profiles[profile] = entry
+    header = {"bench_method": row, "noise": noise, "train": train}
+    return {**header, "tables": tables,
+            "sources": {"train": source, "sigma": "docs/sln.md §3.2: sigma 1.0 for symmetric noise, 0.5 for "
+                                                 "asymmetric and instance-dependent (0 is CE)"
+                        if method == "sln" else None,
+                        "schedule": "params/bench/make_cells.py scaled(): the paper's schedule as fractions of "
+                                    "its own length, at the profile's shared epoch budget"},
+            "profiles": profiles}
+
+
+def main(out: Path = HERE) -> None:
+    """Write every cell into `out` (the params folder; a test writes elsewhere and compares)."""
+    overlays = yaml.safe_load((HERE / "_profiles.yaml").read_text())
+    budgets = {name: int(overlays[name]["train"]["epochs"]) for name in ("smoke", "cpu", "quick", "paper")}
+    for old in out.glob("*.yaml"):
+        if not old.name.startswith("_"):
+            old.unlink()
+    for setting in SETTINGS:
+        for row in ROWS:
+            data = cell(row, setting, budgets)
+            data["sources"] = {k: v for k, v in data["sources"].items() if v}
+            text = (f"# Benchmark cell: {ROWS[row][1][0][0]} on {SETTINGS[setting][0]} (written by "
+                    f"params/bench/make_cells.py; edit that, not this file)\n")
+            text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
+            (out / f"{setting}-{row}.yaml").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
