@@ -466,3 +466,12 @@ def test_run_log_never_writes_through_a_symlink(tmp_path):
         logging.getLogger("papermill").warning("chatter of the run")
     assert outside.read_text() == "the user's file\n"
     assert not (run / "run.log").is_symlink() and "chatter of the run" in (run / "run.log").read_text()
+
+
+def test_a_real_data_stand_in_outside_smoke_is_named_as_such_not_as_a_toy_run():
+    from nlkit.pipeline import load_cell
+    from nlkit.pipeline.describe import is_stand_in, run_banner
+
+    cell = load_cell(ROOT / "params/bench/sym-0.8-ce.yaml", "cpu")
+    if is_stand_in(cell):   # MNIST in place of the setting's CIFAR-10
+        assert run_banner(cell).startswith("STAND-IN") and "toy" not in run_banner(cell)

@@ -89,10 +89,13 @@ def run_label(resolved: dict, paper: dict | None = None) -> str:
 def run_banner(resolved: dict) -> str | None:
     """One line for a run that cannot speak for the paper: a smoke run, or any run on a stand-in, is a pipeline
     check. None for a run on the paper's own data and features."""
-    if resolved.get("profile") != "smoke" and not is_stand_in(resolved):
-        return None
-    return (f"PIPELINE CHECK ({run_label(resolved)}): stand-in data at a toy budget, not the paper's claim; "
-            f"the evidence is the committed cpu/quick runs (outputs/<profile>/tables/{resolved.get('paper')}.md)")
+    if resolved.get("profile") == "smoke":
+        return (f"PIPELINE CHECK ({run_label(resolved)}): stand-in data at a toy budget, not the paper's claim; "
+                f"the evidence is the committed cpu/quick runs (outputs/<profile>/tables/{resolved.get('paper')}.md)")
+    if is_stand_in(resolved):
+        return (f"STAND-IN ({run_label(resolved)}): other data or features than the paper's setting; its numbers "
+                "are not comparable with the paper's")
+    return None
 
 
 def setting_label(dataset: str, noise: str | None, rate: float | None = None, seed: int | None = None) -> str:
