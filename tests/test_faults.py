@@ -789,7 +789,8 @@ def test_a_segfaulting_kernel_fails_its_run_in_one_line(kernel_project):
     code, err = finish(nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--executor",
                                         "papermill", TMPDIR=str(project / "tmp")))
     assert code == 1 and failed_lines(err), err
-    assert "the kernel died: killed by signal 11 (a crash in native code) in cell" in failed_lines(err)[0], err
+    # the cell is named when papermill recorded its start before the kernel died (a race, so not required)
+    assert "the kernel died: killed by signal 11 (a crash in native code)" in failed_lines(err)[0], err
     assert not list((project / "tmp").glob("*.json"))
 
 
