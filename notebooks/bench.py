@@ -84,9 +84,11 @@ if out_dir is None:  # exploring by hand; the pipeline's runs (which pass out_di
 
 # %%
 data = bench.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
-print(f"{cell['dataset']}: {len(data.noisy)} training images ({data.pixels} pixels), {len(data.test_labels)} test; "
-      f"noise {data.noise_meta.get('generator')}: {data.noisy_mask.mean():.2%} of the training labels are wrong")
-fig = image_grid(data.train_images, data.noisy, data.clean, data.classes, n=16, seed=seed,
+splits = bench.shared(data)   # the same for every row (LRA-Diffusion's row adds its encoder's features)
+print(f"{cell['dataset']}: {len(splits.noisy)} training images ({splits.pixels} pixels), {len(splits.test_labels)} "
+      f"test; noise {splits.noise_meta.get('generator')}: {(splits.noisy != splits.clean).mean():.2%} of the "
+      f"training labels are wrong")
+fig = image_grid(splits.train_images, splits.noisy, splits.clean, splits.classes, n=16, seed=seed,
                  title=f"training images: noisy label (clean label) - {ran}")
 display(fig)
 plt.close(fig)

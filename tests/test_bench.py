@@ -32,9 +32,12 @@ def test_each_row_builds_its_own_methods_config_at_the_shared_budget(row):
         method = get_method(bench.ROWS[row].method)
         assert isinstance(config.inner, method.Config) and config.method == bench.ROWS[row].method
         budgets[profile] = (config.epochs, config.arch, cell["dataset"])
-    assert budgets["smoke"] == (10, "small_cnn", "digits")
-    assert budgets["cpu"] == (8, "small_cnn", "mnist")
-    assert budgets["paper"] == (200, "preact_resnet18", "cifar10")
+    # LRA-Diffusion classifies with its denoiser over f_p features: the shared backbone is not its network
+    net = {p: "LRA denoiser, image encoder " + ("none" if p in ("smoke", "cpu") else "resnet34") for p in PROFILES} \
+        if row == "lra" else {"smoke": "small_cnn", "cpu": "small_cnn", "paper": "preact_resnet18"}
+    assert budgets["smoke"] == (10, net["smoke"], "digits")
+    assert budgets["cpu"] == (30, net["cpu"], "mnist")
+    assert budgets["paper"] == (200, net["paper"], "cifar10")
 
 
 def test_rows_select_their_variant_inside_the_method():
@@ -46,13 +49,31 @@ def test_rows_select_their_variant_inside_the_method():
     slnmolc = inner("slnmolc")
     assert slnmolc.report_net == "ema" and 0 < slnmolc.lc_start < slnmolc.epochs
     assert inner("dividemix").method == "dividemix" and inner("instancegm").method == "instancegm"
-    assert list(inner("gce").lr_milestones) == [3, 5]     # 40/120 and 80/120 of 8 epochs
+    assert list(inner("gce").lr_milestones) == [10, 20]     # 40/120 and 80/120 of 30 epochs
+    lra = inner("lra")
+    assert (lra.warmup_epochs, lra.eval_every, lra.lr_horizon) == (1, 1, 150)   # 5/200, 5/200, 1000/200 of 30
     with pytest.raises(UserError, match="bench_method"):
-        bench.Config.from_cell({**load_cell(cell_path("sym-0.5-ce"), "smoke"), "bench_method": "lra"})
+        bench.Config.from_cell({**load_cell(cell_path("sym-0.5-ce"), "smoke"), "bench_method": "knn"})
+
+
+def test_cpu_profile_runs_mnist_subset_and_reduced_cifar10_for_the_label_file_columns():
+    mnist = load_cell(cell_path("sym-0.8-ce"), "cpu")
+    assert (mnist["dataset"], mnist["image_size"], mnist["train_subset"]) == ("mnist", 16, 5000)
+    for name in ("c10n-worse-dividemix", "pmd-0.35-gce", "pmd-0.70-lra"):
+        cell = load_cell(cell_path(name), "cpu")
+        assert (cell["dataset"], cell["image_size"], cell["train_subset"], cell["test_subset"]) == \
+            ("cifar10", None, 5000, 2000), name
+        assert not cell.get("skip")
+    pmd = load_cell(cell_path("pmd-0.70-ce"), "paper")["noise"]
+    assert pmd["file"] == "lra-pmd/cifar10-1-0.70.npy" and pmd["label_range"] == [0, 45000] and len(pmd["sha256"]) == 64
+    # LRA-Diffusion's f_p: PCA of the pixels on MNIST (a stand-in), the SimCLR run it needs on CIFAR-10
+    assert load_cell(cell_path("sym-0.5-lra"), "cpu")["encoder"]["name"] == "pca"
+    cifar = load_cell(cell_path("c10n-aggre-lra"), "cpu")
+    assert cifar["encoder"]["name"] == "simclr" and cifar["needs"]["encoder"]["cell"] == "simclr/cifar10"
 
 
 def test_there_is_one_cell_per_row_and_setting_and_make_cells_wrote_them(tmp_path):
-    assert len(find_cells("bench")) == 7 * 9      # 6 generated noise settings and 3 CIFAR-10N label sets
+    assert len(find_cells("bench")) == 8 * 11     # 6 generated settings, 3 CIFAR-10N label sets, 2 PMD files
     spec = importlib.util.spec_from_file_location("make_cells", ROOT / "params" / "bench" / "make_cells.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -73,21 +94,32 @@ def test_every_row_gets_the_same_images_and_noisy_labels():
     igm = bench.as_method_data(first, config)
     assert igm.train_images is first.train_images and igm.noisy is first.noisy and igm.noise_rate == pytest.approx(
         first.noisy_mask.mean())
+    # LRA-Diffusion: the very same splits under its encoder's features, and no held-out split to select by
+    lra = bench.prepare(load_cell(cell_path("sym-0.5-lra"), "smoke"), 3)
+    splits = bench.shared(lra)
+    assert np.array_equal(splits.train_images, first.train_images) and np.array_equal(splits.noisy, first.noisy)
+    assert np.array_equal(splits.test_images, first.test_images) and len(splits.val_labels) == 0
+    assert lra.features["train"].shape == (len(first.noisy), 64) and lra.features["val"].shape == (0, 64)
+    assert bench.shared(first) is first
 
 
 def test_two_smoke_cells_run_end_to_end_and_fill_the_ranked_table(kit_project):
     from nlkit.pipeline.runner import run_cell
     from nlkit.pipeline.tables import build_tables
 
-    for name in ("sym-0.5-gce", "sym-0.5-sln"):
+    for name in ("sym-0.5-gce", "sym-0.5-sln", "sym-0.5-lra"):
         [result] = run_cell(cell_path(name), "smoke", executor="direct")
         assert result.status == "done", result.message
         metrics = json.loads((kit_project / "outputs/smoke/bench" / name / "seed0/metrics.json").read_text())
         assert 0 <= metrics["acc_last"] <= 100 and metrics["acc_best_test"] >= metrics["acc_last"]
         assert metrics["bench_method"] == name.rsplit("-", 1)[1]
+        assert metrics["noise_rate"] == pytest.approx(0.5, abs=0.05)
+    # no row selects on held-out data; LRA-Diffusion also reports the kNN vote it refines
+    assert metrics["acc_val_selected"] is None and metrics["best_val_acc"] is None
+    assert 0 < metrics["knn_majority_acc"] <= 100
     written = build_tables("smoke", paper="bench")
     text = next(p for p in written if p.suffix == ".md").read_text()
-    assert "mean rank" in text and "(#1)" in text and "| SLN-MO |" in text
+    assert "mean rank" in text and "(#1)" in text and "| SLN-MO |" in text and "| LRA-Diffusion |" in text
     assert next(p for p in written if p.suffix == ".png").stat().st_size > 10_000
 
 

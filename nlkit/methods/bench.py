@@ -10,17 +10,21 @@ backbone, the epoch budget and the schedule scaled to it), checked by the method
 
 The data step is the same for every row: SLN's (`sln.prepare_data`: the cell's dataset, its noise block drawn on
 the full training set with the cell's seed, the same stratified subsets), handed to a method whose data type
-differs (InstanceGM's) as the very same arrays. LRA-Diffusion is not a row: it trains on an encoder's features
-and needs that encoder's run first (docs/bench.md).
+differs (InstanceGM's) as the very same arrays. LRA-Diffusion gets the same splits plus the frozen features of
+the cell's `encoder:` (a SimCLR run it `needs`, CLIP, or the PCA stand-in of the CPU profiles) and no held-out
+split, so it selects nothing, like every other row (docs/bench.md §1).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from ..errors import UserError, check_choice
 from .contract import PROTOCOL_METRICS, MethodSpec, OpenFraction, PositiveInt, Roots, RunOutput
+from .lra_diffusion import EncoderSettings
 from .registry import get_method
 
 
@@ -29,6 +33,7 @@ class Row:
     method: str              # the registered method (registry name) that implements the row
     select: dict             # top-level cell keys that pick the row inside that method
     label: str               # how the tables name it
+    unshared: tuple = ()     # shared train keys the method has no use for (dropped before its Config reads them)
 
 
 # bench_method -> the method that runs it. SLN-MO is not a cell of its own: it is the EMA net of the SLN run
@@ -41,6 +46,8 @@ ROWS: dict[str, Row] = {
     "instancegm": Row("instancegm", {"method": "instancegm"}, "InstanceGM"),
     "gce": Row("gce", {}, "GCE"),
     "coteaching": Row("coteaching", {}, "Co-teaching"),
+    # LRA-Diffusion classifies with a denoiser over f_p features: the shared backbone (`arch`) is not its network
+    "lra": Row("lra_diffusion", {}, "LRA-Diffusion", unshared=("arch",)),
 }
 
 # Top-level keys a benchmark cell may set beyond the pipeline's own: the row, and what SLN's data step reads.
@@ -49,11 +56,15 @@ CELL_KEYS = {
     "val_fraction": OpenFraction | None,
     "image_size": PositiveInt | None,
     "downsample": PositiveInt | None,
+    # LRA-Diffusion's row: its f_p encoder and the train-feature pass (nlkit.methods.lra_diffusion.CELL_KEYS)
+    "encoder": EncoderSettings | None,
+    "train_feat": Literal["augmented", "clean"] | None,
 }
 
 # Every metric name any row writes (each row's own SPEC), so that a table entry may name the EMA's or a peer's.
 _ROW_METRICS = ("acc_last_live", "acc_last_ema", "acc_best_test_live", "acc_best_test_ema", "acc_last10",
-                "best_epoch", "noise_rate", "epochs", "seconds_per_epoch", "train_seconds")
+                "best_epoch", "noise_rate", "epochs", "seconds_per_epoch", "train_seconds", "retrieval_purity",
+                "knn_majority_acc", "linear_probe_acc")
 SPEC = MethodSpec("bench", metrics=PROTOCOL_METRICS + _ROW_METRICS)
 
 
@@ -68,7 +79,9 @@ def row_of(cell: dict) -> Row:
 
 def method_cell(cell: dict) -> dict:
     """The cell as the row's own method reads it: the selecting keys added (never set by a benchmark cell)."""
-    return {**cell, **row_of(cell).select}
+    row = row_of(cell)
+    train = {k: v for k, v in (cell.get("train") or {}).items() if k not in row.unshared}
+    return {**cell, "train": train, **row.select}
 
 
 @dataclass
@@ -89,7 +102,10 @@ class BenchConfig:
 
     @property
     def arch(self) -> str:
-        return self.inner.arch
+        if hasattr(self.inner, "arch"):
+            return self.inner.arch
+        # LRA-Diffusion: a denoiser over f_p features, with its own image encoder or none (cached features)
+        return f"LRA denoiser, image encoder {self.inner.image_encoder}"
 
 
 Config = BenchConfig
@@ -97,11 +113,30 @@ Config = BenchConfig
 
 def prepare(cell: dict, seed: int, roots: Roots | None = None):
     """The same images and noisy labels for every row: SLN's data step on the cell's dataset and noise block.
-    The noise is drawn with the cell's noise seed (not the run seed), so every method and seed sees one label set."""
+    The noise is drawn with the cell's noise seed (not the run seed), so every method and seed sees one label set.
+    LRA-Diffusion's row gets those splits with its encoder's frozen features (`shared` gives back the splits)."""
     from . import sln
 
     roots = roots or Roots()
-    return sln.prepare_data(cell, seed, roots.data_root, roots.noise_root)
+    data = sln.prepare_data(cell, seed, roots.data_root, roots.noise_root)
+    if row_of(cell).method != "lra_diffusion":
+        return data
+    from . import lra_diffusion as lra
+
+    mean, std = lra.normalisation(data.train_images)   # the LRA code's own input normalisation
+    empty = data.test_images[:0]
+    splits = lra.LRAData(train_images=data.train_images, noisy=data.noisy, clean=data.clean, val_images=empty,
+                         val_labels=data.test_labels[:0], test_images=data.test_images, test_labels=data.test_labels,
+                         classes=list(data.classes), mean=mean, std=std, pixels=data.pixels,
+                         noise_meta=dict(data.noise_meta))
+    return lra.inputs_for(splits, method_cell(cell), seed, roots)
+
+
+def shared(data):
+    """The shared splits of what `prepare` returned (for LRA-Diffusion's row, the splits under its features)."""
+    from .lra_diffusion import LRAInputs
+
+    return data.data if isinstance(data, LRAInputs) else data
 
 
 def as_method_data(data, config: BenchConfig):
@@ -119,6 +154,7 @@ def run(data, config: BenchConfig, seed: int, workdir=None, *, device=None, prog
     """Run the row's own method on the shared data; its metrics plus the row's name."""
     output = get_method(config.method).run(as_method_data(data, config), config.inner, seed, workdir,
                                            device=device, progress=progress)
+    splits = shared(data)
     output.metrics = {**output.metrics, "bench_method": config.bench_method, "method_module": config.method,
-                      "noise_rate": float(data.noisy_mask.mean())}
+                      "noise_rate": float(np.mean(splits.noisy != splits.clean))}
     return output

@@ -10,6 +10,7 @@ params/bench/_profiles.yaml, so every method gets the same number of epochs. Rer
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -35,6 +36,18 @@ for _name, _field in CIFAR10N.items():
     SETTINGS[f"c10n-{_name}"] = (f"CIFAR-10N {_name}", {
         "model": "file", "file": "cifar-n/CIFAR-10_human.pt", "field": _field,
         "sha256": "873e69c39cb9b5e97fb6bae2d60bb59b38a5cbc31d2b868f7903dcb2b9dd2310"}, 0.5)
+# LRA-Diffusion's published PMD label files (docs/noise.md §2, §9.1): the first 45,000 CIFAR-10 training images
+# (the rest is LRA's clean validation tail, which no benchmark row uses). Real-world-like, so SLN's sigma 0.5.
+PMD_FILES = {"0.35": "f8216a408f6413c82b1aa6868e496a6ed4ad712d5876a110bd53bb779bd3c3d2",
+             "0.70": "ab274c1392fda8138d5b3e6f1e3786aac2b6cd52752cbfd289542a5ca85a6bdf"}
+for _rate, _sha in PMD_FILES.items():
+    SETTINGS[f"pmd-{_rate}"] = (f"PMD {round(float(_rate) * 100)}%", {
+        "model": "file", "file": f"lra-pmd/cifar10-1-{_rate}.npy", "sha256": _sha, "label_range": [0, 45000],
+        "source": "LRA-Diffusion's published PMD labels (PLC's polynomial-margin diminishing noise), "
+                  f"cifar10-1-{_rate}.npy (docs/noise.md §2, §9.1)"}, 0.5)
+# The cpu profile's CIFAR-10 columns (CIFAR-10N and PMD label files: they index CIFAR-10's own images): the reduced
+# real CIFAR-10 of the kit's cpu profiles, every row at the same budget as on MNIST.
+CIFAR_CPU = {"dataset": "cifar10", "image_size": None, "train_subset": 5000, "test_subset": 2000}
 NOISE_SOURCE = {
     "sym": "the kit's symmetric generator (nlkit.noise, docs/noise.md): a label flips to one of the other classes "
            "with probability `rate`; noise seed 1 for every method and run seed",
@@ -56,7 +69,13 @@ ROWS = {
     "instancegm": ("instancegm", [("InstanceGM", "")]),
     "gce": ("gce", [("GCE", "")]),
     "coteaching": ("coteaching", [("Co-teaching", "")]),
+    "lra": ("lra_diffusion", [("LRA-Diffusion", "")]),
 }
+# LRA-Diffusion's f_p encoder (docs/bench.md §1): the kit's SimCLR run on CIFAR-10 (or the authors' weights where
+# present), as in params/lra_diffusion/; on the CPU profiles' digits and MNIST, PCA of the pixels (a stand-in)
+LRA_ENCODER = {"encoder": {"name": "simclr", "arch": "resnet50"},
+               "needs": {"encoder": {"cell": "simclr/cifar10", "published": "SimCLR_128_cifar10.pt"}}}
+LRA_ENCODER_CPU = {"encoder": {"name": "pca", "dim": 64, "arch": None}, "needs": {"encoder": None}}
 TABLES = {"B1": "acc_last", "B2": "acc_best_test"}
 
 # the shared budget's keys: set by _profiles.yaml, so left out of the method's own block
@@ -64,7 +83,7 @@ SHARED = {"epochs", "arch", "bf16"}
 
 
 def method_defaults(method: str) -> tuple[dict, str]:
-    if method in ("sln", "instancegm"):
+    if method in ("sln", "instancegm", "lra_diffusion"):
         block = yaml.safe_load((PARAMS / method / "_defaults.yaml").read_text())["train"]
         return block, f"params/{method}/_defaults.yaml (the paper's recipe, with its sources there)"
     if method == "gce":
@@ -106,6 +125,14 @@ def scaled(row: str, epochs: int, profile: str) -> dict:
     if row == "coteaching":
         return {"decay_start": at(80 / 200), "num_gradual": at(10 / 200),
                 **({"batch_size": 64} if profile == "smoke" else {})}
+    if row == "lra":
+        out = {"warmup_epochs": min(at(5 / 200), epochs - 1), "lr_horizon": at(1000 / 200),
+               "eval_every": at(5 / 200)}
+        if small:  # the cached-features variant, as LRA's own CPU profiles (params/lra_diffusion/_profiles.yaml)
+            out["image_encoder"] = "none"
+        if profile == "smoke":  # its smoke profile: a short schedule needs a larger step, a narrower denoiser
+            out.update(batch_size=32, peak_lr=0.01, hidden=64)
+        return out
     raise KeyError(row)
 
 
@@ -116,7 +143,8 @@ def cell(row: str, setting: str, budgets: dict) -> dict:
     train = {k: v for k, v in train.items() if k not in SHARED}
     if method == "sln":
         train["sigma"] = 0.0 if row == "ce" else sigma
-    noise = {**noise, **({} if noise["model"] == "file" else {"seed": 1}), "source": NOISE_SOURCE[noise["model"]]}
+    noise = {**noise, **({} if noise["model"] == "file" else {"seed": 1}),
+             "source": noise.get("source") or NOISE_SOURCE[noise["model"]]}
     tables = [{"table": t, "row": name, "column": label,
                "metric": metric + suffix if suffix else metric}
               for t, metric in TABLES.items() for name, suffix in labels]
@@ -128,9 +156,11 @@ def cell(row: str, setting: str, budgets: dict) -> dict:
         if profile == "smoke" and setting not in SMOKE_COLUMNS:
             entry["skip"] = "the smoke profile runs the sym 0.5 column only (a pipeline check)"
         elif profile == "cpu" and noise["model"] == "file":
-            entry["skip"] = "CIFAR-10N labels belong to CIFAR-10's images; the cpu profile runs MNIST"
+            entry.update(copy.deepcopy(CIFAR_CPU))
         profiles[profile] = entry
-    header = {"bench_method": row, "noise": noise, "train": train}
+        if row == "lra" and profile in ("smoke", "cpu") and noise["model"] != "file":   # CIFAR-10: its SimCLR
+            entry.update(copy.deepcopy(LRA_ENCODER_CPU))
+    header = {"bench_method": row, "noise": noise, "train": train, **(copy.deepcopy(LRA_ENCODER) if row == "lra" else {})}
     return {**header, "tables": tables,
             "sources": {"train": source, "sigma": "docs/sln.md §3.2: sigma 1.0 for symmetric noise, 0.5 for "
                                                  "asymmetric and instance-dependent (0 is CE)"

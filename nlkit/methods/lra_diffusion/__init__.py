@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..contract import PROTOCOL_METRICS, MethodSpec, PositiveInt, Roots, RunOutput
-from .data import CIFAR_MEAN, CIFAR_STD, LRAData, encoder_features, prepare_data
+from .data import CIFAR_MEAN, CIFAR_STD, LRAData, encoder_features, normalisation, prepare_data
 from .diffusion import (
     DDIM_TIMESTEPS,
     T_STEPS,
@@ -90,7 +90,12 @@ def resolve_encoder(cell: dict, roots: Roots) -> dict:
 
 def prepare(cell: dict, seed: int, roots: Roots | None = None, *, device=None) -> LRAInputs:
     roots = roots or Roots()
-    data = prepare_data(cell, roots.data_root, roots.noise_root)
+    return inputs_for(prepare_data(cell, roots.data_root, roots.noise_root), cell, seed, roots, device=device)
+
+
+def inputs_for(data: LRAData, cell: dict, seed: int, roots: Roots, *, device=None) -> LRAInputs:
+    """The frozen f_p features of `data` by the cell's encoder (and, for `real_fp`, the encoder network): what
+    `run` takes besides the splits. The benchmark calls it on its shared splits."""
     encoder = resolve_encoder(cell, roots)
     feats = encoder_features(data, encoder, train_feat=cell.get("train_feat", "augmented"), seed=seed,
                              device=device)
@@ -134,5 +139,5 @@ def run(inputs: LRAInputs, config: LRAConfig, seed: int, workdir=None, *, device
 __all__ = ["CIFAR_MEAN", "CIFAR_STD", "DDIM_TIMESTEPS", "SPEC", "T_STEPS", "Config", "ConditionalDenoiser",
            "FeatureEmbedding", "GatedLinear", "LRAConfig", "LRAData", "LRAInputs", "LRAModel", "LRARun",
            "alphas_cumprod", "antithetic_timesteps", "batch_retrieval", "beta_schedule", "ddim_predict",
-           "ddim_sample", "decode", "encoder_features", "encoder_metrics", "learning_rate", "linear_probe", "prepare",
+           "ddim_sample", "decode", "encoder_features", "encoder_metrics", "inputs_for", "learning_rate", "linear_probe", "normalisation", "prepare",
            "prepare_data", "resolve_encoder", "run", "train_lra"]

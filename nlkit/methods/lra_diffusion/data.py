@@ -34,6 +34,11 @@ class LRAData:
         return len(self.classes)
 
 
+def normalisation(images: np.ndarray) -> tuple[tuple, tuple]:
+    """The code's input normalisation: CIFAR's statistics for colour images, 0.5 / 0.5 for grey ones."""
+    return (CIFAR_MEAN, CIFAR_STD) if images.shape[-1] == 3 else ((0.5,), (0.5,))
+
+
 def prepare_data(cell: dict, data_root=None, noise_root=None) -> LRAData:
     """Train = the first images with the noisy labels of the cell, val = the held-out tail with clean labels
     (CIFAR: 0..44999 and 45000..49999, PLC's protocol), test = the test set."""
@@ -49,7 +54,7 @@ def prepare_data(cell: dict, data_root=None, noise_root=None) -> LRAData:
     train = restrict(ds, (0, int(train_idx[-1]) + 1))
     result = apply_noise_model(train, setting["noise"], setting["rate"], setting["noise_seed"],
                                asym_map=setting["asym_map"], label_file=setting["label_file"])
-    mean, std = (CIFAR_MEAN, CIFAR_STD) if ds.train_images.shape[-1] == 3 else ((0.5,), (0.5,))
+    mean, std = normalisation(ds.train_images)
     # reduced budgets (the cpu profile): stratified subsets by clean label, drawn after the noise so the published
     # file still indexes the full training part; the held-out validation tail is kept whole
     keep = stratified_subset(result.clean, cell.get("train_subset"))
@@ -120,9 +125,12 @@ def encoder_features(data: LRAData, encoder: dict, *, train_feat: str = "augment
     aug_seed = seed + 11 if train_feat == "augmented" else None
     for split, images, aug in (("train", data.train_images, aug_seed), ("val", data.val_images, None),
                                ("test", data.test_images, None)):
+        if not len(images):  # no held-out split (the benchmark's protocol): filled in below, once the width is known
+            continue
         key = {**ident, "split": split, "augment_seed": aug}
         feats[split] = cached(key, lambda: compute(images, aug)) if cache else compute(images, aug)
-    return feats
+    width = feats["train"].shape[1]
+    return {split: feats.get(split, np.zeros((0, width), np.float32)) for split in ("train", "val", "test")}
 
 
 def _digest(images: np.ndarray) -> str:
