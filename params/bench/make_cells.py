@@ -125,7 +125,13 @@ def scaled(row: str, epochs: int, profile: str) -> dict:
             out.update(warmup_epochs=5, eval_batch_size=1000)
         return out
     if row == "gce":
-        return {"lr_milestones": [at(40 / 120), at(80 / 120)], **({"batch_size": 64} if profile == "smoke" else {})}
+        out = {"lr_milestones": [at(40 / 120), at(80 / 120)], **({"batch_size": 64} if profile == "smoke" else {})}
+        if profile == "cpu":
+            # GCE's gradient is CE's times p^q: from a near-uniform start (p ~ 0.1, q = 0.7) a fifth of it. Over the
+            # cpu budget's 1,200 steps the paper's lr 0.01 (tied to its 47,000) left GCE at 41 % on sym 0.5, still
+            # rising when the lr dropped; 0.01 / 0.1^0.7 = 0.05 gives it CE's pace (95.1 %; docs/bench.md §5)
+            out["lr"] = 0.05
+        return out
     if row == "coteaching":
         return {"decay_start": at(80 / 200), "num_gradual": at(10 / 200),
                 **({"batch_size": 64} if profile == "smoke" else {})}
