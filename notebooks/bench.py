@@ -20,9 +20,10 @@
 #
 # Each paper reports its method on its own noise files, backbone and schedule, so their tables cannot be set side
 # by side. Here every classifier method of the kit (CE, SLN and SLN-MO, SLN-MO-LC, DivideMix, InstanceGM, GCE,
-# Co-teaching) runs through the same contract: the same images, the same noisy labels (one generator, one noise
-# seed), the same backbone and the same number of epochs; each keeps its own loss, schedule shape and
-# hyperparameters from its paper.
+# Co-teaching, LRA-Diffusion) runs through the same contract: the same images, the same noisy labels (one generator
+# or one published file), the same backbone and the same number of epochs; each keeps its own loss, schedule shape
+# and hyperparameters from its paper. LRA-Diffusion classifies from a frozen encoder's features instead of training
+# the backbone, and its run also reports the kNN vote over those features that it refines.
 #
 # One run of this notebook trains one benchmark cell (`params/bench/<setting>-<method>.yaml`) for one seed. The
 # method is looked up by name in the kit's method registry; `make reproduce PAPER=bench` runs every cell and writes
