@@ -121,7 +121,7 @@ def scaled(row: str, epochs: int, profile: str) -> dict:
         if profile == "cpu":
             # The scaled warm-up (1 epoch) is 40 steps on 5,000 images: InstanceGM's division then stayed near
             # chance (AUC 0.61) and both networks collapsed to one class (11.3 %). The warm-up is meant to end before
-            # CE starts to memorise, which on this subset is after epoch 12 (docs/bench.md §5): 5 epochs.
+            # CE starts to memorise, on this subset at epoch 9 at the earliest (docs/bench.md §5): 5 epochs.
             out.update(warmup_epochs=5, eval_batch_size=1000)
         return out
     if row == "gce":
