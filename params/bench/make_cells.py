@@ -172,7 +172,8 @@ def cell(row: str, setting: str, budgets: dict) -> dict:
         profiles[profile] = entry
         if row == "lra" and profile in ("smoke", "cpu") and noise["model"] != "file":   # CIFAR-10: its SimCLR
             entry.update(copy.deepcopy(LRA_ENCODER_CPU))
-    header = {"bench_method": row, "noise": noise, "train": train, **(copy.deepcopy(LRA_ENCODER) if row == "lra" else {})}
+    header = {"bench_method": row, "noise": noise, "train": train,
+              **(copy.deepcopy(LRA_ENCODER) if row == "lra" else {})}
     return {**header, "tables": tables,
             "sources": {"train": source, "sigma": "docs/sln.md §3.2: sigma 1.0 for symmetric noise, 0.5 for "
                                                  "asymmetric and instance-dependent (0 is CE)"

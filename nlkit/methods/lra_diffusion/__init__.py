@@ -139,5 +139,5 @@ def run(inputs: LRAInputs, config: LRAConfig, seed: int, workdir=None, *, device
 __all__ = ["CIFAR_MEAN", "CIFAR_STD", "DDIM_TIMESTEPS", "SPEC", "T_STEPS", "Config", "ConditionalDenoiser",
            "FeatureEmbedding", "GatedLinear", "LRAConfig", "LRAData", "LRAInputs", "LRAModel", "LRARun",
            "alphas_cumprod", "antithetic_timesteps", "batch_retrieval", "beta_schedule", "ddim_predict",
-           "ddim_sample", "decode", "encoder_features", "encoder_metrics", "inputs_for", "learning_rate", "linear_probe", "normalisation", "prepare",
-           "prepare_data", "resolve_encoder", "run", "train_lra"]
+           "ddim_sample", "decode", "encoder_features", "encoder_metrics", "inputs_for", "learning_rate",
+           "linear_probe", "normalisation", "prepare", "prepare_data", "resolve_encoder", "run", "train_lra"]
