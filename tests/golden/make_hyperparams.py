@@ -219,15 +219,17 @@ def transforms_of(o: Original, path: str) -> dict:
                             (calls(o, path, "RandomHorizontalFlip") or [crop])[0].lineno, "RandomHorizontalFlip")}
 
 
-def warmup_batch_factor(o: Original, path: str) -> dict:
-    """`if mode == 'warmup': DataLoader(batch_size=self.batch_size*K)` → K."""
+def loader_batch_factor(o: Original, path: str, mode: str) -> dict:
+    """`if mode == '<mode>': DataLoader(batch_size=self.batch_size[*K])` → K (1 without a factor)."""
     for node in ast.walk(o.tree(path)):
-        if isinstance(node, ast.If) and _eq_string(node.test) == "warmup":
+        if isinstance(node, ast.If) and _eq_string(node.test) == mode:
             for kw in (k for n in ast.walk(ast.Module(body=node.body, type_ignores=[])) if isinstance(n, ast.Call)
-                       for k in n.keywords):
-                if kw.arg == "batch_size" and isinstance(kw.value, ast.BinOp) and isinstance(kw.value.op, ast.Mult):
-                    return o.value(_literal(kw.value.right), path, kw.value.lineno, "warm-up loader batch_size*K")
-    raise LookupError(f"{path}: no warm-up loader")
+                       for k in n.keywords if k.arg == "batch_size"):
+                if isinstance(kw.value, ast.BinOp) and isinstance(kw.value.op, ast.Mult):
+                    return o.value(_literal(kw.value.right), path, kw.value.lineno, f"{mode} loader batch_size*K")
+                if _name(kw.value) == "self.batch_size":
+                    return o.value(1, path, kw.value.lineno, f"{mode} loader batch_size")
+    raise LookupError(f"{path}: no {mode} loader")
 
 
 def imported_as(o: Original, path: str, alias: str) -> str:
@@ -296,12 +298,12 @@ def sln(o: Original) -> dict:
     script = "noise_cifar_train.py"
     defaults, aliases = argparse_options(o, script)
     sgd = "optim.SGD"
+    wrn = function_defaults(o, "networks/wideresnet.py", "__init__", cls="Wide_ResNet")
     shared = {
         "momentum": call_kwarg(o, script, sgd, "momentum", "optim.SGD momentum"),
         "weight_decay": call_kwarg(o, script, sgd, "weight_decay", "optim.SGD weight_decay"),
         "ema_alpha": function_defaults(o, "utils.py", "__init__", cls="WeightEMA")["alpha"],
-        **{f"wrn_{k}": v for k, v in function_defaults(o, "networks/wideresnet.py", "__init__", cls="Wide_ResNet").items()
-           if k in ("depth", "widen_factor")},
+        **{f"wrn_{k}": v for k, v in wrn.items() if k in ("depth", "widen_factor")},
         **transforms_of(o, "dataset.py"),   # get_cifar_dataset's train transform
     }
     # label correction in epochs `epoch > correction` (1-based loop); correction outside (0, epochs) means never
@@ -344,16 +346,22 @@ def _divmix_script(o: Original, script: str, dataset: str, flags: dict | None = 
     for k in ("max_iter", "tol", "reg_covar"):
         v[f"gmm_{k}"] = call_kwarg(o, script, "GaussianMixture", k, f"GaussianMixture {k}")
     v["rampup_length"] = function_defaults(o, script, "linear_rampup")["rampup_length"]
+    v["neg_entropy_noise_mode"] = o.value(None, script, None, "no warm-up confidence penalty in this script")
     for node in ast.walk(o.tree(script)):   # `if args.r == 0.9: input_loss = history[-5:].mean(0)`
         if isinstance(node, ast.If) and (cmp := compare_with(node.test, "args.r")) and cmp[0] == "Eq":
-            sl = next(n.slice for n in ast.walk(node) if isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Slice))
+            sl = next(n.slice for n in ast.walk(node)
+                      if isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Slice))
             v["loss_average_rate"] = o.value(cmp[1], script, node.lineno, "noise rate at which GMM losses are averaged")
             v["loss_average_epochs"] = o.value(-_literal(sl.lower), script, node.lineno, "history[-N:] averaged")
         if isinstance(node, ast.If) and _eq_string(node.test) == "asym" and "noise_mode" in ast.unparse(node.test):
             v["neg_entropy_noise_mode"] = o.value("asym", script, node.lineno,
                                                   "warm-up confidence penalty only for this noise mode")
+    create = next(n for n in ast.walk(o.tree(script)) if isinstance(n, ast.FunctionDef) and n.name == "create_model")
+    net = calls(o, script, "", create)[0]   # the first call builds the network: ResNet18(...) / vgg19_bn()
+    v["network"] = o.value(_name(net.func).split(".")[-1], script, net.lineno, "the network create_model builds")
     data_module = imported_as(o, script, "dataloader")
-    v["warmup_batch_factor"] = warmup_batch_factor(o, data_module)
+    for mode in ("warmup", "eval_train", "test"):
+        v[f"{mode}_batch_factor"] = loader_batch_factor(o, data_module, mode)
     v.update(transforms_of(o, data_module))
     vae = [n for n in ast.walk(o.tree(script)) if isinstance(n, ast.FunctionDef) and n.name == "vae_loss"]
     if vae:
