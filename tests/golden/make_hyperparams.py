@@ -483,8 +483,9 @@ def tdsm(o: Original) -> dict:
 
 
 def edm(o: Original) -> dict:
-    return {"original": o.meta(), "settings": {"defaults": {"command": None, "values": edm_loop(
-        o, "train.py", {"training/training_loop.py": "training_loop"})}}}
+    values = edm_loop(o, "train.py", {"training/training_loop.py": "training_loop"})
+    values.update({f"generate.py:{k}": v for k, v in click_options(o, "generate.py")[0].items()})
+    return {"original": o.meta(), "settings": {"defaults": {"command": None, "values": values}}}
 
 
 # ---------------------------------------------------------------------------------------------- main
