@@ -378,10 +378,22 @@ def test_every_config_field_is_mapped_or_kit_only(paper):
     fmap, kit_only, *_ = PAPERS[paper]
     fields = {f.name for f in dataclasses.fields(_config(paper))}
     assert not set(fmap) & set(kit_only), "a field is both mapped and kit-only"
-    assert fields - set(fmap) - set(kit_only) == set(), \
-        f"Config fields neither mapped to the original nor listed as kit-only (with the reason)"
+    missing = fields - set(fmap) - set(kit_only)
+    assert not missing, f"Config fields neither mapped to the original nor listed as kit-only (with the reason): " \
+        f"{sorted(missing)}"
     assert set(fmap) | set(kit_only) <= fields, "mapped or kit-only names that are no Config field"
     assert all(isinstance(r, str) and len(r) > 10 for r in kit_only.values())
+
+
+@pytest.mark.parametrize("paper", sorted(PAPERS))
+def test_exempt_cells_and_fields_still_exist(paper):
+    """An unmapped-cell or ablation glob that matches no cell, or frees a field that is not mapped, is stale."""
+    fmap, _, unmapped, free, *_ = PAPERS[paper]
+    names = [p.stem for p in find_cells(paper, root=ROOT)]
+    for glob in list(unmapped) + list(free):
+        assert fnmatch.filter(names, glob), f"{paper}: no cell matches {glob!r}"
+    for glob, fields in free.items():
+        assert set(fields) <= set(fmap), f"{paper} {glob}: frees fields that are not mapped: {set(fields) - set(fmap)}"
 
 
 @pytest.mark.parametrize("paper", sorted(PAPERS))
