@@ -426,3 +426,17 @@ def test_the_goldens_name_their_originals():
         for setting in data["settings"].values():
             for rec in setting["values"].values():
                 assert rec["src"].startswith(data["original"]["repo"] + "/") and "@" in rec["src"], rec
+
+
+def test_lra_diffusion_schedule_constants_match_the_original():
+    """What the kit fixes in code rather than in params: T, the β range and the number of DDIM steps."""
+    import inspect
+
+    from nlkit.methods.lra_diffusion import diffusion
+
+    for key in original("lra_diffusion")["settings"]:
+        v = values("lra_diffusion", key)
+        assert diffusion.T_STEPS == v["num_timesteps"]
+        assert len(diffusion.DDIM_TIMESTEPS) == v["ddim_n_step"]
+        params = inspect.signature(diffusion.beta_schedule).parameters
+        assert same(params["start"].default, v["beta_start"]) and same(params["end"].default, v["beta_end"])

@@ -411,6 +411,8 @@ def lra(o: Original) -> dict:
         "beta_schedule": function_defaults(o, "model_diffusion.py", "__init__", cls="Diffusion")["beta_schedule"],
         "num_timesteps": function_defaults(o, "model_diffusion.py", "__init__", cls="Diffusion")["num_timesteps"],
         **transforms_of(o, script),
+        **{f"beta_{k}": call_kwarg(o, "model_diffusion.py", "make_beta_schedule", k, f"make_beta_schedule {k}")
+           for k in ("start", "end")},
     }
     clip = calls(o, script, "clip_grad_norm_", train_fn)[0]
     shared["grad_clip"] = o.value(_literal(clip.args[1]), script, clip.lineno, "clip_grad_norm_ max_norm")
