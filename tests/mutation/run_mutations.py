@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,19 +201,32 @@ def child_env(copy: Path, root: Path, threads: int) -> dict[str, str]:
     return env
 
 
-def run_pytest(copy: Path, tests: list[str], env: dict, timeout: float) -> tuple[int | None, str, float]:
-    """(exit status or None on timeout, output, seconds) of pytest on `tests` inside the copy."""
+def kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_pytest(copy: Path, tests: list[str], env: dict, timeout: float,
+               live: set | None = None) -> tuple[int | None, str, float]:
+    """(exit status or None on timeout, output, seconds) of pytest on `tests` inside the copy; the process is in
+    `live` while it runs (for an interrupted run to end it)."""
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)      # its own process group: a timeout ends its children too
+    live = set() if live is None else live
+    live.add(proc)
     try:
         output, _ = proc.communicate(timeout=timeout)
         return proc.returncode, output.decode(errors="replace"), time.monotonic() - start
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill(proc)
         output, _ = proc.communicate()
         return None, output.decode(errors="replace"), time.monotonic() - start
+    finally:
+        live.discard(proc)
 
 
 def first_failure(output: str) -> str:
@@ -238,6 +252,7 @@ class Runner:
         self.lock = threading.Lock()
         self.tmp = Path(tempfile.mkdtemp(prefix="nlkit-mutation-"))
         self.copies: queue.Queue[Path] = queue.Queue()
+        self.live: set[subprocess.Popen] = set()
 
     def say(self, text: str) -> None:
         with self.lock:
@@ -257,8 +272,23 @@ class Runner:
             raise SystemExit(f"the copy's nlkit is not the one imported (got {probe.stdout.strip() or probe.stderr})")
 
     def close(self) -> None:
+        for proc in list(self.live):             # an interrupted run: pytest processes still running
+            kill(proc)
         if not self.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @contextmanager
+    def pool(self):
+        """Worker threads; on Ctrl-C the queued work is dropped and the running pytest processes are ended."""
+        pool = ThreadPoolExecutor(self.jobs)
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list(self.live):
+                kill(proc)
+            raise
+        pool.shutdown()
 
     def _with_copy(self, fn):
         copy = self.copies.get()
@@ -270,7 +300,7 @@ class Runner:
     def baseline(self, tests: tuple[str, ...]) -> tuple[str | None, float]:
         """(None, seconds) when the tests pass on the unmutated copy, else (what is wrong, seconds)."""
         def go(copy):
-            rc, output, secs = run_pytest(copy, list(tests), child_env(copy, self.root, self.threads), 1800)
+            rc, output, secs = run_pytest(copy, list(tests), child_env(copy, self.root, self.threads), 1800, self.live)
             if rc is None:
                 return f"tests time out without mutation ({secs:.0f} s)", secs
             if rc == 5:
@@ -293,7 +323,7 @@ class Runner:
             original = target.read_bytes()
             target.write_bytes(original.replace(m.find.encode(), m.replace.encode(), 1))
             try:
-                rc, output, secs = run_pytest(copy, m.tests, child_env(copy, self.root, self.threads), timeout)
+                rc, output, secs = run_pytest(copy, m.tests, child_env(copy, self.root, self.threads), timeout, self.live)
             finally:
                 target.write_bytes(original)
             if rc is None:
@@ -309,7 +339,7 @@ class Runner:
         suites = sorted({tuple(m.tests) for m in mutations})
         self.say(f"checking that the {len(suites)} test selection(s) pass without mutation ...")
         base: dict[tuple[str, ...], tuple[str | None, float]] = {}
-        with ThreadPoolExecutor(self.jobs) as pool:
+        with self.pool() as pool:
             futures = {pool.submit(self.baseline, s): s for s in suites}
             for f in as_completed(futures):
                 base[futures[f]] = f.result()
@@ -319,9 +349,14 @@ class Runner:
         outcomes = [Outcome(m, "broken", 0.0, base[tuple(m.tests)][0]) for m in mutations
                     if base[tuple(m.tests)][0] is not None]
         todo = [m for m in mutations if base[tuple(m.tests)][0] is None]
-        self.say(f"running {len(todo)} mutation(s) on {self.jobs} worker(s) ...")
+        # a caught mutation stops at its first failing test (-x); a survivor takes its tests' unmutated time
+        bound = sum(base[tuple(m.tests)][1] for m in todo) / self.jobs / 60
+        slowest = sorted({tuple(m.tests) for m in todo}, key=lambda s: -base[s][1])[:3]
+        self.say(f"running {len(todo)} mutation(s) on {self.jobs} worker(s): at most about {bound:.1f} min"
+                 + ("" if bound < 20 else "; the slowest selections (name single tests to save time): "
+                    + ", ".join(f"{' '.join(s)} ({base[s][1]:.0f} s)" for s in slowest)))
         start, width = time.monotonic(), max((len(m.id) for m in todo), default=0)
-        with ThreadPoolExecutor(self.jobs) as pool:
+        with self.pool() as pool:
             futures = [pool.submit(self.mutate, m, base[tuple(m.tests)][1]) for m in todo]
             for done, f in enumerate(as_completed(futures), 1):
                 o = f.result()
@@ -435,6 +470,9 @@ def main(argv=None, lists_dir: Path = LISTS, root: Path = ROOT, report: Path | N
     start = time.monotonic()
     try:
         outcomes = runner.run(chosen)
+    except KeyboardInterrupt:
+        print("interrupted: nothing counted, the copies removed")
+        return 130
     finally:
         runner.close()
     seconds = time.monotonic() - start
