@@ -300,7 +300,8 @@ class Runner:
     def baseline(self, tests: tuple[str, ...]) -> tuple[str | None, float]:
         """(None, seconds) when the tests pass on the unmutated copy, else (what is wrong, seconds)."""
         def go(copy):
-            rc, output, secs = run_pytest(copy, list(tests), child_env(copy, self.root, self.threads), 1800, self.live)
+            env = child_env(copy, self.root, self.threads)
+            rc, output, secs = run_pytest(copy, list(tests), env, 1800, self.live)
             if rc is None:
                 return f"tests time out without mutation ({secs:.0f} s)", secs
             if rc == 5:
@@ -323,7 +324,8 @@ class Runner:
             original = target.read_bytes()
             target.write_bytes(original.replace(m.find.encode(), m.replace.encode(), 1))
             try:
-                rc, output, secs = run_pytest(copy, m.tests, child_env(copy, self.root, self.threads), timeout, self.live)
+                env = child_env(copy, self.root, self.threads)
+                rc, output, secs = run_pytest(copy, m.tests, env, timeout, self.live)
             finally:
                 target.write_bytes(original)
             if rc is None:
