@@ -17,8 +17,10 @@ RAY_ADDRESS ?=
 DATA_ROOT  ?=
 NOISE_ROOT ?=
 PYTEST_ARGS ?=
+MUTATION_ARGS ?=
 
-.PHONY: all install hooks git-hooks test test-browser reproduce tables notebooks clean-venv gpu-check gpu-check-dry
+.PHONY: all install hooks git-hooks test test-browser mutation reproduce tables notebooks clean-venv \
+	gpu-check gpu-check-dry
 
 all: test
 
@@ -50,6 +52,11 @@ git-hooks:
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Plants the one-line bugs listed in tests/mutation/*.yaml one at a time in a copy of the project and checks the
+# tests catch them (tests/mutation/README.md); not part of `make test`. E.g. MUTATION_ARGS='--method sln --jobs 4'.
+mutation: $(STAMP)
+	$(PY) tests/mutation/run_mutations.py $(MUTATION_ARGS)
 
 # JupyterLab driven by the system's Chromium (Debian's `chromium` package; Playwright never downloads a browser).
 # Skips, without failing, where Chromium cannot be installed.
