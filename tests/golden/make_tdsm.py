@@ -8,7 +8,9 @@ EDM_CHECKOUT one of NVlabs/edm (`training/networks.py:SongUNet, EDMPrecond`, `tr
 Each checkout's root is put on sys.path in turn (both name their packages `training`, `dnnlib`, `torch_utils`).
 Everything runs on the CPU in float32 (float64 where the sampler uses it), with fixed seeds. Random draws of the
 original code (sigma's normal sample, the noise) are replaced by given arrays, which are stored with the outputs.
-No stub modules are needed with the packages of environment.yml.
+No stub modules are needed with the packages of environment.yml; for the training loop (`training_noise_loop`),
+what needs CUDA, several processes or files is replaced in that module's namespace only. `--only loop` writes
+tdsm_loop.npz alone.
 """
 
 from __future__ import annotations
