@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import sys
+import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
@@ -471,7 +474,6 @@ class _LoopProbe:
     def should_stop(self): return False
 
     def update_progress(self, cur, total):
-        import inspect
         f = inspect.currentframe().f_back.f_locals
         self.ticks.append({"cur_nimg": f["cur_nimg"], "ema_beta": f.get("ema_beta"),
                            "net": {k: v.detach().clone() for k, v in f["net"].model.named_parameters()},
@@ -481,8 +483,6 @@ class _LoopProbe:
 
 def _loop_namespace(module, probe, registry):
     """Replace, in the loop module's namespace only, what needs CUDA, several processes or files."""
-    import types
-
     stats = types.SimpleNamespace(report=lambda name, value: value, report0=lambda name, value: value,
                                   default_collector=types.SimpleNamespace(update=lambda: None, as_dict=lambda: {}))
     misc = types.SimpleNamespace(
@@ -552,9 +552,6 @@ class _RecordingClassifier(torch.nn.Module):
 def make_tdsm_loop(losses, nets, loop_module) -> None:
     """Three iterations of the original TDSM training loop: the loss, weights and classifier queries of each step,
     its learning rate and EMA beta, the parameters and the EMA after the last step."""
-    import tempfile
-    import types
-
     k, b, steps = LOOP_UNET["label_dim"], LOOP["batch"], LOOP["steps"]
     g = torch.Generator().manual_seed(50)
     n = b * steps
@@ -619,7 +616,8 @@ def make_tdsm_loop(losses, nets, loop_module) -> None:
     probe = _LoopProbe(cls_rec)
     _loop_namespace(loop_module, probe, registry)
     net_kw = dict(class_name="training.networks.EDMPrecond", model_type="SongUNet", label_dropout=0,
-                  **{key: v for key, v in LOOP_UNET.items() if key not in ("img_resolution", "img_channels", "label_dim")})
+                  **{key: v for key, v in LOOP_UNET.items()
+                     if key not in ("img_resolution", "img_channels", "label_dim")})
     try:
         with tempfile.TemporaryDirectory() as run_dir, given_draws(list(normal), list(noise)):
             loop_module.training_noise_loop(
