@@ -8,7 +8,9 @@ EDM_CHECKOUT one of NVlabs/edm (`training/networks.py:SongUNet, EDMPrecond`, `tr
 Each checkout's root is put on sys.path in turn (both name their packages `training`, `dnnlib`, `torch_utils`).
 Everything runs on the CPU in float32 (float64 where the sampler uses it), with fixed seeds. Random draws of the
 original code (sigma's normal sample, the noise) are replaced by given arrays, which are stored with the outputs.
-No stub modules are needed with the packages of environment.yml.
+No stub modules are needed with the packages of environment.yml; for the training loop (`training_noise_loop`),
+what needs CUDA, several processes or files is replaced in that module's namespace only. `--only loop` writes
+tdsm_loop.npz alone.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import sys
+import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
@@ -428,10 +433,238 @@ def make_tdsm_cases(tdsm, net) -> None:
                    dataset="cifar10", temp=1.0, seed=40, net=net, b=4)
 
 
+# ---------------------------------------------------------------------------------------------- TDSM training loop
+
+# The loop golden: TDSM's `training_noise_loop` (EDM's `training_loop` with the classifier and EDMNoiseLoss) for
+# three iterations on MNIST-shaped images (1x32x32, what the MNIST classifier takes), asym MNIST noise r 0.4,
+# temperature 2. The learning rate ramps over two batches (lr 0, lr/2, lr) and the EMA ramp-up ratio is 0.5, so
+# that both schedules (and when in the step they read the image count) show in the parameters and the EMA.
+LOOP_UNET = dict(img_resolution=32, img_channels=1, label_dim=10, augment_dim=9, model_channels=4, channel_mult=[1, 2],
+                 num_blocks=1, attn_resolutions=[16], dropout=0.0)
+LOOP = dict(batch=8, steps=3, rate=0.4, temp=2.0, lr=2e-3, lr_rampup_kimg=0.016, ema_halflife_kimg=500.0,
+            ema_rampup=0.5, classifier_logit_gain=4.0)
+
+
+def _recipe_state(module: torch.nn.Module) -> dict:
+    """Load `recipe_tensor` weights (by original name) into every parameter; returns names -> shapes. (The only
+    buffers, the UNet's resampling filters, are constants of the architecture.)"""
+    shapes = {}
+    buffers = {key for key, _ in module.named_buffers()}
+    assert all(key.endswith("resample_filter") for key in buffers), buffers
+    with torch.no_grad():
+        for key, value in module.named_parameters():
+            shapes[key] = ",".join(str(d) for d in value.shape)
+            value.copy_(torch.from_numpy(recipe_tensor(key, value.shape)))
+    return shapes
+
+
+class _LoopProbe:
+    """The training loop's collaborators that cannot run here (distributed setup, statistics, CUDA memory queries,
+    the pickle of the classifier snapshot), plus what records the loop's values: the loop calls
+    `dist.update_progress` once before the first step and once per tick (here, per step), and the probe reads the
+    loop's locals there (net, ema, cur_nimg, ema_beta)."""
+
+    def __init__(self, cls_net):
+        self.cls_net, self.ticks = cls_net, []
+
+    # torch_utils.distributed
+    def get_rank(self): return 0
+    def get_world_size(self): return 1
+    def print0(self, *args, **kw): pass
+    def should_stop(self): return False
+
+    def update_progress(self, cur, total):
+        f = inspect.currentframe().f_back.f_locals
+        self.ticks.append({"cur_nimg": f["cur_nimg"], "ema_beta": f.get("ema_beta"),
+                           "net": {k: v.detach().clone() for k, v in f["net"].model.named_parameters()},
+                           "ema": {k: v.detach().clone() for k, v in f["ema"].model.named_parameters()},
+                           "lr": f["optimizer"].param_groups[0]["lr"]})
+
+
+def _loop_namespace(module, probe, registry):
+    """Replace, in the loop module's namespace only, what needs CUDA, several processes or files."""
+    stats = types.SimpleNamespace(report=lambda name, value: value, report0=lambda name, value: value,
+                                  default_collector=types.SimpleNamespace(update=lambda: None, as_dict=lambda: {}))
+    misc = types.SimpleNamespace(
+        InfiniteSampler=lambda dataset, **kw: _InOrder(len(dataset)),
+        print_module_summary=lambda *a, **kw: None,
+        ddp_sync=lambda ddp, sync: contextlib.nullcontext())
+    util = types.SimpleNamespace(construct_class_by_name=lambda class_name, **kw: registry[class_name](**kw),
+                                 open_url=lambda url, **kw: contextlib.nullcontext(url),
+                                 format_time=lambda s: f"{s:.1f}s")
+
+    class TorchNoCuda(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+    fake_torch = TorchNoCuda("torch")
+    fake_torch.cuda = types.SimpleNamespace(max_memory_allocated=lambda *a: 0, max_memory_reserved=lambda *a: 0,
+                                            reset_peak_memory_stats=lambda *a: None)
+    fake_torch.nn = types.SimpleNamespace(parallel=types.SimpleNamespace(
+        DistributedDataParallel=lambda net, **kw: net))
+    module.dist, module.training_stats, module.misc = probe, stats, misc
+    module.dnnlib = types.SimpleNamespace(util=util)
+    module.pickle = types.SimpleNamespace(load=lambda f: {"ema": probe.cls_net})
+    module.psutil = types.SimpleNamespace(Process=lambda pid: types.SimpleNamespace(
+        memory_info=lambda: types.SimpleNamespace(rss=0)))
+    module.torch = fake_torch
+
+
+class _InOrder(torch.utils.data.Sampler):
+    """The dataset in stored order, pass after pass (stands in for misc.InfiniteSampler's shuffled stream)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __iter__(self):
+        while True:
+            yield from range(self.n)
+
+
+class _ImageDataset(torch.utils.data.Dataset):
+    """training.dataset.Dataset's interface: uint8 CHW images and float32 one-hot labels."""
+
+    def __init__(self, images, noisy, k):
+        self.images, self.labels = images, np.eye(k, dtype=np.float32)[noisy]
+        self.resolution, self.num_channels, self.label_dim = images.shape[2], images.shape[1], k
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+
+class _RecordingClassifier(torch.nn.Module):
+    """The classifier as the loop loads it, recording where it is queried and what it returns."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls = net, []
+
+    def forward(self, x, sigma, class_labels=None, **kw):
+        out = self.net(x, sigma, class_labels, **kw)
+        self.calls.append({"x": x.detach().clone(), "sigma": sigma.detach().clone().flatten(),
+                           "logits": out.detach().clone(), "kw": sorted(kw)})
+        return out
+
+
+def make_tdsm_loop(losses, nets, loop_module) -> None:
+    """Three iterations of the original TDSM training loop: the loss, weights and classifier queries of each step,
+    its learning rate and EMA beta, the parameters and the EMA after the last step."""
+    k, b, steps = LOOP_UNET["label_dim"], LOOP["batch"], LOOP["steps"]
+    g = torch.Generator().manual_seed(50)
+    n = b * steps
+    images = torch.randint(0, 256, (n, 1, 32, 32), generator=g, dtype=torch.uint8).numpy()
+    # mostly noisy labels that asym MNIST noise can produce from two clean classes (5, 6, 7, 8), so that the weights
+    # mix classes; the others (0, 1, 2, 3, 4, 9) have one-hot weights
+    noisy = torch.tensor([7, 5, 6, 8, 7, 0, 5, 6, 8, 7, 6, 3, 5, 8, 7, 6, 2, 5, 8, 7, 6, 9, 5, 8])[:n].numpy()
+    normal = torch.randn(steps, b, 1, 1, 1, generator=g)
+    noise = torch.randn(steps, b, 1, 32, 32, generator=g)
+
+    torch.manual_seed(0)
+    cls = nets.EDMPrecond_classifier(img_resolution=32, img_channels=1, label_dim=k, model_type="ClassifierSong_MNIST",
+                                     augment_dim=9, dropout=0.0).eval()
+    cls_shapes = _recipe_state(cls)
+    with torch.no_grad():   # peaked enough posteriors that the tau skip drops some classes and keeps others
+        cls.model.classifier.linear.weight.mul_(LOOP["classifier_logit_gain"])
+    cls_rec = _RecordingClassifier(cls)
+
+    unet_shapes = {}
+
+    def build_net(**kw):
+        assert kw.pop("label_dropout") == 0
+        net = nets.EDMPrecond(**kw)
+        unet_shapes.update(_recipe_state(net.model))
+        return net
+
+    records = {"loss": [], "images": [], "labels": [], "weights": []}
+
+    class RecordingLoss:
+        def __init__(self, **kw):
+            self.inner = losses.EDMNoiseLoss(**kw)
+
+        def __call__(self, net, images, labels, augment_pipe, cls_net):
+            loss = self.inner(net=net, images=images, labels=labels, augment_pipe=augment_pipe, cls_net=cls_net)
+            records["loss"].append(loss.detach().flatten(1).sum(1))
+            records["images"].append(images.clone())
+            records["labels"].append(labels.argmax(1))
+            return loss
+
+    # the loss's weights w_x_yt are its last torch.nan_to_num: read them there (in the loss module's namespace)
+    class TorchWithWeights(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        def nan_to_num(self, *args, **kw):
+            out = torch.nan_to_num(*args, **kw)
+            records["weights"].append(out.detach().clone())
+            return out
+
+    loss_torch = losses.torch
+    losses.torch = TorchWithWeights("torch")
+    registry = {
+        "stub.Dataset": lambda: _ImageDataset(images, noisy, k),
+        "training.networks.EDMPrecond": build_net,
+        "training.loss.EDMNoiseLoss": RecordingLoss,
+        "torch.optim.Adam": torch.optim.Adam,
+        # augmentation off; the original loss indexes the augment labels of the extra passes (it cannot run without a
+        # pipe), so the pipe passes the images through with all-zero augment labels (the kit passes None: same
+        # output, since the UNet's augment map has no bias)
+        "stub.NoAugment": lambda: (lambda x: (x, torch.zeros(x.shape[0], 9))),
+    }
+    probe = _LoopProbe(cls_rec)
+    _loop_namespace(loop_module, probe, registry)
+    net_kw = dict(class_name="training.networks.EDMPrecond", model_type="SongUNet", label_dropout=0,
+                  **{key: v for key, v in LOOP_UNET.items()
+                     if key not in ("img_resolution", "img_channels", "label_dim")})
+    try:
+        with tempfile.TemporaryDirectory() as run_dir, given_draws(list(normal), list(noise)):
+            loop_module.training_noise_loop(
+                run_dir=run_dir, dataset_kwargs=dict(class_name="stub.Dataset"), data_loader_kwargs={},
+                network_kwargs=net_kw,
+                loss_kwargs=dict(class_name="training.loss.EDMNoiseLoss", noise_type="asym", noise_rate=LOOP["rate"],
+                                 num_classes=k, dataset="mnist", tau=TAU, temp=LOOP["temp"]),
+                optimizer_kwargs=dict(class_name="torch.optim.Adam", lr=LOOP["lr"], betas=[0.9, 0.999], eps=1e-8),
+                augment_kwargs=dict(class_name="stub.NoAugment"), seed=0, batch_size=b,
+                total_kimg=n / 1000, ema_halflife_kimg=LOOP["ema_halflife_kimg"], ema_rampup_ratio=LOOP["ema_rampup"],
+                lr_rampup_kimg=LOOP["lr_rampup_kimg"], kimg_per_tick=0, snapshot_ticks=None, state_dump_ticks=None,
+                cls_pkl="classifier-snapshot", cudnn_benchmark=False, device=torch.device("cpu"))
+    finally:
+        losses.torch = loss_torch
+
+    ticks = probe.ticks[1:]                     # the first call comes before the first step
+    assert len(ticks) == steps and [t["cur_nimg"] for t in ticks] == [b * (i + 1) for i in range(steps)]
+    assert len(records["loss"]) == len(cls_rec.calls) == len(records["weights"]) == steps
+    assert all(c["kw"] == [] for c in cls_rec.calls), "the classifier is queried without augment labels"
+    # the stored order is the loop's order: batch i holds images i*b .. (i+1)*b - 1
+    for i in range(steps):
+        assert torch.equal(records["labels"][i], torch.as_tensor(noisy[i * b:(i + 1) * b]))
+    w = torch.stack(records["weights"]).double()
+    margin = float(((w - TAU).abs() / TAU)[w > 0].min())
+    assert margin > 1e-3, f"a weight is within {margin:.1e} of tau; change the seed"
+    observed = torch.nn.functional.one_hot(torch.as_tensor(noisy).reshape(steps, b), k).bool()
+    assert ((w > TAU) & ~observed).any(), "no extra pass"
+    assert ((w <= TAU) & (w > 0)).any(), "no class dropped by the tau skip"
+    init = probe.ticks[0]["net"]
+    save("tdsm_loop", images=images, noisy=noisy, normal=normal.flatten(1), noise=noise,
+         **{f"cfg_{key}": np.asarray(v) for key, v in {**LOOP_UNET, **LOOP, "tau": TAU}.items()},
+         unet_names=np.array(list(unet_shapes)), unet_shapes=np.array(list(unet_shapes.values())),
+         cls_names=np.array(list(cls_shapes)), cls_shapes=np.array(list(cls_shapes.values())),
+         cls_x=torch.stack([c["x"] for c in cls_rec.calls]), cls_sigma=torch.stack([c["sigma"] for c in cls_rec.calls]),
+         cls_logits=torch.stack([c["logits"] for c in cls_rec.calls]), weights=torch.stack(records["weights"]),
+         loss_per_sample=torch.stack(records["loss"]), lr=np.array([t["lr"] for t in ticks]),
+         ema_beta=np.array([t["ema_beta"] for t in ticks]), extra_passes_min_margin=np.float64(margin),
+         # after the last step, as changes from the initial weights (which are the recipe's)
+         **{f"net/{key}": v - init[key] for key, v in ticks[-1]["net"].items()},
+         **{f"ema/{key}": v - init[key] for key, v in ticks[-1]["ema"].items()})
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tdsm", type=Path, help="checkout of byeonghu-na/tdsm")
     ap.add_argument("--edm", type=Path, default=None, help="checkout of NVlabs/edm (default: the TDSM checkout)")
+    ap.add_argument("--only", choices=("loop",), default=None, help="write only tdsm_loop.npz")
     args = ap.parse_args(argv)
     for path in (args.tdsm, args.edm):
         if path is not None and not (path / "training" / "networks.py").is_file():
@@ -440,7 +673,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
-    tdsm, tdsm_snapshot = import_from(args.tdsm, ["training.loss", "training.networks", "generate"])
+    tdsm, tdsm_snapshot = import_from(args.tdsm, ["training.loss", "training.networks", "generate",
+                                                  "training.training_noise_loop"])
+    if args.only == "loop":
+        with active(tdsm_snapshot):
+            make_tdsm_loop(tdsm["training.loss"], tdsm["training.networks"], tdsm["training.training_noise_loop"])
+        return 0
     edm, edm_snapshot = import_from(args.edm or args.tdsm, ["training.networks", "training.loss", "generate"])
     with active(edm_snapshot):
         net = build_unet(edm["training.networks"])
@@ -450,6 +688,7 @@ def main(argv=None) -> int:
         make_sampler(edm["generate"], tdsm["generate"], net)
     with active(tdsm_snapshot):
         make_tdsm_cases(tdsm["training.loss"], net)
+        make_tdsm_loop(tdsm["training.loss"], tdsm["training.networks"], tdsm["training.training_noise_loop"])
         make_classifier_losses(tdsm["training.loss"], tdsm["training.networks"])
         make_classifier(tdsm["training.networks"], "cnn_mnist", "ClassifierSong_MNIST", 1, 10)
         make_classifier(tdsm["training.networks"], "resnet18_cond", "ClassifierSong", 3, 10, encoder_type="resnet18")

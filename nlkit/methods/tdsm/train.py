@@ -355,6 +355,13 @@ def classifier_diagnostic(model, images: np.ndarray, clean: np.ndarray, noisy: n
 
 # ---------------------------------------------------------------------------------------------- diffusion
 
+def draw_step_noise(x0: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One diffusion step's draws: sigma (B, 1, 1, 1), then the noise (the goldens replace this function to give
+    the original's stored draws)."""
+    sigma = sample_sigma(x0.shape[0], generator, x0.device)
+    return sigma, torch.randn(x0.shape, generator=generator, device=x0.device)
+
+
 @dataclass
 class DiffusionRun:
     history: pd.DataFrame
@@ -424,8 +431,7 @@ def train_diffusion(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: T
             aug = None
             if pipe is not None:
                 x0, aug = pipe(x0, gen)
-            sigma = sample_sigma(x0.shape[0], gen, dev)
-            noise = torch.randn(x0.shape, generator=gen, device=dev)
+            sigma, noise = draw_step_noise(x0, gen)
             wts = weights_for(x0 + sigma * noise, sigma, y, aug)
             per_sample, extra = tdsm_loss(denoiser, x0, y, wts, k, sigma=sigma, noise=noise, augment_labels=aug,
                                           tau=cfg.tau, full_grad=cfg.full_grad,
@@ -437,9 +443,11 @@ def train_diffusion(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: T
             loss.backward()
             sanitize_gradients(net.parameters())
             opt.step()
-            nimg += x0.shape[0]
+            # EDM's beta: from the image count before this step's batch (its ramp-up reads cur_nimg before the
+            # increment, so the first update copies the network)
             ema.decay = ema_beta(x0.shape[0], nimg, cfg.ema_halflife_kimg * 1000, cfg.ema_rampup)
             ema.update()
+            nimg += x0.shape[0]
             loss_sum += loss.detach()
             extra_sum += extra
         seconds = time.perf_counter() - t0
