@@ -30,7 +30,7 @@ import pandas as pd
 from pydantic import ConfigDict, Field, ValidationError, create_model
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt  # noqa: F401 - for Config fields
 
-from ..errors import UserError
+from ..errors import UserError, short_repr
 from ..io import atomic_write, atomic_write_json, project_path
 
 # Value ranges for Config fields (and CELL_KEYS): annotate a field with one of these and Config.from_cell rejects
@@ -102,15 +102,10 @@ def validation_summary(error: ValidationError, prefix: str = "") -> str:
     parts = []
     for item in error.errors():
         key = prefix + ".".join(str(p) for p in item["loc"]) if item["loc"] else prefix.rstrip(".") or "value"
-        got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {_short_repr(item.get('input'))})"
+        got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {short_repr(item.get('input'))})"
         message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         parts.append(f"{key}: {message}{got}")
     return "; ".join(dict.fromkeys(parts))
-
-
-def _short_repr(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @functools.lru_cache(maxsize=None)
