@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from test_deps import dep_project, torch_dep_project  # noqa: F401 - a cell whose weights.pt another needs
 from test_pipeline import project  # noqa: F401 - the demo project: params/demo/{alpha,beta}.yaml, fake notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,3 +98,199 @@ def test_error_messages_are_short_whatever_the_value():
     t0 = time.perf_counter()
     text = short_repr({"a": nested, "b": 10**400, "c": "y" * 10**7})
     assert len(text) <= 63 and time.perf_counter() - t0 < 0.5
+
+
+# ------------------------------------------------------------------ a notebook recording another cell's result
+
+def _notebook(project: Path, *later_cells: str) -> None:
+    """notebooks/fake.ipynb storing its result through write_results, as the kit's notebooks do; `later_cells` go
+    between the parameters cell and the body (a cell a person added)."""
+    from test_pipeline import FAKE_NOTEBOOK_CODE, write_notebook
+
+    body = ("import pandas as pd\nfrom nlkit.methods import RunOutput, write_results\n"
+            "from nlkit.pipeline import load_cell\ncell = load_cell(params_file, profile)\n"
+            "write_results(out_dir, RunOutput(pd.DataFrame({'epoch': [1]}), {'acc_last': cell['value'] + seed, "
+            "'acc_best_test': 1.0}), cell=cell, seed=seed)")
+    write_notebook(project / "notebooks" / "fake.ipynb", [FAKE_NOTEBOOK_CODE[0], *later_cells, body])
+
+
+def test_a_notebook_that_ran_another_cell_fails_that_run_in_one_line(project, capsys):  # noqa: F811
+    from nlkit.cli import main
+    from nlkit.pipeline import load_cell
+    from nlkit.pipeline.runner import is_current, metrics_path
+
+    _notebook(project, "params_file = 'params/demo/beta.yaml'   # a cell added after the parameters")
+    code = main(["run", "params/demo/alpha.yaml", "--seed", "0", "--executor", "direct"])
+    out = capsys.readouterr().out
+    alpha = load_cell(project / "params/demo/alpha.yaml", "smoke")
+    assert code == 1 and out.count("\n") == 1
+    assert "failed: demo/alpha seed 0" in out
+    assert "the notebook ran params/demo/beta.yaml seed 0, not params/demo/alpha.yaml seed 0" in out
+    assert not metrics_path(alpha, 0).exists() and not is_current(alpha, 0)
+
+    _notebook(project)                                   # the notebook fixed: the run records its own cell
+    assert main(["run", "params/demo/alpha.yaml", "--seed", "0", "--executor", "direct"]) == 0
+    metrics = json.loads(metrics_path(alpha, 0).read_text())
+    assert metrics["ran"] == {"params_file": "params/demo/alpha.yaml", "profile": "smoke", "seed": 0}
+    assert metrics["acc_last"] == 5.0
+
+
+def test_currency_checks_the_recorded_identity(project):  # noqa: F811
+    from nlkit.pipeline import load_cell, run_cell
+    from nlkit.pipeline.currency import current_metrics
+    from nlkit.pipeline.runner import metrics_path
+
+    _notebook(project)
+    assert run_cell(project / "params/demo/alpha.yaml", "smoke", seed=0, executor="direct")[0].status == "done"
+    alpha = load_cell(project / "params/demo/alpha.yaml", "smoke")
+    path = metrics_path(alpha, 0)
+    metrics = json.loads(path.read_text())
+    path.write_text(json.dumps({**metrics, "ran": {**metrics["ran"], "params_file": "params/demo/beta.yaml"}}))
+    with pytest.warns(UserWarning, match="as not run: the notebook ran params/demo/beta.yaml seed 0, not "
+                                         "params/demo/alpha.yaml seed 0"):
+        assert current_metrics(alpha, 0, warn=True) is None
+
+
+def test_every_kit_notebook_records_the_cell_and_seed_it_ran():
+    import re
+
+    calls = {nb.name: re.findall(r"write_results\(([^)]*)\)", nb.read_text()) for nb in (ROOT / "notebooks").glob("*.py")}
+    calls = {name: found for name, found in calls.items() if found}
+    assert len(calls) >= 6
+    assert all(all("cell=cell" in c and "seed=seed" in c for c in found) for found in calls.values()), calls
+
+
+# ------------------------------------------------------------------ odd values in a metrics.json that parses
+
+ODD_VALUES = {  # case: (field, its value as written in the file, what the warning says)
+    "wall_seconds": ("wall_seconds", '"x"', "wall_seconds must be a number of seconds"),
+    "huge int": ("acc_last", "9" * 400, "acc_last: an integer of 400 digits"),
+    "needs": ("needs", '"x"', "needs must map each artefact"),
+    "NaN": ("acc_last", "NaN", "acc_last: NaN is not a number"),
+    "Infinity": ("acc_best_test", "-Infinity", "acc_best_test: -Infinity is not a number"),
+    "overflow": ("acc_last", "1e999", "acc_last: 1e999 overflows"),
+    "artefacts": ("artefacts", '["w.pt"]', "artefacts must map each artefact"),
+    "nested NaN": ("needs", '{"enc": {"sha256": NaN}}', "needs.enc.sha256: NaN is not a number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_VALUES))
+def test_an_odd_value_in_metrics_makes_that_run_not_run_and_the_tables_are_written(project, case):  # noqa: F811
+    import warnings
+
+    from nlkit.pipeline import load_cell, run_cell
+    from nlkit.pipeline.runner import metrics_path
+    from nlkit.pipeline.tables import build_tables, collect
+
+    for seed in (0, 1):
+        assert run_cell(project / "params/demo/alpha.yaml", "smoke", seed=seed, executor="direct")[0].status == "done"
+    path = metrics_path(load_cell(project / "params/demo/alpha.yaml", "smoke"), 0)
+    field, raw, expected = ODD_VALUES[case]
+    metrics = json.loads(path.read_text())
+    metrics[field] = "@odd@"
+    path.write_text(json.dumps(metrics).replace('"@odd@"', raw))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = collect("smoke", "demo").set_index("row")
+        written = build_tables("smoke", "demo")
+    lines = [str(w.message) for w in caught]
+    assert lines and all(str(path) in line and expected in line and "\n" not in line for line in lines), lines
+    assert table.loc["alpha", "n_seeds"] == 1 and table.loc["alpha", "reproduced_mean"] == 6.0   # seed 1's value
+    assert any(p.suffix == ".md" for p in written)
+
+
+def test_a_result_that_is_not_a_number_fails_its_run(project, capsys):  # noqa: F811
+    from nlkit.cli import main
+
+    cell = project / "params/demo/alpha.yaml"
+    cell.write_text(cell.read_text().replace("value: 5.0", "value: .nan"))
+    assert main(["run", str(cell), "--seed", "0", "--executor", "direct"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "the run's acc_last is nan, not a result" in out
+    assert not (project / "outputs/smoke/demo/alpha/seed0/metrics.json").exists()
+
+
+# ------------------------------------------------------------------ a dependency's artefact that does not load
+
+def _readable_zip_that_does_not_load(path: Path, kind: str) -> None:
+    import zipfile
+
+    import torch
+
+    from test_faults import Payload
+
+    if kind == "payload":   # a torch file whose pickle calls os.system: weights_only refuses it
+        torch.save({"w": Payload(os.system, (f"touch {path.parent / 'MARKER'}",))}, path)
+    else:                   # a sound zip, not laid out as torch writes it
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("weights/data.txt", "not a torch file")
+
+
+@pytest.mark.parametrize("kind", ["payload", "layout"])
+def test_an_artefact_that_does_not_load_makes_its_cell_stale_and_nothing_finished_is_lost(torch_dep_project, kind):
+    from nlkit.pipeline import load_cell
+    from nlkit.pipeline.reproduce import reproduce
+    from nlkit.pipeline.runner import current_metrics, is_current, metrics_path
+
+    project = torch_dep_project
+    assert reproduce("smoke", executor="direct") == 0
+    enc = load_cell(project / "params/enc/base.yaml", "smoke")
+    use = load_cell(project / "params/use/a.yaml", "smoke")
+    weights = metrics_path(enc, 0).parent / "weights.pt"
+    _readable_zip_that_does_not_load(weights, kind)
+    with pytest.warns(UserWarning, match="weights.pt does not load"):
+        assert current_metrics(enc, 0, warn=True) is None
+    finished = metrics_path(use, 0).read_text()
+
+    notebook = project / "notebooks/encoder.ipynb"         # the encoder's rerun fails: nothing finished is lost
+    good = notebook.read_text()
+    notebook.write_text(good.replace("import json, tempfile", "raise RuntimeError('no GPU')\\nimport json, tempfile"))
+    assert reproduce("smoke", executor="direct") == 1
+    assert metrics_path(use, 0).read_text() == finished and metrics_path(enc, 0).is_file()
+    assert not is_current(enc, 0) and not is_current(use, 0)
+
+    notebook.write_text(good)                               # it runs again, then its users
+    assert reproduce("smoke", executor="direct") == 0
+    assert is_current(enc, 0) and is_current(use, 0)
+    assert json.loads(metrics_path(use, 0).read_text())["acc_last"] == 15.0
+    assert not (weights.parent / "MARKER").exists()
+
+
+# ------------------------------------------------------------------ --force keeps the evidence when it fails
+
+def test_a_failed_force_puts_the_finished_run_back(project, monkeypatch):  # noqa: F811
+    from nlkit.pipeline import load_cell, run_cell
+    from nlkit.pipeline.runner import ASIDE, is_current
+
+    cell = project / "params/demo/alpha.yaml"
+    assert run_cell(cell, "smoke", seed=0, executor="direct")[0].status == "done"
+    folder = project / "outputs/smoke/demo/alpha/seed0"
+    (folder / "notebook.ipynb").write_text("{}")            # as papermill leaves it (the direct executor writes none)
+    evidence = {name: (folder / name).read_bytes() for name in ("metrics.json", "results.json", "notebook.ipynb")}
+
+    monkeypatch.setenv("FAKE_SLEEP", "not a number")        # the forced rerun fails in the notebook
+    [failed] = run_cell(cell, "smoke", seed=0, executor="direct", force=True)
+    assert failed.status == "failed"
+    assert {name: (folder / name).read_bytes() for name in evidence} == evidence
+    assert not (folder / ASIDE).exists() and is_current(load_cell(cell, "smoke"), 0)
+
+    monkeypatch.delenv("FAKE_SLEEP")                       # a forced rerun that finishes replaces it
+    assert run_cell(cell, "smoke", seed=0, executor="direct", force=True)[0].status == "done"
+    assert (folder / "metrics.json").read_bytes() != evidence["metrics.json"] and not (folder / ASIDE).exists()
+
+
+def test_a_rerun_killed_midway_gives_the_finished_run_back(project):  # noqa: F811
+    from nlkit.pipeline import run_cell
+    from nlkit.pipeline.runner import ASIDE
+
+    cell = project / "params/demo/alpha.yaml"
+    assert run_cell(cell, "smoke", seed=0, executor="direct")[0].status == "done"
+    folder = project / "outputs/smoke/demo/alpha/seed0"
+    metrics = (folder / "metrics.json").read_bytes()
+    (folder / "notebook.ipynb").write_text("{}")
+    (folder / ASIDE).mkdir()                                 # where a killed --force left it
+    for name in ("metrics.json", "results.json", "notebook.ipynb"):
+        (folder / name).replace(folder / ASIDE / name)
+    assert run_cell(cell, "smoke", seed=0, executor="direct")[0].status == "skipped"
+    assert (folder / "metrics.json").read_bytes() == metrics and (folder / "notebook.ipynb").is_file()
+    assert not (folder / ASIDE).exists()

@@ -85,7 +85,7 @@ def add_commands(sub) -> None:
     run = sub.add_parser("run", help="run one table cell (params file) for one or all of its seeds")
     run.add_argument("params", help="params/<paper>/<cell>.yaml")
     run.add_argument("--seed", type=int, help="one seed (default: every seed the params list)")
-    run.add_argument("--force", action="store_true", help="retrain from scratch even if a current metrics.json exists (its checkpoints are discarded; the old metrics.json stays until the new one replaces it)")
+    run.add_argument("--force", action="store_true", help="retrain from scratch even if a current metrics.json exists (its checkpoints are discarded; its metrics, results and notebook are put back if the new run does not finish)")
     _common(run)
     run.set_defaults(func=_cmd_run)
 
