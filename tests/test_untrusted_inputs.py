@@ -294,3 +294,22 @@ def test_a_rerun_killed_midway_gives_the_finished_run_back(project):  # noqa: F8
     assert run_cell(cell, "smoke", seed=0, executor="direct")[0].status == "skipped"
     assert (folder / "metrics.json").read_bytes() == metrics and (folder / "notebook.ipynb").is_file()
     assert not (folder / ASIDE).exists()
+
+
+# ------------------------------------------------------------------ a refused label file is bad input
+
+def test_a_label_file_failing_its_checksum_is_bad_input_for_nlkit_run(project, capsys):  # noqa: F811
+    from test_pipeline import FAKE_NOTEBOOK_CODE, write_notebook
+
+    from nlkit.cli import main
+    from nlkit.pipeline.reproduce import reproduce
+
+    write_notebook(project / "notebooks" / "fake.ipynb", [FAKE_NOTEBOOK_CODE[0], (
+        "from pathlib import Path\nfrom nlkit.noise.labelfiles import PUBLISHED_SHA256, verify_published\n"
+        "name = sorted(PUBLISHED_SHA256)[0]\nPath(out_dir, 'labels.npy').write_bytes(b'not the published file')\n"
+        "verify_published(Path(out_dir, 'labels.npy'), name)")])
+    assert main(["run", "params/demo/alpha.yaml", "--seed", "0", "--executor", "direct"]) == 2
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("failed: demo/alpha seed 0") and "does not match the published" in out
+    assert "Traceback" not in out
+    assert reproduce("smoke", paper="demo", only="alpha", executor="direct") == 1   # a failed run in reproduce

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..errors import SEED_LIMIT, DataMissingError, UserError, describe_os_error
+from ..errors import SEED_LIMIT, DataMissingError, UserError, describe_os_error, short_text
 from ..io import atomic_write, atomic_write_json
 from ..methods.contract import PROTOCOL_METRICS, ran_identity
 from .currency import (  # noqa: F401 - the run folders and currency, also imported from here
@@ -53,6 +53,7 @@ class RunResult:
     out_dir: Path
     seconds: float = 0.0
     message: str = ""
+    bad_input: bool = False  # failed on input the user gave (a refused label file): `nlkit run` exits 2
 
 
 def device_name() -> str:
@@ -258,6 +259,10 @@ def _execute(resolved: dict, seed: int, out_dir: Path, label: str, *, data_root,
         return RunResult(label, seed, "not_run", out_dir, time.perf_counter() - t0, str(e))
     except KeyboardInterrupt:
         raise
+    except UserError as e:  # bad input the notebook refused: a failed run, reported in its one line
+        _write_error(out_dir, traceback.format_exc())
+        message = short_text(" ".join(str(e).split()), 500)
+        return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, message, bad_input=True)
     except ResultRefused as e:
         _write_error(out_dir, f"{e}\n")
         return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, str(e))
