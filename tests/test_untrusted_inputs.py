@@ -56,6 +56,18 @@ def test_alias_bomb_is_refused_before_it_expands(project):  # noqa: F811
     assert "bomb.yaml" in line and "anchors and aliases are not allowed" in line and len(line) < 300
 
 
+def test_a_deeply_nested_params_file_is_refused_in_one_line(project):  # noqa: F811
+    """700 levels of mappings (250 kB) used to end in a RecursionError while the cell was copied."""
+    from nlkit.errors import UserError
+    from nlkit.pipeline import load_cell
+
+    deep = project / "params/demo/deep.yaml"
+    deep.write_text("table: D1\nnotebook: fake\nsources:\n" + "".join(" " * (i + 2) + "a:\n" for i in range(700))
+                    + " " * 702 + "b: 1\n")
+    with pytest.raises(UserError, match="deep.yaml: nested deeper than 32 levels"):
+        load_cell(deep, "smoke")
+
+
 @pytest.mark.parametrize("where", ["_defaults.yaml", "_profiles.yaml", "_tables.yaml"])
 def test_anchors_are_refused_in_every_yaml_the_kit_reads(project, where):  # noqa: F811
     from nlkit.errors import UserError
