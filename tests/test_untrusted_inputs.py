@@ -163,6 +163,21 @@ def test_currency_checks_the_recorded_identity(project):  # noqa: F811
         assert current_metrics(alpha, 0, warn=True) is None
 
 
+def test_one_cell_spelt_two_ways_is_one_run(project, tmp_path_factory, monkeypatch):  # noqa: F811
+    """params/ a symlink (as in a project sharing the kit's params): a cell run as params/demo/alpha.yaml from the
+    project folder and looked up by its absolute path (as a dependent's needs do) is the same run."""
+    from nlkit.pipeline import load_cell, run_cell
+    from nlkit.pipeline.currency import current_metrics
+
+    real = tmp_path_factory.mktemp("elsewhere") / "params"
+    (project / "params").rename(real)
+    (project / "params").symlink_to(real)
+    monkeypatch.chdir(project)
+    _notebook(project)
+    assert run_cell("params/demo/alpha.yaml", "smoke", seed=0, executor="direct")[0].status == "done"
+    assert current_metrics(load_cell(project / "params/demo/alpha.yaml", "smoke"), 0, warn=True) is not None
+
+
 def test_every_kit_notebook_records_the_cell_and_seed_it_ran():
     import re
 

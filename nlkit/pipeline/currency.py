@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError, short_repr, short_text
-from ..io import BadJsonValue, loads_strict
+from ..io import BadJsonValue, loads_strict, project_path
 from ..methods.contract import PROTOCOL_METRICS, ran_identity
 from .artefacts import ArtefactUnreadable, content_hash, damaged_artefact
 from .needs import DependencyMissing, dependency_cell, first_seed, need_entries, published_file
@@ -126,7 +126,8 @@ def other_run(ran, resolved: dict, seed: int) -> str:
     wanted = ran_identity(resolved, seed)
     if not isinstance(ran, dict):
         return f"its recorded identity is not a mapping (got {short_repr(ran)})"
-    if {k: ran.get(k) for k in wanted} == wanted:
+    if (ran.get("profile"), ran.get("seed")) == (wanted["profile"], wanted["seed"]) \
+            and _same_file(ran.get("params_file"), wanted["params_file"]):
         return ""
 
     def name(r):
@@ -134,6 +135,19 @@ def other_run(ran, resolved: dict, seed: int) -> str:
         return f"{short_text(str(r.get('params_file')), 200)} seed {short_repr(r.get('seed'))}{profile}"
 
     return f"the notebook ran {name(ran)}, not {name(wanted)}"
+
+
+def _same_file(a, b) -> bool:
+    """Whether two recorded params files are one file: the same cell loaded by a relative and by an absolute path
+    (or through a symlinked params/) is recorded under two spellings."""
+    if a == b:
+        return True
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    try:
+        return project_path(a).resolve() == project_path(b).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
 def is_current(resolved: dict, seed: int, root: Path | None = None, *, data_root=None) -> bool:
