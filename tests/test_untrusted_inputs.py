@@ -301,9 +301,10 @@ def test_a_failed_force_puts_the_finished_run_back(project, monkeypatch):  # noq
     assert {name: (folder / name).read_bytes() for name in evidence} == evidence
     assert not (folder / ASIDE).exists() and is_current(load_cell(cell, "smoke"), 0)
 
-    monkeypatch.delenv("FAKE_SLEEP")                       # a forced rerun that finishes replaces it
-    assert run_cell(cell, "smoke", seed=0, executor="direct", force=True)[0].status == "done"
-    assert (folder / "metrics.json").read_bytes() != evidence["metrics.json"] and not (folder / ASIDE).exists()
+    monkeypatch.delenv("FAKE_SLEEP")                       # a forced rerun that finishes replaces it: the old
+    assert run_cell(cell, "smoke", seed=0, executor="direct", force=True)[0].status == "done"   # notebook is gone
+    assert (folder / "metrics.json").is_file() and not (folder / "notebook.ipynb").exists()
+    assert not (folder / ASIDE).exists()
 
 
 def test_a_rerun_killed_midway_gives_the_finished_run_back(project):  # noqa: F811
