@@ -300,6 +300,7 @@ def test_a_failed_force_puts_the_finished_run_back(project, monkeypatch):  # noq
     assert failed.status == "failed"
     assert {name: (folder / name).read_bytes() for name in evidence} == evidence
     assert not (folder / ASIDE).exists() and is_current(load_cell(cell, "smoke"), 0)
+    assert "not a number" in (folder / "error.txt").read_text()
 
     monkeypatch.delenv("FAKE_SLEEP")                       # a forced rerun that finishes replaces it: the old
     assert run_cell(cell, "smoke", seed=0, executor="direct", force=True)[0].status == "done"   # notebook is gone
@@ -341,3 +342,18 @@ def test_a_label_file_failing_its_checksum_is_bad_input_for_nlkit_run(project, c
     assert out.count("\n") == 1 and out.startswith("failed: demo/alpha seed 0") and "does not match the published" in out
     assert "Traceback" not in out
     assert reproduce("smoke", paper="demo", only="alpha", executor="direct") == 1   # a failed run in reproduce
+
+
+def test_a_refused_rerun_keeps_its_results_apart_from_the_finished_run(project):  # noqa: F811
+    from nlkit.pipeline import load_cell, run_cell
+    from nlkit.pipeline.runner import is_current
+
+    cell = project / "params/demo/alpha.yaml"
+    _notebook(project)
+    assert run_cell(cell, "smoke", seed=0, executor="direct")[0].status == "done"
+    folder = project / "outputs/smoke/demo/alpha/seed0"
+    finished = (folder / "results.json").read_bytes()
+    _notebook(project, "params_file = 'params/demo/beta.yaml'")
+    assert run_cell(cell, "smoke", seed=0, executor="direct", force=True)[0].status == "failed"
+    assert (folder / "results.json").read_bytes() == finished and is_current(load_cell(cell, "smoke"), 0)
+    assert json.loads((folder / "results.failed.json").read_text())["ran"]["params_file"] == "params/demo/beta.yaml"

@@ -137,8 +137,9 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
                 force: bool, root: Path | None) -> RunResult:
     """A finished run done again (--force, or stale) first moves its metrics, results, executed notebook and
     artefacts aside together and puts them back if the new run does not finish (a failure, missing data, a needed
-    cell not done): the evidence behind a number is never lost to a failed rerun. A stale run put back stays
-    stale (its key says so)."""
+    cell not done): the evidence behind a number is never lost to a failed rerun. The unfinished run's notebook
+    and results are kept beside them as notebook.failed.ipynb and results.failed.json. A stale run put back
+    stays stale (its key says so)."""
     aside = _set_aside(out_dir) if (out_dir / "metrics.json").is_file() else None
     (out_dir / "results.json").unlink(missing_ok=True)  # left by a run that never finished
     result = None
@@ -151,6 +152,10 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
             if result is not None and result.status == "done":
                 shutil.rmtree(aside, ignore_errors=True)
             else:
+                for name in EVIDENCE:  # what the unfinished run left is kept apart from the finished run's
+                    left = out_dir / name
+                    if left.is_file():
+                        os.replace(left, left.with_name(f"{left.stem}.failed{left.suffix}"))
                 _restore(aside, out_dir)
 
 
