@@ -30,8 +30,9 @@ def alias_bomb(levels: int = 9) -> str:
 
 
 def run_limited(code: str, project_dir: Path, memory_mb: int = 1024, timeout: float = 60):
-    """Run `code` in a fresh interpreter limited to `memory_mb` of heap (RLIMIT_DATA; shared libraries such as torch's are not counted) and `timeout` seconds: an input
-    that expands past it fails there (MemoryError, or the timeout), not in this process."""
+    """Run `code` in a fresh interpreter limited to `memory_mb` of heap (RLIMIT_DATA; shared libraries such as
+    torch's are not counted) and `timeout` seconds: an input that expands past it fails there (MemoryError, or the
+    timeout), not in this process."""
     prologue = ("import resource\n"
                 f"resource.setrlimit(resource.RLIMIT_DATA, ({memory_mb << 20}, {memory_mb << 20}))\n")
     return subprocess.run([sys.executable, "-c", prologue + textwrap.dedent(code)], cwd=project_dir,
@@ -181,7 +182,8 @@ def test_one_cell_spelt_two_ways_is_one_run(project, tmp_path_factory, monkeypat
 def test_every_kit_notebook_records_the_cell_and_seed_it_ran():
     import re
 
-    calls = {nb.name: re.findall(r"write_results\(([^)]*)\)", nb.read_text()) for nb in (ROOT / "notebooks").glob("*.py")}
+    calls = {nb.name: re.findall(r"write_results\(([^)]*)\)", nb.read_text())
+             for nb in (ROOT / "notebooks").glob("*.py")}
     calls = {name: found for name, found in calls.items() if found}
     assert len(calls) >= 6
     assert all(all("cell=cell" in c and "seed=seed" in c for c in found) for found in calls.values()), calls
@@ -339,7 +341,8 @@ def test_a_label_file_failing_its_checksum_is_bad_input_for_nlkit_run(project, c
         "verify_published(Path(out_dir, 'labels.npy'), name)")])
     assert main(["run", "params/demo/alpha.yaml", "--seed", "0", "--executor", "direct"]) == 2
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and out.startswith("failed: demo/alpha seed 0") and "does not match the published" in out
+    assert out.count("\n") == 1 and out.startswith("failed: demo/alpha seed 0")
+    assert "does not match the published" in out
     assert "Traceback" not in out
     assert reproduce("smoke", paper="demo", only="alpha", executor="direct") == 1   # a failed run in reproduce
 
