@@ -5,6 +5,7 @@ disk, a read-only folder: see ENVIRONMENT_ERRNOS); anything else is a bug and ke
 """
 
 import errno
+import reprlib
 
 import numpy as np
 
@@ -29,14 +30,32 @@ SEED_LIMIT = 2**32  # numpy's RandomState (the published generators) takes seeds
 
 def check_seed(seed, name: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < SEED_LIMIT:
-        raise UserError(f"{name} must be an integer in [0, 2**32), got {seed!r}")
+        raise UserError(f"{name} must be an integer in [0, 2**32), got {short_repr(seed)}")
     return int(seed)
 
 
 def check_choice(value: str, choices, what: str) -> str:
     if value not in choices:
-        raise UserError(f"unknown {what} {value!r}; choose one of: {', '.join(sorted(choices))}")
+        raise UserError(f"unknown {what} {short_repr(value)}; choose one of: {', '.join(sorted(choices))}")
     return value
+
+
+def short_text(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def short_repr(value, limit: int = 60) -> str:
+    """A value for an error message, cut to about `limit` characters without building its whole repr first (a
+    nested list of a billion items, a string of a gigabyte): reprlib stops at a few items per level."""
+    r = reprlib.Repr()
+    r.maxlevel = 3
+    r.maxdict = r.maxlist = r.maxtuple = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 6
+    r.maxstring = r.maxlong = r.maxother = limit
+    try:
+        text = r.repr(value)
+    except ValueError:  # an int past Python's digit limit for str()
+        text = f"<{type(value).__name__}>"
+    return short_text(text, limit)
 
 
 # errors of the machine rather than of the kit: reported in one line naming the path, never as a traceback

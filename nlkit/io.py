@@ -6,6 +6,7 @@ notebooks/, and on the command line)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -70,6 +71,48 @@ def atomic_write_json(path, obj) -> None:
             f.write("\n")
 
     atomic_write(path, write)
+
+
+# Longest integer a recorded file may hold: seeds, counts and sizes fit; a 400-digit one is no measurement, and
+# float() of it (the tables' mean) overflows.
+MAX_INT_DIGITS = 30
+
+
+class BadJsonValue(ValueError):
+    """A recorded JSON file that parses but holds a value no result can be (NaN, an overflowing number)."""
+
+
+class _Refused:
+    def __init__(self, why: str):
+        self.why = why
+
+
+def _bounded_int(text: str):
+    digits = len(text.lstrip("-"))
+    return _Refused(f"an integer of {digits} digits") if digits > MAX_INT_DIGITS else int(text)
+
+
+def _finite_float(text: str):
+    value = float(text)
+    return value if math.isfinite(value) else _Refused(f"{text[:40]} overflows")
+
+
+def loads_strict(text: str):
+    """JSON as the kit records it: NaN and +-Infinity (which json writes and reads by default, but no result can
+    be), numbers that overflow to infinity (1e999) and integers of more than MAX_INT_DIGITS digits raise
+    BadJsonValue naming the field (e.g. `needs.encoder.sha256: NaN is not a number`); bad JSON, ValueError."""
+    data = json.loads(text, parse_constant=lambda name: _Refused(f"{name} is not a number"),
+                      parse_int=_bounded_int, parse_float=_finite_float)
+    stack = [("", data)]
+    while stack:  # iterative: a deeply nested file must not exhaust the stack here either
+        where, value = stack.pop()
+        if isinstance(value, _Refused):
+            raise BadJsonValue(f"{where or 'value'}: {value.why}")
+        if isinstance(value, dict):
+            stack += [(f"{where}.{k}" if where else str(k), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    return data
 
 
 def json_default(o):

@@ -131,6 +131,6 @@ plt.close(fig)
 # validation-selected accuracy.
 
 # %%
-write_results(out, output)
+write_results(out, output, cell=cell, seed=seed)
 display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         .round(2).to_frame(ran))

@@ -212,7 +212,7 @@ else:
 # The ensemble's accuracy at the last epoch (primary), at the best test epoch, and averaged over the last 10.
 
 # %%
-write_results(out, output)
+write_results(out, output, cell=cell, seed=seed)
 m = output.metrics
 summary = {k: m.get(k) for k in ("acc_last", "acc_best_test", "acc_last10", "acc_last_net1", "acc_last_net2",
                                    "auc_first", "auc_last", "precision_last", "recall_last", "noise_rate",

@@ -93,5 +93,5 @@ display(fig)
 plt.close(fig)
 print(f"kNN (k={cfg.knn_k}, clean labels) test accuracy: {m['knn_clean_acc']:.2f}%; "
       f"training took {m['train_seconds'] / 60:.1f} min")
-write_results(out, output)
+write_results(out, output, cell=cell, seed=seed)
 display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))

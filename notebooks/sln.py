@@ -176,5 +176,5 @@ plt.close(fig)
 # ## Results
 
 # %%
-write_results(out, output)
+write_results(out, output, cell=cell, seed=seed)
 display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))

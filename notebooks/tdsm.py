@@ -258,6 +258,6 @@ if method in ("dsm", "sdsm", "tdsm") and output.completed:
 # ## Results
 
 # %%
-write_results(out, output)
+write_results(out, output, cell=cell, seed=seed)
 shown = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 display(pd.Series(shown).round(4).to_frame(ran))

@@ -31,7 +31,7 @@ def benchmark_row(name: str, train: dict, workdir: Path, seed: int = 0) -> dict:
     output = method.run(data, config, seed, workdir, progress=False)
     for metric in ("acc_last", "acc_best_test", "acc_val_selected"):
         assert metric in method.SPEC.metrics and metric in output.metrics
-    return json.loads(write_results(workdir, output).read_text())
+    return json.loads(write_results(workdir, output, cell=cell, seed=seed).read_text())
 
 
 # ---------------------------------------------------------------------------------------------- registry

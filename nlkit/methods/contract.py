@@ -30,7 +30,7 @@ import pandas as pd
 from pydantic import ConfigDict, Field, ValidationError, create_model
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt  # noqa: F401 - for Config fields
 
-from ..errors import UserError
+from ..errors import UserError, short_repr
 from ..io import atomic_write, atomic_write_json, project_path
 
 # Value ranges for Config fields (and CELL_KEYS): annotate a field with one of these and Config.from_cell rejects
@@ -102,15 +102,10 @@ def validation_summary(error: ValidationError, prefix: str = "") -> str:
     parts = []
     for item in error.errors():
         key = prefix + ".".join(str(p) for p in item["loc"]) if item["loc"] else prefix.rstrip(".") or "value"
-        got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {_short_repr(item.get('input'))})"
+        got = "" if item["type"] in ("missing", "extra_forbidden") else f" (got {short_repr(item.get('input'))})"
         message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         parts.append(f"{key}: {message}{got}")
     return "; ".join(dict.fromkeys(parts))
-
-
-def _short_repr(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,13 +130,22 @@ def _field_checker(config_class):
                                               arbitrary_types_allowed=True), **fields)
 
 
-def write_results(out_dir, output: RunOutput, **extra) -> Path:
-    """The one way a run stores its outcome: `history.csv` and `results.json` (metrics, artefacts, `completed`
-    and any extra entries), both atomic. The runner reads `results.json` and writes `metrics.json` last."""
+def ran_identity(cell: dict, seed: int) -> dict:
+    """Which cell a run computed: its params file, profile and seed (`ran` in results.json and metrics.json). The
+    runner refuses results whose identity is not that of the run it asked for, e.g. a notebook whose later cell
+    set another `params_file`."""
+    return {"params_file": cell.get("params_file"), "profile": cell.get("profile"), "seed": int(seed)}
+
+
+def write_results(out_dir, output: RunOutput, *, cell: dict, seed: int, **extra) -> Path:
+    """The one way a run stores its outcome: `history.csv` and `results.json` (metrics, artefacts, `completed`,
+    the identity of the cell and seed it ran, and any extra entries), both atomic. The runner reads `results.json`
+    and writes `metrics.json` last."""
     out_dir = Path(out_dir)
     text = output.history.to_csv(index=False)
     atomic_write(out_dir / "history.csv", lambda tmp: Path(tmp).write_text(text))
-    results = {**output.metrics, **extra, "artefacts": dict(output.artefacts), "completed": bool(output.completed)}
+    results = {**output.metrics, **extra, "artefacts": dict(output.artefacts), "completed": bool(output.completed),
+               "ran": ran_identity(cell, seed)}
     path = out_dir / "results.json"
     atomic_write_json(path, results)
     return path

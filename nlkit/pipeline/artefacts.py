@@ -17,9 +17,11 @@ ZIP_SUFFIXES = (".pt", ".pth", ".npz", ".zip")
 
 def damaged_artefact(folder: Path, metrics: dict) -> str:
     """'' when every zip-based artefact the run lists (torch's .pt, numpy's .npz) that is present reads back: its
-    members' checksums match (a truncated or overwritten file fails); else which does not. A damaged artefact makes
-    the run not current, so it is run again instead of failing every dependent run. Artefacts absent altogether
-    (large weights not kept) are not checked here: a dependent that needs one says so."""
+    members' checksums match (a truncated or overwritten file fails) and it loads with the safe loaders (a readable
+    zip holding a pickled payload, or not laid out as torch or numpy write it, fails); else which does not. A
+    damaged artefact makes the run not current, so it is run again instead of failing every dependent run.
+    Artefacts absent altogether (large weights not kept) are not checked here: a dependent that needs one says
+    so."""
     artefacts = metrics.get("artefacts")
     for file in (artefacts or {}).values() if isinstance(artefacts, dict) else ():
         path = folder / str(file)
@@ -28,6 +30,37 @@ def damaged_artefact(folder: Path, metrics: dict) -> str:
             problem = _zip_problem(str(path), st.st_mtime_ns, st.st_size)
             if problem:
                 return f"artefact {path.name} does not read back ({problem})"
+            problem = _load_problem(path)
+            if problem:
+                return f"artefact {path.name} does not load ({problem})"
+    return ""
+
+
+def _load_problem(path: Path) -> str:
+    """'' when the artefact loads safely: a torch file with weights_only (what content_hash hashes; cached), an
+    .npz without pickles; else why not."""
+    if path.suffix in TORCH_SUFFIXES:
+        try:
+            content_hash(path)
+        except ArtefactUnreadable as e:
+            return " ".join(str(e).split())[:300]
+        return ""
+    if path.suffix == ".npz":
+        st = path.stat()
+        return _npz_problem(str(path), st.st_mtime_ns, st.st_size)
+    return ""
+
+
+@lru_cache(maxsize=64)
+def _npz_problem(path: str, mtime_ns: int, size: int) -> str:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for name in z.files:
+                z[name]
+    except Exception as e:  # noqa: BLE001 - an object array (a pickle), a bad header: it does not load
+        return " ".join(str(e).split())[:200] or type(e).__name__
     return ""
 
 

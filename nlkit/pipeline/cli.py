@@ -18,10 +18,11 @@ def _cmd_run(args) -> int:
         extra = f" ({r.seconds:.1f} s)" if r.status == "done" else (f": {r.message}" if r.message else "")
         print(f"{r.status}: {r.cell} -> {r.out_dir}{extra}")
     statuses = {r.status for r in results}
-    # 1 failed, 2 not run (data or a needed cell missing), 3 stopped by a time budget (run again to continue),
-    # 4 busy (another process is running it)
-    return 1 if "failed" in statuses else 2 if "not_run" in statuses else 3 if "stopped" in statuses else \
-        4 if "busy" in statuses else 0
+    # 1 failed, 2 not run (data or a needed cell missing) or failed on bad input (a refused label file), 3 stopped
+    # by a time budget (run again to continue), 4 busy (another process is running it)
+    if any(r.status == "failed" and not r.bad_input for r in results):
+        return 1
+    return 2 if statuses & {"failed", "not_run"} else 3 if "stopped" in statuses else 4 if "busy" in statuses else 0
 
 
 def _jobs(text: str):
@@ -85,7 +86,7 @@ def add_commands(sub) -> None:
     run = sub.add_parser("run", help="run one table cell (params file) for one or all of its seeds")
     run.add_argument("params", help="params/<paper>/<cell>.yaml")
     run.add_argument("--seed", type=int, help="one seed (default: every seed the params list)")
-    run.add_argument("--force", action="store_true", help="retrain from scratch even if a current metrics.json exists (its checkpoints are discarded; the old metrics.json stays until the new one replaces it)")
+    run.add_argument("--force", action="store_true", help="retrain from scratch even if a current metrics.json exists (its checkpoints are discarded; its metrics, results and notebook are put back if the new run does not finish)")
     _common(run)
     run.set_defaults(func=_cmd_run)
 

@@ -17,8 +17,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from ..methods.contract import PROTOCOL_METRICS
+from ..errors import UserError, short_repr, short_text
+from ..io import BadJsonValue, loads_strict, project_path
+from ..methods.contract import PROTOCOL_METRICS, ran_identity
 from .artefacts import ArtefactUnreadable, content_hash, damaged_artefact
 from .needs import DependencyMissing, dependency_cell, first_seed, need_entries, published_file
 from .params import params_hash, repo_root
@@ -45,14 +46,19 @@ def current_metrics(resolved: dict, seed: int, root: Path | None = None, *, warn
     if not path.is_file():
         return None
     try:
-        metrics = json.loads(path.read_text())
+        metrics = loads_strict(path.read_text())
         if not isinstance(metrics, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
+    except BadJsonValue as e:
+        if warn:
+            warnings.warn(f"counting {path} as not run: {short_text(str(e), 200)}", stacklevel=2)
+        return None
+    except (OSError, ValueError, RecursionError) as e:
         if warn:
             warnings.warn(f"skipping unreadable {path}: {e}", stacklevel=2)
         return None
-    problem = bad_metric_values(metrics, resolved) or damaged_artefact(path.parent, metrics)
+    problem = (bad_metric_values(metrics, resolved) or bad_fields(metrics)
+               or other_run(metrics.get("ran"), resolved, seed) or damaged_artefact(path.parent, metrics))
     if problem:
         if warn:
             warnings.warn(f"counting {path} as not run: {problem}", stacklevel=2)
@@ -80,10 +86,68 @@ def metric_names(resolved: dict) -> list[str]:
 def bad_metric_values(metrics: dict, resolved: dict) -> str:
     """'' when every metric the cell's tables read is a number or null; else which is not (a damaged or
     hand-edited metrics.json, e.g. "acc_last": "high", must not reach the tables)."""
-    bad = [f"{name} = {metrics[name]!r}"[:80] for name in metric_names(resolved)
+    bad = [f"{name} = {short_repr(metrics[name])}" for name in metric_names(resolved)
            if metrics.get(name) is not None and (isinstance(metrics[name], bool)
                                                  or not isinstance(metrics[name], (int, float)))]
     return f"metric values must be numbers or null: {', '.join(bad)}" if bad else ""
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# The other fields the tables and currency read, each with what it must be ('' when it is), None always allowed
+_FIELD_CHECKS = {
+    "wall_seconds": lambda v: "" if _is_number(v) and v >= 0 else "must be a number of seconds >= 0",
+    "device": lambda v: "" if isinstance(v, str) else "must be a string",
+    "params_hash": lambda v: "" if isinstance(v, str) else "must be a string",
+    "needs": lambda v: "" if isinstance(v, dict) and all(isinstance(fp, dict) for fp in v.values())
+    else "must map each artefact to its fingerprint",
+    "artefacts": lambda v: "" if isinstance(v, dict) and all(isinstance(f, str) for f in v.values())
+    else "must map each artefact to a file name",
+    "ran": lambda v: "" if isinstance(v, dict) else "must be a mapping",
+}
+
+
+def bad_fields(metrics: dict) -> str:
+    """'' when every other field the tables and currency read has its type and range (a hand-edited or damaged
+    metrics.json, e.g. `wall_seconds: "x"` or `needs: "x"`, must not crash them); else the first that does not."""
+    for name, check in _FIELD_CHECKS.items():
+        if metrics.get(name) is not None and (problem := check(metrics[name])):
+            return f"{name} {problem} (got {short_repr(metrics[name])})"
+    return ""
+
+
+def other_run(ran, resolved: dict, seed: int) -> str:
+    """'' when the identity a run recorded (`ran`: contract.ran_identity; absent in runs recorded before it
+    existed) is that of this cell and seed; else one line saying what the notebook ran instead."""
+    if ran is None:
+        return ""
+    wanted = ran_identity(resolved, seed)
+    if not isinstance(ran, dict):
+        return f"its recorded identity is not a mapping (got {short_repr(ran)})"
+    if (ran.get("profile"), ran.get("seed")) == (wanted["profile"], wanted["seed"]) \
+            and _same_file(ran.get("params_file"), wanted["params_file"]):
+        return ""
+
+    def name(r):
+        profile = f" ({short_repr(r.get('profile'))} profile)" if ran.get("profile") != wanted["profile"] else ""
+        return f"{short_text(str(r.get('params_file')), 200)} seed {short_repr(r.get('seed'))}{profile}"
+
+    return f"the notebook ran {name(ran)}, not {name(wanted)}"
+
+
+def _same_file(a, b) -> bool:
+    """Whether two recorded params files are one file: the same cell loaded by a relative and by an absolute path
+    (or through a symlinked params/) is recorded under two spellings."""
+    if a == b:
+        return True
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    try:
+        return project_path(a).resolve() == project_path(b).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
 def is_current(resolved: dict, seed: int, root: Path | None = None, *, data_root=None) -> bool:
@@ -129,7 +193,7 @@ def _resolve_needs(resolved: dict, root: Path | None, data_root, file_bytes: boo
             raise DependencyMissing(f"needs {ref} ({resolved['profile']} profile), which has not finished with its "
                                     f"current params; run it first (make reproduce runs it before this cell)")
         folder = run_dir(dep, seed, root)
-        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics = loads_strict((folder / "metrics.json").read_text())
         artefact = (metrics.get("artefacts") or {}).get(name)
         if not artefact or not (folder / artefact).is_file():
             raise DependencyMissing(f"needs the artefact {name!r} of {ref}, but its run left none")

@@ -66,6 +66,8 @@ def _execute(pm, notebook: Path, partial: Path, executed: Path, parameters: dict
         _publish_notebook(partial, executed, quiet=True)
         if e.ename == "DataMissingError":
             raise DataMissingError(e.evalue) from None
+        if e.ename == "UserError":  # bad input the notebook refused (e.g. a label file failing its checksum)
+            raise UserError(e.evalue) from None
         raise RuntimeError(f"{e.ename}: {e.evalue} (cell {e.exec_count}; see {executed})") from None
     except BaseException as e:
         if kernel is not None:

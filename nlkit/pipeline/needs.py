@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, short_repr
 from ..io import expand_home
 from .params import load_cell, repo_root
 
@@ -55,7 +55,7 @@ def need_entries(resolved: dict) -> dict[str, tuple[str, str | None]]:
             continue
         ref, published = (entry.get("cell"), entry.get("published")) if isinstance(entry, dict) else (entry, None)
         if not isinstance(ref, str) or ref.count("/") != 1 or any(p in ("", ".", "..") for p in ref.split("/")):
-            raise UserError(f"{resolved.get('params_file')}: needs.{name} must be 'paper/cell', got {ref!r}")
+            raise UserError(f"{resolved.get('params_file')}: needs.{name} must be 'paper/cell', got {short_repr(ref)}")
         out[str(name)] = (ref, published)
     return out
 

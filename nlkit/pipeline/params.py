@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import UserError, check_choice
+from ..errors import UserError, check_choice, short_text
 from ..io import project_root
 from .schema import PROFILE_NAMES, check_overlay_keys, validate_cell
 
@@ -46,6 +46,32 @@ def deep_merge(base: dict, overlay: dict) -> dict:
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: the same safe subset, faster
 
 
+# Deepest nesting of mappings and lists a params file may use (the kit's reach 5): copying and checking a deeper one
+# recurses past Python's stack limit
+MAX_YAML_DEPTH = 32
+
+
+def load_yaml(text: str, where) -> object:
+    """A YAML document the user wrote (params, _defaults, _profiles, _tables), parsed with the safe loader and
+    without anchors and aliases: an alias of an alias of ... nine levels deep ("billion laughs") is a few hundred
+    bytes that expand to billions of values in any later copy, check, hash or message. The events are scanned
+    first, so such a file (or one nested deeper than MAX_YAML_DEPTH) is refused before anything is built from it."""
+    try:
+        depth = 0
+        for event in yaml.parse(text, Loader=_SAFE_LOADER):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                mark = event.start_mark
+                raise UserError(f"{where}: anchors and aliases are not allowed (line {mark.line + 1}); "
+                                "write the value out")
+            depth += isinstance(event, yaml.CollectionStartEvent) - isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_YAML_DEPTH:
+                raise UserError(f"{where}: nested deeper than {MAX_YAML_DEPTH} levels (line "
+                                f"{event.start_mark.line + 1})")
+        return yaml.load(text, Loader=_SAFE_LOADER)
+    except yaml.YAMLError as e:
+        raise UserError(f"{where} is not valid YAML: {short_text(' '.join(str(e).split()), 300)}") from None
+
+
 def _read_yaml(path: Path) -> dict:
     try:
         stat = path.stat()
@@ -58,9 +84,7 @@ def _read_yaml(path: Path) -> dict:
 def _parsed_yaml(path: str, mtime_ns: int, size: int) -> dict:
     # keyed by modification time and size: an edited file is read again
     try:
-        data = yaml.load(Path(path).read_text(), Loader=_SAFE_LOADER) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
+        data = load_yaml(Path(path).read_text(), path) or {}
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read {path}: {e}") from None
     if not isinstance(data, dict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 import platform
 import shutil
 import subprocess
@@ -16,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..errors import SEED_LIMIT, DataMissingError, UserError, describe_os_error
+from ..errors import SEED_LIMIT, DataMissingError, UserError, describe_os_error, short_text
 from ..io import atomic_write, atomic_write_json
-from ..methods.contract import PROTOCOL_METRICS
+from ..methods.contract import PROTOCOL_METRICS, ran_identity
 from .currency import (  # noqa: F401 - the run folders and currency, also imported from here
     current_metrics,
     is_current,
+    metric_names,
     metrics_path,
+    other_run,
     outputs_root,
     resolve_needs,
     run_dir,
@@ -50,6 +53,7 @@ class RunResult:
     out_dir: Path
     seconds: float = 0.0
     message: str = ""
+    bad_input: bool = False  # failed on input the user gave (a refused label file): `nlkit run` exits 2
 
 
 def device_name() -> str:
@@ -108,6 +112,7 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
             if not held:
                 return RunResult(label, seed, "busy", out_dir, 0.0,
                                  f"another process is running it (lock {out_dir / LOCK_NAME}); skipped here")
+            _recover_aside(out_dir)  # a rerun killed mid-way left the finished run aside: it may be current
             # finished by another process meanwhile
             if not force and is_current(resolved, seed, root, data_root=data_root):
                 return RunResult(label, seed, "skipped", out_dir)
@@ -119,16 +124,111 @@ def run_one(resolved: dict, seed: int, *, data_root=None, noise_root=None, execu
         return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, message)
 
 
+class ResultRefused(Exception):
+    """What the notebook recorded is not a result of the run asked for (another cell's, or not a number)."""
+
+
+# A finished run's evidence: set aside while the run is done again, put back unless the new run finishes
+ASIDE = ".previous-run"
+EVIDENCE = ("metrics.json", "results.json", "notebook.ipynb", "history.csv")
+
+
 def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_root, noise_root, executor: str,
                 force: bool, root: Path | None) -> RunResult:
+    """A finished run done again (--force, or stale) first moves its metrics, results, executed notebook and
+    artefacts aside together and puts them back if the new run does not finish (a failure, missing data, a needed
+    cell not done): the evidence behind a number is never lost to a failed rerun. The unfinished run's notebook
+    and results are kept beside them as notebook.failed.ipynb and results.failed.json. A stale run put back
+    stays stale (its key says so)."""
+    aside = _set_aside(out_dir) if (out_dir / "metrics.json").is_file() else None
+    (out_dir / "results.json").unlink(missing_ok=True)  # left by a run that never finished
+    result = None
+    try:
+        result = _execute(resolved, seed, out_dir, label, data_root=data_root, noise_root=noise_root,
+                          executor=executor, force=force, root=root)
+        return result
+    finally:
+        if aside is not None:
+            if result is not None and result.status == "done":
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                for name in EVIDENCE:  # what the unfinished run left is kept apart from the finished run's
+                    left = out_dir / name
+                    if left.is_file():
+                        os.replace(left, left.with_name(f"{left.stem}.failed{left.suffix}"))
+                _restore(aside, out_dir)
+
+
+def _evidence(out_dir: Path) -> list[Path]:
+    """The files of a finished run that its number rests on: EVIDENCE and the artefacts its metrics list."""
+    names = list(EVIDENCE)
+    try:
+        artefacts = json.loads((out_dir / "metrics.json").read_text()).get("artefacts")
+        names += [str(f) for f in artefacts.values()] if isinstance(artefacts, dict) else []
+    except (OSError, ValueError, AttributeError):
+        pass
+    inside = [out_dir / n for n in dict.fromkeys(names) if not Path(n).is_absolute() and ".." not in Path(n).parts]
+    return [p for p in inside if p.is_file()]
+
+
+def _set_aside(out_dir: Path) -> Path:
+    aside = out_dir / ASIDE
+    for path in _evidence(out_dir):
+        target = aside / path.relative_to(out_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    return aside
+
+
+def _restore(aside: Path, out_dir: Path) -> None:
+    for path in sorted(p for p in aside.rglob("*") if p.is_file()):
+        target = out_dir / path.relative_to(aside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _recover_aside(out_dir: Path) -> None:
+    """A rerun killed before it finished left the previous run aside: put it back. One killed after writing its
+    metrics.json (the last step) did finish: the aside copy is dropped."""
+    aside = out_dir / ASIDE
+    if aside.is_dir():
+        if (out_dir / "metrics.json").is_file():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            _restore(aside, out_dir)
+
+
+def _checked_results(results, resolved: dict, seed: int) -> dict:
+    """results.json as the runner records it: refused (ResultRefused) when the notebook ran another cell or seed
+    than the one asked for, or a metric the tables read is NaN or infinite; other non-finite values become null
+    (metrics.json holds only numbers a strict reader takes)."""
+    if not isinstance(results, dict):
+        raise ResultRefused("results.json is not a JSON object")
+    problem = other_run(results.get("ran"), resolved, seed)
+    if problem:
+        raise ResultRefused(problem)
+    for name in metric_names(resolved):
+        value = results.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ResultRefused(f"the run's {name} is {value}, not a result")
+    return _finite_or_none(results)
+
+
+def _finite_or_none(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def _execute(resolved: dict, seed: int, out_dir: Path, label: str, *, data_root, noise_root, executor: str,
+             force: bool, root: Path | None) -> RunResult:
     metrics_file = out_dir / "metrics.json"
-    if metrics_file.exists() and not (force and is_current(resolved, seed, root, data_root=data_root)):
-        # stale (other params): removed first, so a crash cannot leave it looking current. A forced rerun of a
-        # current run keeps it until the new one replaces it.
-        metrics_file.unlink()
     results_file = out_dir / "results.json"
-    if results_file.exists():
-        results_file.unlink()
     try:
         needs = resolve_needs(resolved, root, data_root)
         key = run_key(resolved, seed, root, data_root)
@@ -155,7 +255,7 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
             execute_direct(notebook, out_dir, parameters, threads=run_threads(resolved))
         if not results_file.is_file():
             raise RuntimeError(f"the notebook finished without writing {results_file.name}")
-        results = json.loads(results_file.read_text())
+        results = _checked_results(json.loads(results_file.read_text()), resolved, seed)
         if results.get("completed") is False:  # a time budget ran out: the checkpoint continues it next time
             message = "time budget reached; run again to continue from the checkpoint"
             return RunResult(label, seed, "stopped", out_dir, time.perf_counter() - t0, message)
@@ -164,6 +264,13 @@ def _run_locked(resolved: dict, seed: int, out_dir: Path, label: str, *, data_ro
         return RunResult(label, seed, "not_run", out_dir, time.perf_counter() - t0, str(e))
     except KeyboardInterrupt:
         raise
+    except UserError as e:  # bad input the notebook refused: a failed run, reported in its one line
+        _write_error(out_dir, traceback.format_exc())
+        message = short_text(" ".join(str(e).split()), 500)
+        return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, message, bad_input=True)
+    except ResultRefused as e:
+        _write_error(out_dir, f"{e}\n")
+        return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, str(e))
     except KernelDied as e:  # out of memory, a segfault, its time limit: the reason is the whole story
         _write_error(out_dir, f"{e}\n")
         return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, str(e)[:500])
@@ -206,6 +313,7 @@ def adopt_twin(resolved: dict, seed: int, twin: dict, twin_seed: int, root: Path
     if source is None:  # the twin is gone or stale: the caller runs this one itself
         return None
     metrics = {**source, "cell": resolved["cell_id"], "params": resolved, "params_hash": run_key(resolved, seed, root),
+               "ran": ran_identity(resolved, seed),
                "same_run_as": f"{twin['paper']}/{twin['cell_id']} seed {twin_seed}",
                "outputs_in": portable(run_dir(twin, twin_seed, root))}
     try:

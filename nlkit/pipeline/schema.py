@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import SEED_LIMIT, UserError
+from ..errors import SEED_LIMIT, UserError, short_repr
 from ..methods import available_methods, method_for
 from ..methods.contract import validation_summary
 from ..noise import ASYM_MAPS
@@ -194,7 +194,7 @@ def _problems(resolved: dict) -> list[str]:
     try:
         _plain_name(str(paper))
     except ValueError as e:  # not even a usable paper name: report it alone
-        return [f"paper: {e} (got {paper!r})"]
+        return [f"paper: {e} (got {short_repr(paper)})"]
     model, module = _model_for(paper)
     try:
         model.model_validate(resolved)
@@ -212,7 +212,7 @@ def _problems(resolved: dict) -> list[str]:
         entries = resolved.get("tables") or [{"metric": resolved.get("metric")}]
         for metric in {e.get("metric") or resolved.get("metric") for e in entries} - {None}:
             if metric not in spec.metrics:
-                problems.append(f"metric: {metric!r} is not one {paper} produces (choose one of: "
+                problems.append(f"metric: {short_repr(metric)} is not one {paper} produces (choose one of: "
                                 f"{', '.join(spec.metrics)})")
     return problems
 

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..errors import UserError
 from ..io import atomic_write
 from .describe import is_stand_in, reduced_budget, run_label
-from .params import PROFILES, find_cells, load_cell, repo_root
+from .params import PROFILES, find_cells, load_cell, load_yaml, repo_root
 from .currency import current_metrics, outputs_root
 
 COLUMNS = ["paper", "table", "row", "column", "reproduced_mean", "reproduced_std", "n_seeds", "paper_value",
@@ -86,10 +85,10 @@ def table_meta(paper: str) -> dict:
     if not path.is_file():
         return {}
     try:
-        meta = yaml.safe_load(path.read_text()) or {}
+        meta = load_yaml(path.read_text(), path) or {}
         if not isinstance(meta, dict):
             raise ValueError("not a mapping")
-    except (OSError, ValueError, yaml.YAMLError) as e:  # titles are presentation: the table is still written
+    except (OSError, ValueError) as e:  # titles are presentation: the table is still written
         warnings.warn(f"ignoring unreadable {path}: {' '.join(str(e).split())[:200]}", stacklevel=2)
         return {}
     return meta
