@@ -217,7 +217,8 @@ def test_train_lra_steps_match_the_originals_train_function(monkeypatch):
     order = torch.cat([b.idx for b in train_mod_batches(g)]).numpy()
     np.testing.assert_array_equal(order, g["order"], err_msg="batch order (regenerate the golden)")
     ev = g["eval_images"], g["eval_labels"]
-    data = LRAData(g["train_images"], g["noisy"], g["noisy"], *ev, *ev, [str(c) for c in range(N_CLASS)],
+    clean = (g["noisy"] + 1) % N_CLASS  # never trained on: a run that reads it fails
+    data = LRAData(g["train_images"], g["noisy"], clean, *ev, *ev, [str(c) for c in range(N_CLASS)],
                    tuple(g["mean"]), tuple(g["std"]), "uint8", {})
     feats = {"train": g["bank"], "val": g["eval_features"], "test": g["eval_features"]}
     cfg = LRAConfig(epochs=1, warmup_epochs=float(g["warmup_epochs"]), batch_size=int(g["batch_size"]),

@@ -159,7 +159,8 @@ def test_train_sln_runs_the_originals_epoch_loop(monkeypatch, lc_float64):
     monkeypatch.setattr(sln, "sln_targets", stored_draw)
     monkeypatch.setattr(sln, "correct_labels", recording_correct)
     monkeypatch.setattr(sln, "Trainer", RecordingTrainer)
-    data = sln.SLNData(g["train_images"], g["noisy"], g["noisy"], np.zeros(n, bool), g["test_images"],
+    clean = (g["noisy"] + 1) % c  # never trained on: a run that reads it fails
+    data = sln.SLNData(g["train_images"], g["noisy"], clean, np.ones(n, bool), g["test_images"],
                        g["test_labels"], [str(k) for k in range(c)], tuple(g["mean"]), tuple(g["std"]), "uint8")
     cfg = sln.SLNConfig(epochs=int(g["epochs"]), batch_size=int(g["batch_size"]), lr=float(g["lr"]),
                         momentum=float(g["momentum"]), weight_decay=float(g["weight_decay"]),
