@@ -43,6 +43,13 @@ from lra_weight_recipe import GridFeatures, recipe_state_dict  # noqa: E402
 
 # |kit - orig| <= rtol |orig| + atol_rel max|orig|, per tensor
 TOL = dict(rtol=1e-5, atol_rel=1e-6)
+# outputs of the ResNet-34 image encoder (34 convolutions, BN in train mode): convolution kernels of other
+# instruction sets (AVX2 against AVX-512) round differently, measured up to 7e-6 of the tensor's largest value
+DEEP = dict(rtol=1e-5, atol_rel=5e-5)
+# weights after Adam steps are compared as updates (after - before), scaled to the largest update of the tensor:
+# Adam's first steps move each weight by about lr whatever its gradient, so rounding in a near-zero gradient
+# moves a weight by a share of lr (measured up to 1% of the largest update), not by a share of the weight
+UPDATE = dict(rtol=1e-3, atol_rel=5e-2)
 N_CLASS, FP_DIM, HIDDEN = 10, 16, 32
 # FAISS is an optional extra: its case runs wherever it is installed
 BACKENDS = ["torch", pytest.param("faiss", marks=pytest.mark.skipif(not faiss_available(),
@@ -146,7 +153,7 @@ def test_image_encoder_forward_matches_the_original(mode):
     model = kit_model(g).train(mode == "train")
     with torch.no_grad():
         out = model.embed(torch.from_numpy(g["x"]), torch.from_numpy(g["fp"]))
-    close(out, g[f"encoder_{mode}"])
+    close(out, g[f"encoder_{mode}"], **DEEP)
 
 
 def test_forward_t_matches_the_original():
@@ -155,7 +162,7 @@ def test_forward_t_matches_the_original():
     x, fp, t, noise = (torch.from_numpy(a) for a in (m["x"], m["fp"], g["t"], g["noise"]))
     y_t = q_sample(torch.from_numpy(g["y0"]), kit_alphas(), t, noise)
     eps_hat = model.denoiser(model.embed(x, fp), y_t, fp, t)
-    close(eps_hat, g["eps_hat"])
+    close(eps_hat, g["eps_hat"], **DEEP)
 
 
 def test_train_lra_steps_match_the_originals_train_function(monkeypatch):
@@ -231,25 +238,26 @@ def test_train_lra_steps_match_the_originals_train_function(monkeypatch):
     for step, ((kit_labels, kit_weights), loss) in enumerate(zip(drawn, losses)):
         np.testing.assert_array_equal(kit_labels.numpy(), labels[step].numpy(), err_msg=f"labels of step {step}")
         assert_close_scaled(kit_weights, weights[step], rtol=1e-6, atol_rel=0, name=f"weights of step {step}")
-        assert_close_scaled(np.float64(loss.item()), g["losses"][step], rtol=1e-5, atol_rel=0,
+        assert_close_scaled(np.float64(loss.item()), g["losses"][step], rtol=5e-5, atol_rel=0,
                             name=f"loss of step {step}")
     rows = torch.from_numpy(g["embed_rows"])
     recipe = denoiser_from_original(original_weights(m)[0])
     for key, value in denoiser_from_original({k[len("denoiser/"):]: torch.from_numpy(v) for k, v in g.items()
                                               if k.startswith("denoiser/")}).items():
         kit = state[f"denoiser.{key}"]
+        before = recipe[key]
         if kit.shape[0] == 1001:  # timestep gates: rows of timesteps not drawn keep the recipe's values
             untouched = torch.ones(len(kit), dtype=torch.bool)
             untouched[rows] = False
-            assert_close_scaled(kit[untouched], recipe[key][untouched], **TOL, name=f"denoiser {key} (not drawn)")
-            kit = kit[rows]
-        assert_close_scaled(kit, value, rtol=1e-5, atol_rel=1e-6, name=f"denoiser {key}")
+            assert_close_scaled(kit[untouched], before[untouched], **TOL, name=f"denoiser {key} (not drawn)")
+            kit, before = kit[rows], before[rows]
+        assert_close_scaled(kit - before, value - before, **UPDATE, name=f"denoiser {key} (update)")
     encoder = resnet34_from_original(original_weights(m)[1])
     stats = resnet34_from_original({k[len("encoder/"):]: torch.from_numpy(v) for k, v in g.items()
                                     if k.startswith("encoder/")})
     for key, value in encoder.items():
         if key in stats:  # BN running statistics: updated by the two train-mode passes
-            assert_close_scaled(state[f"encoder.{key}"], stats[key], rtol=1e-5, atol_rel=1e-6, name=f"encoder {key}")
+            assert_close_scaled(state[f"encoder.{key}"], stats[key], **DEEP, name=f"encoder {key}")
         elif value.dtype.is_floating_point:  # weights: the original never gives the encoder to the optimizer
             assert_close_scaled(state[f"encoder.{key}"], value, **TOL, name=f"encoder {key} (not trained)")
 
@@ -273,7 +281,7 @@ def test_ddim_reverse_pass_matches_the_original(encoder_mode, start):
         y_T = torch.from_numpy(g["y_T"]) if start == "given" else None
         y = lra.ddim_sample(lambda y_t, t: model.denoiser(x_embed, y_t, fp, t), (len(fp), N_CLASS), kit_alphas(),
                             y_T=y_T)
-    close(y, g[f"{start}_start_encoder_{encoder_mode}"])
+    close(y, g[f"{start}_start_encoder_{encoder_mode}"], **DEEP)
     np.testing.assert_array_equal(lra.decode(y).numpy(), g[f"{start}_start_encoder_{encoder_mode}_classes"])
 
 
@@ -338,4 +346,4 @@ def test_simclr_features_from_an_official_layout_file_match_the_original(tmp_pat
     torch.save(recipe_state_dict(g["simclr_names"], g["simclr_shapes"]), path)  # as the public files: a state dict
     model = load_simclr(path)
     with torch.no_grad():
-        close(model.features(torch.from_numpy(g["x"])), g["features"])
+        close(model.features(torch.from_numpy(g["x"])), g["features"], **DEEP)
