@@ -136,6 +136,7 @@ def test_train_sln_runs_the_originals_epoch_loop(monkeypatch, lc_float64):
     real_targets = sln.sln_targets
 
     def stored_draw(targets, sigma, generator, noise=None):  # the original's xi in place of the run's generator
+        assert not sigma or draws, "sigma is still on where the original has switched it off (label correction)"
         return real_targets(targets, sigma, generator, noise=draws.pop(0) if sigma else None)
 
     corrected, snapshots = [], []
