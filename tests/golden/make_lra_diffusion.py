@@ -8,7 +8,9 @@ makes inside its functions (the noise of `forward_t`, the prior draw of `reverse
 pick of `sample_knn_labels`) are drawn here, stored, and injected by temporarily replacing `torch.randn_like` /
 `torch.randint` with a function that returns the stored draw; the test passes the same draws to the kit.
 Nothing is patched in the checkout: the modules used import no missing package and run on the CPU through their
-`device` argument (no `.cuda()` call is reached). See tests/golden/lra_diffusion/README.md.
+`device` argument (no `.cuda()` call is reached). `train_CIFAR.train` itself is compiled from the script's syntax
+tree and executed for two steps (`train_loop.npz`) on the batches the kit's DeviceBatcher gives a run (imported
+from this project: the inputs only). See tests/golden/lra_diffusion/README.md.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "lra_diffusion"
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # this project, for the kit's DeviceBatcher (the loop goldens' inputs)
+    sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 from lra_weight_recipe import GridFeatures, layout_arrays, recipe_state_dict  # noqa: E402
 

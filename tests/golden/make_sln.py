@@ -4,7 +4,9 @@ The checkout (chenpf1025/SLN) is put on sys.path and its functions are imported:
 `utils.get_output`, `utils.WeightEMA` and `networks.wideresnet.Wide_ResNet`. Its training script runs argparse and
 CUDA at module level, so it is never imported: the hyperparameters are read from its syntax tree, and the label
 correction statements (the body of its `if epoch > args.correction:` block) are compiled from that tree and executed
-with stand-ins for the objects they use. Everything runs on CPU with small seeded inputs; see golden/sln/README.md.
+with stand-ins for the objects they use; so is its whole epoch loop (`sln_loop.npz`: one SLN epoch, then two
+label-correction epochs), whose batches are those the kit's DeviceBatcher gives a run (imported from this project:
+the inputs only). Everything runs on CPU with small seeded inputs; see golden/sln/README.md.
 
 This module also holds what the golden test needs to rebuild the inputs in pure torch (no checkout): the tiny
 network of the training-step golden and the per-tensor weight recipe of the WRN-28-2 golden.
@@ -24,6 +26,9 @@ import torch
 from torch import nn
 
 OUT = Path(__file__).resolve().parent / "sln"
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # this project, for the kit's DeviceBatcher (the loop goldens' inputs)
+    sys.path.insert(0, str(ROOT))
 NUM_CLASSES = 10
 SIGMA = 1.0  # CIFAR-10 sym (the official README's command)
 
