@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from golden_compare import assert_close_scaled
+
 from nlkit.data.batcher import Batch
 from nlkit.methods import sln
 from nlkit.models import WideResNet, wrn_state_dict_from_sln
 from nlkit.train import Trainer
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "sln"
-# fp32 computations compared across machines (kernels may round differently): float32 tolerances
-F32 = {"rtol": 1e-5, "atol": 1e-6}
+# fp32 computations compared across machines (kernels may round differently): each tensor within float32
+# tolerances scaled to its own magnitude, |kit - orig| <= rtol |orig| + atol_rel max|orig| (golden_compare.py)
+F32 = {"rtol": 1e-5, "atol_rel": 1e-6}
 
 
 def _golden(name: str) -> dict:
@@ -77,11 +80,11 @@ def test_training_steps_and_ema_match_the_original(golden, float64):
             return per_sample
 
         trainer.train_epoch(_OneBatch(torch.as_tensor(g["x"][step])), loss_fn)
-    np.testing.assert_allclose(losses, g["losses"], **F32)
+    assert_close_scaled(losses, g["losses"], **F32, name="losses")
     for prefix, net in (("live", trainer.model), ("ema", trainer.ema.model)):
         for name, value in net.state_dict().items():
             if value.dtype.is_floating_point:
-                np.testing.assert_allclose(value.numpy(), g[f"{prefix}/{name}"], **F32, err_msg=f"{prefix} {name}")
+                assert_close_scaled(value, g[f"{prefix}/{name}"], **F32, name=f"{prefix} {name}")
 
 
 def test_loss_on_corrected_targets_is_float64_as_the_original():
@@ -92,7 +95,7 @@ def test_loss_on_corrected_targets_is_float64_as_the_original():
     logits, targets = torch.as_tensor(g["logits"]), torch.as_tensor(g["targets"])
     loss = sln.soft_cross_entropy(logits, targets).mean()
     assert loss.dtype == torch.float64
-    np.testing.assert_allclose(loss.item(), g["loss"], rtol=1e-13, atol=0)
+    assert_close_scaled(np.float64(loss.item()), g["loss"], rtol=1e-13, atol_rel=0, name="loss")
     fp32 = sln.soft_cross_entropy(logits, targets.float()).mean().item()
     assert abs(fp32 - g["loss"]) > 1e-10 * abs(g["loss"])  # a float32-sized error, far outside the tolerance
 
@@ -110,8 +113,73 @@ def test_label_correction_matches_the_original(float64):
         log_probs = torch.log_softmax(torch.as_tensor(g["logits"][epoch]), dim=1)
         current = sln.correct_labels(log_probs, current, noisy_onehot, dtype=dtype)
         assert current.dtype == dtype
-        np.testing.assert_allclose(current.double().numpy(), g["new_targets"][epoch], rtol=1e-5, atol=1e-6,
-                                   err_msg=f"LC epoch {epoch + 1}")
+        assert_close_scaled(current.double(), g["new_targets"][epoch], **F32, name=f"LC epoch {epoch + 1}")
+
+
+@pytest.mark.parametrize("lc_float64", [False, True])
+def test_train_sln_runs_the_originals_epoch_loop(monkeypatch, lc_float64):
+    """`train_sln` itself (its epoch function, Trainer and EMA) against the script's epoch loop executed by the
+    generator: epoch 1 trains with SLN (sigma 0.5, the stored draws), label correction starts at epoch 2
+    (lc_start 1, `epoch > correction`) from the EMA's predictions, switches sigma off and retargets the training
+    set; epoch 3 corrects again from the corrected targets. Compared after every epoch: the epoch's loss and
+    sigma, the corrected targets, every live and EMA weight and BN buffer. Only the network (the tiny net with
+    recipe weights) and the Gaussian draws are handed in."""
+    g, recipes = _golden("sln_loop"), _recipes()
+    n, c = len(g["noisy"]), 10
+
+    def build_model(arch, num_classes, in_channels, **kwargs):
+        model = recipes.tiny_net(num_classes)
+        assert recipes.apply_recipe(model) == list(g["names"])
+        return model
+
+    draws = [torch.as_tensor(x) for x in g["xi"].reshape(-1, *g["xi"].shape[-2:])]
+    real_targets = sln.sln_targets
+
+    def stored_draw(targets, sigma, generator, noise=None):  # the original's xi in place of the run's generator
+        assert not sigma or draws, "sigma is still on where the original has switched it off (label correction)"
+        return real_targets(targets, sigma, generator, noise=draws.pop(0) if sigma else None)
+
+    corrected, snapshots = [], []
+    real_correct = sln.correct_labels
+
+    def recording_correct(*args, **kwargs):
+        corrected.append(real_correct(*args, **kwargs))
+        return corrected[-1]
+
+    class RecordingTrainer(Trainer):
+        def train_epoch(self, batcher, loss_fn, references=None):
+            order = torch.cat([b.idx for b in batcher.epoch(batcher.next_epoch)]).numpy()
+            np.testing.assert_array_equal(order, g["order"][len(snapshots)], err_msg="batch order (regenerate)")
+            stats = super().train_epoch(batcher, loss_fn, references)
+            snapshots.append({f"{prefix}/{k}": v.clone() for prefix, net in (("live", self.model),
+                                                                               ("ema", self.ema.model))
+                              for k, v in net.state_dict().items() if v.dtype.is_floating_point})
+            return stats
+
+    monkeypatch.setattr(sln, "build_model", build_model)
+    monkeypatch.setattr(sln, "sln_targets", stored_draw)
+    monkeypatch.setattr(sln, "correct_labels", recording_correct)
+    monkeypatch.setattr(sln, "Trainer", RecordingTrainer)
+    clean = (g["noisy"] + 1) % c  # never trained on: a run that reads it fails
+    data = sln.SLNData(g["train_images"], g["noisy"], clean, np.ones(n, bool), g["test_images"],
+                       g["test_labels"], [str(k) for k in range(c)], tuple(g["mean"]), tuple(g["std"]), "uint8")
+    cfg = sln.SLNConfig(epochs=int(g["epochs"]), batch_size=int(g["batch_size"]), lr=float(g["lr"]),
+                        momentum=float(g["momentum"]), weight_decay=float(g["weight_decay"]),
+                        sigma=float(g["sigma"]), ema_decay=float(g["ema_alpha"]), lc_start=int(g["correction"]),
+                        crop_padding=0, flip=False, bf16=False, channels_last=False, lc_float64=lc_float64)
+    run = sln.train_sln(data, cfg, seed=int(g["seed"]), device="cpu", progress=False)
+    assert not draws, "sigma was switched off before the original did"
+    assert list(run.history["sigma"]) == list(g["sigma_used"])
+    assert list(run.history["lc"]) == [e > int(g["correction"]) for e in range(1, int(g["epochs"]) + 1)]
+    assert_close_scaled(run.history["loss"].to_numpy(), g["losses"], rtol=1e-5, atol_rel=1e-6, name="losses")
+    assert len(corrected) == len(g["targets"]) - 1
+    for epoch, targets in enumerate(corrected, start=2):
+        assert targets.dtype == (torch.float64 if lc_float64 else torch.float32)
+        assert_close_scaled(targets, g["targets"][epoch - 1], **F32, name=f"targets of epoch {epoch}")
+    assert run.targets is corrected[-1]
+    for epoch, state in enumerate(snapshots, start=1):
+        for key, value in state.items():
+            assert_close_scaled(value, g[f"epoch{epoch}/{key}"], **F32, name=f"epoch {epoch} {key}")
 
 
 def test_wrn28_2_forward_with_the_originals_weights():
@@ -130,11 +198,11 @@ def test_wrn28_2_forward_with_the_originals_weights():
     x = torch.as_tensor(g["x"])
     with torch.no_grad():
         model.eval()
-        np.testing.assert_allclose(model(x).numpy(), g["eval_logits"], **F32)
+        assert_close_scaled(model(x), g["eval_logits"], **F32, name="eval logits")
         model.train()
-        np.testing.assert_allclose(model(x).numpy(), g["train_logits"], **F32)
-    np.testing.assert_allclose(model.bn.running_mean.numpy(), g["bn_running_mean"], **F32)
-    np.testing.assert_allclose(model.bn.running_var.numpy(), g["bn_running_var"], **F32)
+        assert_close_scaled(model(x), g["train_logits"], **F32, name="train logits")
+    assert_close_scaled(model.bn.running_mean, g["bn_running_mean"], **F32, name="BN running mean")
+    assert_close_scaled(model.bn.running_var, g["bn_running_var"], **F32, name="BN running var")
 
 
 def test_wrn_mapping_rejects_foreign_keys():

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import torch
+from torch import nn
 
 
 def recipe_tensor(index: int, name: str, shape) -> torch.Tensor:
@@ -44,3 +45,25 @@ def layout_arrays(state: dict, prefix: str) -> dict:
     for i, n in enumerate(names):
         shapes[i, : state[n].dim()] = tuple(state[n].shape)
     return {f"{prefix}_names": np.array(names), f"{prefix}_shapes": shapes}
+
+
+class GridFeatures(nn.Module):
+    """The f_p encoder of the training-loop golden (standing in for SimCLR): a strided conv, ReLU, 2x2 average
+    pooling and a linear map to 16 features with seeded weights, rounded to a grid of step 1/64 in [-4, 4), so
+    every squared distance between features is exact in float32 (kNN order independent of summation order).
+    `features` is what the kit calls, `forward` what the original calls."""
+
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.linear = nn.Linear(16, dim)
+        g = torch.Generator().manual_seed(77)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * (0.5 if p.dim() > 1 else 0.1))
+
+    def forward(self, x):
+        z = nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 2).flatten(1)
+        return (self.linear(z) * 64).round().clamp(-256, 255) / 64
+
+    features = forward

@@ -8,23 +8,31 @@ makes inside its functions (the noise of `forward_t`, the prior draw of `reverse
 pick of `sample_knn_labels`) are drawn here, stored, and injected by temporarily replacing `torch.randn_like` /
 `torch.randint` with a function that returns the stored draw; the test passes the same draws to the kit.
 Nothing is patched in the checkout: the modules used import no missing package and run on the CPU through their
-`device` argument (no `.cuda()` call is reached). See tests/golden/lra_diffusion/README.md.
+`device` argument (no `.cuda()` call is reached). `train_CIFAR.train` itself is compiled from the script's syntax
+tree and executed for two steps (`train_loop.npz`) on the batches the kit's DeviceBatcher gives a run (imported
+from this project: the inputs only). See tests/golden/lra_diffusion/README.md.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import subprocess
 import sys
 from pathlib import Path
+
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "lra_diffusion"
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # this project, for the kit's DeviceBatcher (the loop goldens' inputs)
+    sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
-from lra_weight_recipe import layout_arrays, recipe_state_dict  # noqa: E402
+from lra_weight_recipe import GridFeatures, layout_arrays, recipe_state_dict  # noqa: E402
 
 N_CLASS, FP_DIM, HIDDEN, BATCH = 10, 16, 32, 4
 
@@ -48,8 +56,8 @@ def injected(fn_name: str, draws):
         value = queue.pop(0)
         if fn_name == "randn_like":
             assert tuple(args[0].shape) == tuple(value.shape), (args[0].shape, value.shape)
-        else:  # torch.randint(low, high, size)
-            low, high, size = args[:3]
+        else:  # torch.randint(low, high, size), positional or by keyword
+            low, high, size = (list(args) + [kwargs.get(k) for k in ("low", "high", "size")][len(args):])[:3]
             assert tuple(size) == tuple(value.shape) and int(value.min()) >= low and int(value.max()) < high
         return value.clone()
 
@@ -79,6 +87,138 @@ def assert_untied(queries: torch.Tensor, database: torch.Tensor, k: int) -> None
     assert torch.equal(q.float() / 64, queries) and torch.equal(d.float() / 64, database), "not on the grid"
     sq = ((q[:, None, :] - d[None, :, :]) ** 2).sum(-1).sort(1).values
     assert int(sq.max()) < 2**24 and bool((sq[:, 1:k + 1] > sq[:, :k]).all()), "tied neighbours: change the seed"
+
+
+# the training-loop golden: one epoch of two steps of train_CIFAR.train on the SimCLR path (real_fp)
+LOOP = {"n": 7, "batch_size": 4, "k": 3, "seed": 0, "eval_n": 2, "warmup_epochs": 2}
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # train_CIFAR.py's Normalize
+
+
+def loop_inputs() -> dict:
+    """Images (uint8 NHWC, 32x32), noisy labels and the cached f_p bank of the loop golden (pure numpy/torch:
+    the test rebuilds nothing from these but reads them)."""
+    rng = np.random.default_rng(231)
+    n, m = LOOP["n"], LOOP["eval_n"]
+    out = {"train_images": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+           "noisy": rng.integers(0, N_CLASS, n).astype(np.int64),
+           "eval_images": rng.integers(0, 256, (m, 32, 32, 3), dtype=np.uint8),
+           "eval_labels": rng.integers(0, N_CLASS, m).astype(np.int64)}
+    return out
+
+
+def loop_batches(images: np.ndarray, epoch: int, shuffle: bool, batch_size: int):
+    """The (indices, normalised pixels) batches the kit's run sees: its DeviceBatcher with the run's seed, no crop
+    or flip. Batch order and pixels are inputs (the same for both sides), not under test."""
+    from nlkit.data import DeviceBatcher  # noqa: E402  (the kit's loader, for the inputs only)
+
+    batcher = DeviceBatcher(images, batch_size=batch_size, shuffle=shuffle, crop_padding=0, flip=False,
+                            seed=LOOP["seed"], device="cpu", mean=CIFAR_MEAN, std=CIFAR_STD)
+    return [(b.idx.clone(), b.x.clone()) for b in batcher.epoch(epoch)]
+
+
+def train_function(checkout: Path):
+    """train_CIFAR.py's `train` function definition, compiled from its syntax tree (the script imports CLIP and
+    parses arguments at module level, so it is not imported)."""
+    tree = ast.parse((checkout / "train_CIFAR.py").read_text())
+    found = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train"]
+    if len(found) != 1:
+        raise SystemExit("the train function of train_CIFAR.py was not found")
+    return compile(ast.Module(body=found, type_ignores=[]), "train_CIFAR.py", "exec")
+
+
+def golden_train_loop(checkout: Path, diffusion, reset_weights, gen: torch.Generator) -> dict:
+    """train_CIFAR.train executed for one epoch of two steps on the SimCLR path (real_fp: f_p of each batch, kNN
+    retrieval against the cached bank, antithetic timesteps, forward_t, the weighted MSE, Adam with the
+    fractional-epoch learning rate, gradient clipping). The draws (candidate picks, the first half of the
+    timesteps, the noise) are injected; the loss of each step is read from its progress bar's postfix."""
+    from utils.ema import EMA
+    from utils.knn_utils import sample_knn_labels
+    from utils.learning import adjust_learning_rate, cast_label_to_one_hot_and_prototype
+
+    inputs = loop_inputs()
+    images, noisy = inputs["train_images"], inputs["noisy"]
+    fp_encoder = GridFeatures(FP_DIM)
+    # the cached bank is computed on another view of the images (mirrored), as prepare_fp_x computes it through
+    # the training transform: a batch's fresh f_p is then not its bank row, so the real_fp path is visible
+    with torch.no_grad():
+        bank = torch.cat([fp_encoder(x.flip(3)) for _, x in loop_batches(images, 0, False, len(images))])
+    batches = loop_batches(images, 0, True, LOOP["batch_size"])
+    sizes = [len(idx) for idx, _ in batches]
+    k = LOOP["k"]
+    for idx, x in batches:  # exact grid distances: check the k + 1 nearest of every query are untied
+        with torch.no_grad():
+            assert_untied(fp_encoder(x), bank, k + 1)
+    picks = [torch.randint(0, k + 1, (b,), generator=gen) for b in sizes]
+    halves = [torch.randint(0, 1000, (b // 2 + 1,), generator=gen) for b in sizes]
+    noises = [torch.randn(b, N_CLASS, generator=gen) for b in sizes]
+
+    reset_weights()
+    diffusion.fp_encoder = fp_encoder.eval()
+    diffusion.model.train()
+    diffusion.diffusion_encoder.train()
+    record = {"losses": [], "labels": [], "weights": [], "lr": []}
+
+    class TrainDataset:
+        targets = noisy.tolist()
+
+    def data_loader(dataset, batch_size, shuffle, num_workers):
+        if dataset is TrainDataset:
+            assert batch_size == LOOP["batch_size"] and shuffle
+            return [(x, torch.as_tensor(noisy)[idx], idx) for idx, x in batches]
+        return []  # the val and test loaders: evaluation is not part of this golden (its test is a stand-in)
+
+    class Progress:  # tqdm stand-in: iterates and keeps the postfix, the step's loss.item()
+        def __init__(self, iterable, **kwargs):
+            self.iterable = iterable
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def set_postfix(self, values):
+            record["losses"].append(values["loss"])
+
+    def sampled(*args, **kwargs):
+        labels, weights = sample_knn_labels(*args, **kwargs)
+        record["labels"].append(labels.clone())
+        record["weights"].append(weights.clone())
+        return labels, weights
+
+    def learning_rate(*args, **kwargs):
+        record["lr"].append(adjust_learning_rate(*args, **kwargs))
+        return record["lr"][-1]
+
+    names = {"prepare_fp_x": lambda *a, **kw: bank.clone(), "fp_dim": FP_DIM, "batch_size": LOOP["batch_size"],
+             "data": SimpleNamespace(DataLoader=data_loader), "optim": torch.optim, "nn": torch.nn, "EMA": EMA,
+             "tqdm": Progress, "sample_knn_labels": sampled, "adjust_learning_rate": learning_rate,
+             "cast_label_to_one_hot_and_prototype": cast_label_to_one_hot_and_prototype, "torch": torch,
+             "test": lambda *a: 0.0, "np": np}
+    exec(train_function(checkout), names)
+    args = SimpleNamespace(nepoch=1, k=k, warmup_epochs=LOOP["warmup_epochs"])
+    randint = [v for pair in zip(picks, halves) for v in pair]  # per step: the candidate pick, then t
+    with injected("randint", randint), injected("randn_like", noises):
+        names["train"](diffusion, TrainDataset, None, None, None, args, real_fp=True)
+    assert len(record["losses"]) == len(batches)
+    # the denoiser after the two steps; the image encoder is not given to the optimizer, so of it only the BN
+    # running statistics change (its weights stay the recipe's, which the test checks)
+    # the timestep gates (1001 rows each) change only in the rows of the timesteps drawn: those rows are stored
+    used = torch.unique(torch.cat([torch.cat([h, 999 - h])[:b] for h, b in zip(halves, sizes)]))
+    states = {f"denoiser/{k}": f32(v[used] if k.endswith("embed.weight") else v)
+              for k, v in diffusion.model.state_dict().items() if v.dtype.is_floating_point}
+    states.update({f"encoder/{k}": f32(v) for k, v in diffusion.diffusion_encoder.state_dict().items()
+                   if k.endswith(("running_mean", "running_var"))})
+    return {**inputs, **{k: np.int64(v) for k, v in LOOP.items()}, "bank": f32(bank),
+            "eval_features": f32(bank[:LOOP["eval_n"]]), "mean": np.array(CIFAR_MEAN), "std": np.array(CIFAR_STD),
+            "order": np.concatenate([idx.numpy() for idx, _ in batches]),
+            # per-step arrays of the steps' sizes (4 then 3), concatenated; `sizes` splits them
+            "sizes": np.array(sizes), "pick": torch.cat(picks).numpy(), "t_half": torch.cat(halves).numpy(),
+            "noise": f32(torch.cat(noises)), "losses": np.array(record["losses"], dtype=np.float64),
+            "labels": torch.cat(record["labels"]).numpy(), "weights": f32(torch.cat(record["weights"])), "lr": np.array(record["lr"]), "embed_rows": used.numpy(), **states}
 
 
 def main(checkout: Path) -> None:
@@ -146,8 +286,7 @@ def main(checkout: Path) -> None:
             outputs[f"encoder_{mode}"] = f32(diffusion.diffusion_encoder(x))
     save("model", **layouts, x=f32(x), fp=f32(fp), x_embed=f32(x_embed), y_t=f32(den_y), t=den_t.numpy(), **outputs)
 
-    # 4. the training loss of train_CIFAR.py: forward_t with the given noise, then its weighted MSE, written as
-    #    there: mean over classes of (weights @ MSELoss(reduction='none')(e, output))
+    # 4. Diffusion.forward_t with the given noise (the training loss itself comes from train()'s execution, 9.)
     reset_weights()
     diffusion.model.train()
     diffusion.diffusion_encoder.train()
@@ -155,15 +294,10 @@ def main(checkout: Path) -> None:
     loss_y0 = torch.nn.functional.one_hot(loss_labels, N_CLASS).float()
     loss_t = torch.tensor([3, 640, 359, 996])
     loss_noise = torch.randn(BATCH, N_CLASS, generator=gen)
-    counts = torch.tensor([2.0, 11.0, 5.0, 1.0])
-    weights = counts / counts.sum()
     with injected("randn_like", [loss_noise]):
         eps_hat, e = diffusion.forward_t(loss_y0, x, loss_t, fp)
     assert torch.equal(e, loss_noise)
-    mse = torch.nn.MSELoss(reduction="none")(e, eps_hat)
-    loss = torch.mean(torch.matmul(weights, mse))
-    save("training_loss", y0=f32(loss_y0), t=loss_t.numpy(), noise=f32(loss_noise), weights=f32(weights),
-         eps_hat=f32(eps_hat), loss=np.float32(loss.item()))
+    save("training_loss", y0=f32(loss_y0), t=loss_t.numpy(), noise=f32(loss_noise), eps_hat=f32(eps_hat))
 
     # 5. reverse_ddim (10 steps, eta = 0) from y_T = 0 (stochastic=False, the code's test()) and from a given y_T
     #    (stochastic=True: the prior draw injected; the per-step noise is multiplied by sigma = 0, injected as 0).
@@ -237,6 +371,9 @@ def main(checkout: Path) -> None:
     with torch.no_grad():
         features = simclr(x_simclr)
     save("simclr", **simclr_layout, x=f32(x_simclr), features=f32(features))
+
+    # 9. train_CIFAR.train itself: one epoch of two steps (retrieval, antithetic t, forward_t, weighted loss, Adam)
+    save("train_loop", **golden_train_loop(checkout, diffusion, reset_weights, gen))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ The checkout (chenpf1025/SLN) is put on sys.path and its functions are imported:
 `utils.get_output`, `utils.WeightEMA` and `networks.wideresnet.Wide_ResNet`. Its training script runs argparse and
 CUDA at module level, so it is never imported: the hyperparameters are read from its syntax tree, and the label
 correction statements (the body of its `if epoch > args.correction:` block) are compiled from that tree and executed
-with stand-ins for the objects they use. Everything runs on CPU with small seeded inputs; see golden/sln/README.md.
+with stand-ins for the objects they use; so is its whole epoch loop (`sln_loop.npz`: one SLN epoch, then two
+label-correction epochs), whose batches are those the kit's DeviceBatcher gives a run (imported from this project:
+the inputs only). Everything runs on CPU with small seeded inputs; see golden/sln/README.md.
 
 This module also holds what the golden test needs to rebuild the inputs in pure torch (no checkout): the tiny
 network of the training-step golden and the per-tensor weight recipe of the WRN-28-2 golden.
@@ -24,6 +26,9 @@ import torch
 from torch import nn
 
 OUT = Path(__file__).resolve().parent / "sln"
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # this project, for the kit's DeviceBatcher (the loop goldens' inputs)
+    sys.path.insert(0, str(ROOT))
 NUM_CLASSES = 10
 SIGMA = 1.0  # CIFAR-10 sym (the official README's command)
 
@@ -227,6 +232,122 @@ def golden_label_correction(utils, block) -> dict:
     return {"noisy": noisy.numpy(), "logits": torch.stack(logits).numpy(), "new_targets": np.stack(new)}
 
 
+# the loop golden: three epochs of the script's epoch loop, the second and third after label correction starts
+LOOP = {"n": 16, "test_n": 4, "size": 6, "batch_size": 8, "epochs": 3, "correction": 1, "sigma": 0.5, "seed": 0,
+        "lr": 0.1, "ema_alpha": 0.9}
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)  # the script's CIFAR-10 Normalize
+
+
+def loop_inputs() -> dict:
+    """The loop golden's images (uint8, NHWC) and noisy labels, seeded (pure numpy: the test rebuilds them)."""
+    rng = np.random.default_rng(2021)
+    n, m, s = LOOP["n"], LOOP["test_n"], LOOP["size"]
+    return {"train_images": rng.integers(0, 256, (n, s, s, 3), dtype=np.uint8),
+            "noisy": rng.integers(0, NUM_CLASSES, n).astype(np.int64),
+            "test_images": rng.integers(0, 256, (m, s, s, 3), dtype=np.uint8),
+            "test_labels": rng.integers(0, NUM_CLASSES, m).astype(np.int64)}
+
+
+def loop_batches(images: np.ndarray, epoch: int, shuffle: bool):
+    """The (indices, normalised pixels) batches the kit's run sees in `epoch` (0-based): its DeviceBatcher with the
+    run's seed, no crop or flip. Batch order and pixels are inputs here (the same for both sides), not under test."""
+    from nlkit.data import DeviceBatcher  # noqa: E402  (the kit's loader, for the inputs only)
+
+    batcher = DeviceBatcher(images, batch_size=LOOP["batch_size"] if shuffle else len(images), shuffle=shuffle,
+                            crop_padding=0, flip=False, seed=LOOP["seed"], device="cpu", mean=MEAN, std=STD)
+    return [(b.idx.clone(), b.x.clone()) for b in batcher.epoch(epoch)]
+
+
+class _DatasetLoader:
+    """A DataLoader over the script's train_dataset: the kit's batches of the epoch it is told (set by
+    train_noise's stand-in) or of the in-order pass, the targets read from `dataset.targets` when iterated, as a
+    DataLoader reads its dataset (integer labels, then the float64 corrected targets)."""
+
+    def __init__(self, dataset, images, shuffle: bool):
+        self.dataset, self.images, self.shuffle, self.epoch = dataset, images, shuffle, 0
+
+    def __iter__(self):
+        targets = np.asarray(self.dataset.targets)
+        for idx, x in loop_batches(self.images, self.epoch, self.shuffle):
+            yield x, torch.as_tensor(targets[idx.numpy()])
+
+
+def _epoch_loop(tree: ast.Module):
+    """The script's `for epoch in range(1, args.epochs + 1):` loop (label correction, train_noise, the tests) and
+    its two statements that make `noisy_targets`, compiled."""
+    loop = [n for n in tree.body if isinstance(n, ast.For) and ast.unparse(n.target) == "epoch"]
+    onehot = [n for n in tree.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "noisy_targets"]
+    if len(loop) != 1 or len(onehot) != 2:
+        raise SystemExit("the epoch loop of noise_cifar_train.py was not found")
+    return compile(ast.Module(body=onehot + loop, type_ignores=[]), "noise_cifar_train.py", "exec")
+
+
+def golden_sln_loop(utils, tree: ast.Module, hp: dict) -> dict:
+    """The script's epoch loop, executed: epoch 1 trains with SLN (sigma 0.5), epochs 2 and 3 start with label
+    correction (correction = 1: `epoch > args.correction`), which sets sigma to 0 and retargets train_dataset.
+    The nets are make_sln.tiny_net with recipe weights; SGD at lr 0.1 and EMA alpha 0.9 so that weight decay,
+    momentum and the EMA's update order move the weights by more than the tolerance."""
+    inputs = loop_inputs()
+    images = inputs["train_images"]
+
+    class _Dataset(list):
+        targets = None
+
+    train_dataset = _Dataset(range(len(images)))
+    train_dataset.targets = inputs["noisy"].tolist()
+    net, ema_net = tiny_net(), tiny_net()
+    names = apply_recipe(ema_net)
+    for p in ema_net.parameters():
+        p.detach_()
+    optimizer = torch.optim.SGD(net.parameters(), lr=LOOP["lr"], momentum=hp["momentum"],
+                                weight_decay=hp["weight_decay"])
+    ema_optimizer = utils.WeightEMA(_FloatState(net), _FloatState(ema_net), alpha=LOOP["ema_alpha"])
+    args = SimpleNamespace(num_class=NUM_CLASSES, batch_size=LOOP["batch_size"], epochs=LOOP["epochs"],
+                           correction=LOOP["correction"], sigma=LOOP["sigma"])
+    out = {"losses": [], "sigma": [], "targets": [], "xi": [], "order": []}
+
+    def train_noise(args, model, device, loader, optimizer, epoch, ema_optimizer=None):
+        loader.epoch = epoch - 1
+        batches = loop_batches(images, epoch - 1, shuffle=True)
+        out["order"].append(np.concatenate([idx.numpy() for idx, _ in batches]))
+        if args.sigma > 0:  # the draws train_noise makes next, torch.randn(target.size()) per batch, in order
+            torch.manual_seed(100 + epoch)
+            out["xi"].append(np.stack([torch.randn(len(idx), NUM_CLASSES).numpy() for idx, _ in batches]))
+            torch.manual_seed(100 + epoch)
+        targets = np.asarray(train_dataset.targets)
+        out["targets"].append(np.eye(NUM_CLASSES)[targets] if targets.ndim == 1 else targets)
+        out["sigma"].append(float(args.sigma))
+        loss, acc = utils.train_noise(args, model, device, loader, optimizer, epoch, ema_optimizer)
+        out["losses"].append(loss)
+        for prefix, m in (("live", net), ("ema", ema_net)):
+            for name, value in m.state_dict().items():
+                if value.dtype.is_floating_point:
+                    out[f"epoch{epoch}/{prefix}/{name}"] = value.detach().numpy().copy()
+        return loss, acc
+
+    def data_loader(dataset, batch_size, shuffle, **kwargs):
+        assert dataset is train_dataset and batch_size == LOOP["batch_size"] and shuffle
+        return _DatasetLoader(dataset, images, shuffle=True)
+
+    names_used = {
+        "args": args, "log": lambda *a: None, "logpath": None, "time": __import__("time"), "np": np,
+        "get_output": utils.get_output, "train_noise": train_noise, "test": lambda *a, **k: (0.0, 0.0),
+        "net": net, "ema_net": ema_net, "optimizer": optimizer, "ema_optimizer": ema_optimizer, "device": "cpu",
+        "train_dataset": train_dataset, "train_loader": _DatasetLoader(train_dataset, images, shuffle=True),
+        "train_eval_loader": _DatasetLoader(train_dataset, images, shuffle=False), "test_loader": None,
+        "torch": SimpleNamespace(utils=SimpleNamespace(data=SimpleNamespace(DataLoader=data_loader))),
+        "kwargs": {},
+    }
+    exec(_epoch_loop(tree), names_used)
+    assert args.sigma == 0 and len(out["losses"]) == LOOP["epochs"]
+    return {**inputs, **{k: np.float64(v) for k, v in LOOP.items()}, "mean": np.array(MEAN), "std": np.array(STD),
+            "momentum": np.float64(hp["momentum"]), "weight_decay": np.float64(hp["weight_decay"]),
+            "names": np.array(names), "losses": np.array(out.pop("losses")),
+            "sigma_used": np.array(out.pop("sigma")),
+            "targets": np.stack(out.pop("targets")), "xi": np.stack(out.pop("xi")),
+            "order": np.stack(out.pop("order")), **out}
+
+
 def golden_wrn(wide_resnet) -> dict:
     """WRN-28-2 (C = 10) with recipe weights: eval-mode and train-mode logits on 2 fixed inputs, and the head BN's
     running statistics after the train-mode pass (its momentum is 0.9)."""
@@ -265,7 +386,8 @@ def main(argv: list[str]) -> int:
              "train_step_lr0.1": golden_train_step(utils, {**hp, "lr": 0.1}),
              "loss_float64": golden_loss_float64(utils),
              "label_correction": golden_label_correction(utils, _label_correction_block(tree)),
-             "wrn28_2": golden_wrn(Wide_ResNet)}
+             "wrn28_2": golden_wrn(Wide_ResNet),
+             "sln_loop": golden_sln_loop(utils, tree, hp)}
     for name, arrays in files.items():
         np.savez_compressed(OUT / f"{name}.npz", **arrays)
         print(f"{name}.npz: {(OUT / f'{name}.npz').stat().st_size} bytes")

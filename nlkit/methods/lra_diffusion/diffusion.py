@@ -35,6 +35,13 @@ def antithetic_timesteps(batch: int, generator=None, device="cpu") -> torch.Tens
     return torch.cat([t, T_STEPS - 1 - t])[:batch]
 
 
+def training_draws(batch: int, num_classes: int, generator=None, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """A training step's draws, in this order from one generator: antithetic timesteps, then the forward-process
+    noise (B x C). One function so that a golden test can hand in the original's draws."""
+    t = antithetic_timesteps(batch, generator, device)
+    return t, torch.randn((batch, num_classes), generator=generator, device=device)
+
+
 def q_sample(y0: torch.Tensor, alphas_bar: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """The forward process with f_q = 0: y_t = sqrt(a_t) y0 + sqrt(1 - a_t) noise."""
     a = alphas_bar.index_select(0, t)[:, None]

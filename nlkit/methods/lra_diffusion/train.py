@@ -17,11 +17,11 @@ from ..contract import NonNegativeFloat, NonNegativeInt, PositiveFloat, Positive
 from .data import LRAData
 from .diffusion import (
     alphas_cumprod,
-    antithetic_timesteps,
     ddim_sample,
     decode,
     learning_rate,
     q_sample,
+    training_draws,
     weighted_eps_loss,
 )
 from .model import LRAModel
@@ -209,8 +209,7 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
                 fp = train_f.index_select(0, batch.idx)
                 labels, weights = sampler.sample(batch.idx)
             y0 = nn.functional.one_hot(labels, c).float()
-            t = antithetic_timesteps(len(labels), gen, dev)
-            eps = torch.randn(y0.shape, generator=gen, device=dev)
+            t, eps = training_draws(len(labels), c, gen, dev)
             y_t = q_sample(y0, alphas, t, eps)
             with autocast_for(dev, cfg.bf16):
                 x_embed = model.embed(batch.x, fp)
