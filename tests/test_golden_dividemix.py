@@ -1,10 +1,14 @@
 """DivideMix against goldens of the original code (LiJunnan1992/DivideMix at d9d3058, tests/golden/dividemix/,
-written by tests/golden/make_dividemix.py): one semi-supervised step, the asymmetric-noise warm-up step, eval_train's
-GMM, the λ_u ramp, and the PreAct ResNet-18 through the kit's state-dict mapping. float32 tolerances as stated."""
+written by tests/golden/make_dividemix.py): a whole semi-supervised epoch of the main loop (eval_train of both
+networks, co-divided training of each for several iterations, the ensemble test) through the kit's epoch path
+(DivideMix.co_divide_epoch and test, with the run's configuration and the original's draws); one semi-supervised
+step, the asymmetric-noise warm-up step, eval_train's GMM, the λ_u ramp, and the PreAct ResNet-18 through the kit's
+state-dict mapping. float32 tolerances scaled to each tensor's magnitude, as stated."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +18,12 @@ import torch.nn.functional as F
 
 from nlkit.data import DeviceBatcher
 from nlkit.methods.instancegm import dividemix as dm
+from nlkit.methods.instancegm.train import InstanceGMConfig
 from nlkit.models import build_model, preact_state_from_dividemix
+from nlkit.pipeline import load_cell
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
+PARAMS = GOLDEN.parents[1] / "params" / "instancegm"
 sys.path.insert(0, str(GOLDEN))
 from dividemix_recipes import TinyNet, arrays_to_state, assert_close_scaled, augment, recipe_state  # noqa: E402
 
@@ -106,6 +113,14 @@ class StoredDraws:
         assert not any(self._extra.values()), "generative draws left unused"
 
 
+def run_config(method: str, g, **sizes) -> InstanceGMConfig:
+    """The configuration a CIFAR-10 run of `method` takes (its params cell, paper profile), with the golden's
+    sizes; the golden's warm-up and epoch must be the cell's."""
+    cfg = InstanceGMConfig.from_cell(load_cell(PARAMS / f"cifar10-idn-0.50-{method}.yaml", "paper"))
+    assert cfg.warmup_epochs == int(g["warm_up"]) and cfg.epochs > int(g["epoch"])
+    return replace(cfg, bf16=False, **sizes)
+
+
 def stored_draws(g, images, extra=False):
     """DivideMix(draws=...) for a golden of epoch g["epoch"]: one StoredDraws per network, asked for again by
     clean_probability (the GMM seed) and train_epoch."""
@@ -127,7 +142,7 @@ def test_co_divide_epoch_equals_the_original_main_loop():
     images, noisy = g["images"], torch.from_numpy(g["noisy"])
     nets = [tiny(g, "net1_before"), tiny(g, "net2_before")]
     epoch0, b = int(g["epoch"]), int(g["batch_size"])
-    cfg = dm.DivideMixConfig(batch_size=b, warmup_epochs=int(g["warm_up"]), eval_batch_size=int(g["eval_batch_size"]))
+    cfg = run_config("dividemix", g, batch_size=b, eval_batch_size=int(g["eval_batch_size"]))
     train_b = DeviceBatcher(images, batch_size=b, shuffle=True, device="cpu")
     eval_b = DeviceBatcher(images, batch_size=cfg.eval_batch_size, shuffle=False, device="cpu")
     draws, made = stored_draws(g, images)

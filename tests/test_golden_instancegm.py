@@ -1,8 +1,10 @@
 """InstanceGM against goldens of the original code (arpit2412/InstanceGM at 39cf8a4, tests/golden/instancegm/,
-written by tests/golden/make_instancegm.py): the generative part of one step (Gumbel sample and uniform noise given,
+written by tests/golden/make_instancegm.py): a whole semi-supervised epoch of the main loop with the joint
+DivideMix + VAE step, through the kit's epoch path (DivideMix.co_divide_epoch with vae_extra_loss, the run's
+configuration, the original's draws); the generative part of one step (Gumbel sample and uniform noise given,
 encoder, double-sigmoid continuous-Bernoulli reconstruction, noisy-label classifier, label prior, KL) with its loss
 terms and gradients, through the kit's state-dict mapping of the original VAE; and the part-dependent noise
-generator's flip probabilities and labels. float32 tolerances as stated."""
+generator's flip probabilities and labels. float32 tolerances scaled to each tensor's magnitude, as stated."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_golden_dividemix import assert_state_close, stored_draws
+from test_golden_dividemix import assert_state_close, run_config, stored_draws
 
 from nlkit.data import DeviceBatcher
 from nlkit.methods.instancegm import dividemix as dm
 from nlkit.methods.instancegm.generative import GenerativeModule, generative_state_from_original, vae_loss
-from nlkit.methods.instancegm.train import InstanceGMConfig, vae_extra_loss
+from nlkit.methods.instancegm.train import vae_extra_loss
 from nlkit.noise import idn_ptd, ptd_flip_probabilities
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -129,8 +131,9 @@ def test_joint_epoch_equals_the_original_main_loop():
         gm.load_state_dict(generative_state_from_original(recipe_state(names, shapes_of(g, "vae"), 1000 + 5000 * k)))
         modules.append(gm)
         before.append({n: p.detach().clone() for n, p in gm.named_parameters()})
-    cfg = InstanceGMConfig(batch_size=b, warmup_epochs=int(g["warm_up"]), eval_batch_size=int(g["eval_batch_size"]),
-                           vae_batch_size=int(g["vae_batch_size"]), z_dim=int(g["z_dim"]), epochs=20)
+    cfg = run_config("instancegm", g, batch_size=b, eval_batch_size=int(g["eval_batch_size"]),
+                     vae_batch_size=int(g["vae_batch_size"]))
+    assert cfg.z_dim == int(g["z_dim"])
     train_b = DeviceBatcher(images, batch_size=b, shuffle=True, device="cpu")
     eval_b = DeviceBatcher(images, batch_size=cfg.eval_batch_size, shuffle=False, device="cpu")
     draws, made = stored_draws(g, images, extra=True)
