@@ -1,16 +1,19 @@
-"""Golden files for DivideMix from the original code (LiJunnan1992/DivideMix at d9d3058): one semi-supervised step
-of Train_cifar.py::train, the asymmetric-noise warm-up step (NegEntropy), eval_train's GMM, linear_rampup, and
-PreResNet.py's ResNet18 forward.
+"""Golden files for DivideMix from the original code (LiJunnan1992/DivideMix at d9d3058): one semi-supervised epoch
+of the main loop (eval_train of both networks, Train_cifar.py::train of each on the other's division for several
+iterations, test with the two-network ensemble), one semi-supervised step of train, the asymmetric-noise warm-up
+step (NegEntropy), eval_train's GMM, linear_rampup, and PreResNet.py's ResNet18 forward.
 
     python tests/golden/make_dividemix.py ORIGINAL_DIVIDEMIX_CHECKOUT
 
 Train_cifar.py is a script (argparse and CUDA calls at import), so it is not imported: its source is parsed with
-`ast` and only the definitions `train`, `warmup`, `eval_train`, `linear_rampup`, `SemiLoss`, `NegEntropy` are
-executed, in a namespace that supplies the script's globals (`args`, `criterion`, `warm_up`, `CE`, `CEloss`,
-`conf_penalty`, `eval_loader`). While they run, `torch.Tensor.cuda` is a no-op. The draws the original makes
-(np.random.beta for λ, torch.randperm for the MixMatch permutation) come from stand-ins in that namespace that
-return the stored values; `torch.sum` is wrapped to record the prior penalty; `torch.zeros(50000)` in eval_train
-becomes the golden's sample count (the original hard-codes CIFAR's 50,000). PreResNet.py is imported unchanged.
+`ast` and only the definitions `train`, `warmup`, `eval_train`, `test`, `linear_rampup`, `SemiLoss`, `NegEntropy`
+are executed, in a namespace that supplies the script's globals (`args`, `criterion`, `warm_up`, `CE`, `CEloss`,
+`conf_penalty`, `eval_loader`, `test_loader`, `test_log`). While they run, `torch.Tensor.cuda` is a no-op. The draws
+the original makes (np.random.beta for λ, torch.randperm for the MixMatch permutation) come from stand-ins in that
+namespace that return the stored values in order; the loaders are built from stored draws (orders, augmentations);
+numpy's global RNG is seeded with a stored seed before each GMM fit. `torch.sum` is wrapped to record the prior
+penalty, `torch.max` the test predictions, `torch.Tensor.backward` the loss the original backpropagates;
+`torch.zeros(50000)` in eval_train becomes the golden's sample count (the original hard-codes CIFAR's 50,000). PreResNet.py is imported unchanged.
 Nothing else of the original is changed. CPU, float32.
 """
 

@@ -1,4 +1,6 @@
-"""Golden files for InstanceGM from the original code (arpit2412/InstanceGM at 39cf8a4): the generative (VAE) part
+"""Golden files for InstanceGM from the original code (arpit2412/InstanceGM at 39cf8a4): one semi-supervised epoch
+of instanceGM.py's main loop with the joint DivideMix + VAE step (train, train_vae, eval_train; the DivideMix
+golden's stand-ins and stored draws, plus the VAE batches and noise), the generative (VAE) part
 of one training step (instanceGM.py train_vae / vae_loss / log_standard_categorical with mylib/models/vae.py
 VAE_CIFAR10), and the part-dependent noise generator (tools.py get_instance_noisy_label).
 
