@@ -13,8 +13,8 @@ the original makes (np.random.beta for λ, torch.randperm for the MixMatch permu
 namespace that return the stored values in order; the loaders are built from stored draws (orders, augmentations);
 numpy's global RNG is seeded with a stored seed before each GMM fit. `torch.sum` is wrapped to record the prior
 penalty, `torch.max` the test predictions, `torch.Tensor.backward` the loss the original backpropagates;
-`torch.zeros(50000)` in eval_train becomes the golden's sample count (the original hard-codes CIFAR's 50,000). PreResNet.py is imported unchanged.
-Nothing else of the original is changed. CPU, float32.
+`torch.zeros(50000)` in eval_train becomes the golden's sample count (the original hard-codes CIFAR's 50,000).
+PreResNet.py is imported unchanged. Nothing else of the original is changed. CPU, float32.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def run(data: IGMData, config: InstanceGMConfig, seed: int, workdir=None, *, dev
 
 
 __all__ = ["METHODS", "SPEC", "Config", "DivideMix", "DivideMixConfig", "Draws", "ExtraLoss", "GenerativeModule",
-           "IGMData", "IGMRun", "InstanceGMConfig", "SubsetStream", "build_classifier", "cb_log_prob", "cb_mean", "co_guess",
-           "co_refine", "dividemix_loss", "division_quality", "gmm_clean_probability", "gumbel_softmax",
+           "IGMData", "IGMRun", "InstanceGMConfig", "SubsetStream", "build_classifier", "cb_log_prob", "cb_mean",
+           "co_guess", "co_refine", "dividemix_loss", "division_quality", "gmm_clean_probability", "gumbel_softmax",
            "linear_rampup", "mixmatch", "prepare", "prepare_data", "run", "semi_loss", "sharpen", "subset_indices",
            "summarise", "train_instancegm", "uniform_prior_penalty", "vae_loss"]
