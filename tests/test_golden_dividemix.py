@@ -36,6 +36,15 @@ def load(name):
     return np.load(GOLDEN / "dividemix" / f"{name}.npz", allow_pickle=False)
 
 
+@pytest.fixture(autouse=True)
+def _at_most_two_threads():
+    """The tolerances are checked with 1 and 2 threads (OMP_NUM_THREADS=1 keeps one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, 2))
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny(g, prefix):
     net = TinyNet(5)
     net.load_state_dict(arrays_to_state(g, prefix))
