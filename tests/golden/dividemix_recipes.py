@@ -34,9 +34,9 @@ class TinyNet(nn.Module):
         return self.linear(h.mean(dim=(2, 3)))
 
 
-def recipe_tensor(index: int, name: str, shape) -> torch.Tensor:
+def recipe_tensor(index: int, name: str, shape, base: int = 1000) -> torch.Tensor:
     shape = tuple(int(s) for s in shape)
-    g = torch.Generator().manual_seed(1000 + index)
+    g = torch.Generator().manual_seed(base + index)
     if name.endswith("num_batches_tracked"):
         return torch.tensor(3, dtype=torch.long)
     if name.endswith("running_var"):
@@ -51,8 +51,35 @@ def recipe_tensor(index: int, name: str, shape) -> torch.Tensor:
     return torch.randn(shape, generator=g) / math.sqrt(fan_in)
 
 
-def recipe_state(names, shapes) -> dict:
-    return {str(n): recipe_tensor(i, str(n), s) for i, (n, s) in enumerate(zip(names, shapes))}
+def recipe_state(names, shapes, base: int = 1000) -> dict:
+    """`base` picks another set of weights for the same layout (e.g. the second of two VAEs)."""
+    return {str(n): recipe_tensor(i, str(n), s, base) for i, (n, s) in enumerate(zip(names, shapes))}
+
+
+def augment(images: np.ndarray, flips: np.ndarray, offsets: np.ndarray, pad: int) -> np.ndarray:
+    """A stored augmentation draw applied to uint8 (N, H, W, C) images: zero-pad by `pad`, crop the H x W window at
+    offsets[i] = (row, col) in [0, 2 pad], mirror where flips[i] (RandomCrop(padding) + RandomHorizontalFlip)."""
+    n, h, w, _ = images.shape
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    out = np.stack([padded[i, r:r + h, c:c + w] for i, (r, c) in enumerate(offsets)])
+    out[flips] = out[flips][:, :, ::-1]
+    return out
+
+
+def assert_close_scaled(actual, expected, rtol: float, atol_rel: float, scale: float | None = None, msg: str = ""):
+    """|actual - expected| <= rtol |expected| + atol_rel * scale elementwise, scale = max |expected| by default
+    (pass a layer's scale for a tensor that is zero in exact arithmetic, e.g. the gradient of a bias feeding a
+    train-mode BatchNorm): a tolerance that follows the tensor's magnitude, not a fixed absolute one."""
+    actual = torch.as_tensor(actual).detach().double()
+    expected = torch.as_tensor(expected).detach().double()
+    assert actual.shape == expected.shape, f"{msg}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    if scale is None:
+        scale = float(expected.abs().max()) if expected.numel() else 0.0
+    excess = (actual - expected).abs() - (rtol * expected.abs() + atol_rel * scale)
+    if expected.numel() and float(excess.max()) > 0:
+        worst = int(excess.argmax())
+        raise AssertionError(f"{msg}: |diff| exceeds rtol {rtol} |x| + {atol_rel} x {scale:.3g} at flat index {worst}: "
+                             f"{float(actual.reshape(-1)[worst]):.9g} vs {float(expected.reshape(-1)[worst]):.9g}")
 
 
 def state_to_arrays(state: dict, prefix: str) -> dict:

@@ -1,4 +1,6 @@
-"""Golden files for InstanceGM from the original code (arpit2412/InstanceGM at 39cf8a4): the generative (VAE) part
+"""Golden files for InstanceGM from the original code (arpit2412/InstanceGM at 39cf8a4): one semi-supervised epoch
+of instanceGM.py's main loop with the joint DivideMix + VAE step (train, train_vae, eval_train; the DivideMix
+golden's stand-ins and stored draws, plus the VAE batches and noise), the generative (VAE) part
 of one training step (instanceGM.py train_vae / vae_loss / log_standard_categorical with mylib/models/vae.py
 VAE_CIFAR10), and the part-dependent noise generator (tools.py get_instance_noisy_label).
 
@@ -32,6 +34,8 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from dividemix_recipes import TinyNet, recipe_state, state_to_arrays  # noqa: E402
+from make_dividemix import (Loader, TorchProxy, args_ns, cuda_is_a_noop, draw_epoch, epoch_loaders,  # noqa: E402
+                            recording_backward, tiny_pair, to_tensor)
 
 OUT = HERE / "instancegm"
 NEEDED = ("train_vae", "vae_loss", "log_standard_categorical")
@@ -115,6 +119,158 @@ def golden_vae(checkout: Path) -> dict:
     for name, buf in vae.named_buffers():   # BN statistics after the train-mode forward
         if not name.startswith("y_encoder.") and "running" in name:
             out[f"buffer/{name}"] = buf.numpy()
+    return out
+
+
+LOOP = ("train", "train_vae", "vae_loss", "log_standard_categorical", "eval_train", "linear_rampup", "SemiLoss",
+        "adjust_learning_rate")
+VAE_BATCH = 4
+
+
+class VaeLoader(Loader):
+    """The warm-up loader train_vae draws from: each `enumerate(train_loader)` starts a fresh shuffled pass, of which
+    train_vae takes the first batch; here each pass is the next stored batch."""
+
+    def __init__(self, batches):
+        super().__init__(None, 0, VAE_BATCH)
+        self.queue = list(batches)
+
+    def __iter__(self):
+        return iter([self.queue.pop(0)])
+
+
+def delta_summary(prefix: str, name: str, after: torch.Tensor, before: torch.Tensor) -> dict:
+    """after - before of one parameter: whole up to SMALL elements, else 256 fixed positions and the sum of |.|."""
+    flat = (after - before).detach().reshape(-1)
+    if flat.numel() <= SMALL:
+        return {f"{prefix}/{name}": flat.numpy()}
+    idx = torch.linspace(0, flat.numel() - 1, 256).round().long()
+    return {f"{prefix}/{name}": flat[idx].numpy(), f"{prefix}abs/{name}": flat.abs().sum().numpy()}
+
+
+def golden_joint(checkout: Path) -> dict:
+    """One semi-supervised epoch of instanceGM.py's main loop (epoch 12, warm-up 10): eval_train of both networks,
+    then `train` of net1 (with vae_model1 and its Adam) on net2's division and of net2 (with vae_model2) on net1's,
+    each iteration one loss L_DM + L_VAE (train_vae's fresh batch through the network and its VAE), one backward,
+    the SGD and the Adam step. Draws: as the DivideMix golden's, plus per iteration the VAE batch (indices into the
+    training set; its view is the iteration's fifth stored augmentation), the Gumbel sample's Exp(1) draws and the
+    uniform reparameterisation noise."""
+    import mylib.models as models
+    from mylib.utils import AverageMeter, accuracy
+
+    c, z_dim, n, side, b, epoch, warm_up, pad, eval_b = 10, 25, 16, 32, 2, 12, 10, 4, 8
+    rng = np.random.default_rng(21)
+    images = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+    noisy = rng.integers(0, c, n)
+    gmm_seeds = rng.integers(0, 2**31, 2)
+    nets = list(tiny_pair(9, c))
+    vaes = []
+    for k in range(2):
+        torch.manual_seed(k)
+        vae = models.VAE_CIFAR10(z_dim=z_dim, num_classes=c)
+        names = [key for key in vae.state_dict() if not key.startswith("y_encoder.")]
+        shapes = [tuple(vae.state_dict()[key].shape) for key in names]
+        vae.load_state_dict(recipe_state(names, shapes, base=1000 + 5000 * k), strict=False)
+        vaes.append(vae)
+    init = [{k: v.clone() for k, v in net.state_dict().items()} for net in nets]
+    vae_init = [{k: v.clone() for k, v in vae.state_dict().items()} for vae in vaes]
+    opts = [torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4) for net in nets]
+    adams = {f"vae{k + 1}": torch.optim.Adam(vaes[k].parameters(), lr=0.001) for k in range(2)}
+
+    tree = ast.parse((checkout / "instanceGM.py").read_text())
+    keep = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in LOOP]
+    assert sorted(node.name for node in keep) == sorted(LOOP)
+    proxy = TorchProxy(n_samples=n)
+    betas: list = []
+
+    class NpProxy(types.ModuleType):   # numpy, with the stored Beta draws
+        random = types.SimpleNamespace(beta=lambda a, b_: betas.pop(0))
+
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+    vae_args = types.SimpleNamespace(lr=0.001, EPOCHS=300, epoch_decay_start=1000, forget_rate=0.5, exponent=1,
+                                     num_gradual=10)
+    ns = {"sys": sys, "torch": proxy, "F": F, "nn": nn, "np": NpProxy("numpy"), "accuracy": accuracy,
+          "n_top1": AverageMeter("Acc@1", ":6.2f"), "optimizer1": opts[0], "args": args_ns(batch_size=b, num_class=c),
+          "warm_up": warm_up, "CE": nn.CrossEntropyLoss(reduction="none"), "vae_args": vae_args, "mom1": 0.9,
+          "mom2": 0.1, "optimizers": adams, "device": torch.device("cpu")}
+    from sklearn.mixture import GaussianMixture
+
+    ns["GaussianMixture"] = GaussianMixture
+    exec(compile(ast.Module(body=keep, type_ignores=[]), str(checkout / "instanceGM.py"), "exec"), ns)
+    ns["criterion"] = ns["SemiLoss"]()
+    ns["eval_loader"] = [(to_tensor(images[i:i + eval_b]), torch.from_numpy(noisy[i:i + eval_b]),
+                          torch.arange(i, min(i + eval_b, n))) for i in range(0, n, eval_b)]
+    vae_parts: list = []
+
+    def vae_loss(*a):   # the original's, recording its terms and the label its noisy-label term is trained against
+        out = ns["original_vae_loss"](*a)
+        vae_parts.append([float(v.detach()) for v in out] + [a[3].clone()])
+        return out
+
+    ns["original_vae_loss"], ns["vae_loss"] = ns["vae_loss"], vae_loss
+    exps: list = []
+    unis: list = []
+
+    def exponential_(self, *a, **k):
+        e = exps.pop(0)
+        assert self.shape == e.shape
+        return self.copy_(e)
+
+    def rand_like(t, *a, **k):
+        u = unis.pop(0)
+        assert t.shape == u.shape
+        return u.clone().to(t)
+
+    out = {"images": images, "noisy": noisy, "epoch": np.int64(epoch), "warm_up": np.int64(warm_up),
+           "batch_size": np.int64(b), "pad": np.int64(pad), "eval_batch_size": np.int64(eval_b),
+           "gmm_seeds": gmm_seeds, "z_dim": np.int64(z_dim), "vae_batch_size": np.int64(VAE_BATCH),
+           "vae_names": np.array(names), "vae_shape_lengths": np.array([len(s) for s in shapes]),
+           "vae_shapes_flat": np.concatenate([np.array(s, dtype=np.int64) for s in shapes if len(s)])}
+    for k in range(2):
+        out.update(state_to_arrays(init[k], f"net{k + 1}_before"))
+    probs = []
+    with cuda_is_a_noop(), patched(torch.Tensor, "exponential_", exponential_), patched(torch, "rand_like", rand_like):
+        for k in range(2):
+            np.random.seed(int(gmm_seeds[k]))   # the original's GMM draws its k-means init from numpy's global RNG
+            probs.append(ns["eval_train"](nets[k], [])[0])
+        for k in range(2):   # net1 (+ vae_model1) on net2's division, then net2 (+ vae_model2) on net1's
+            plan = draw_epoch(rng, probs[1 - k], n, b, 5, pad)
+            d = plan["draws"]
+            iters = int(d["iters"])
+            lab, unl, view = epoch_loaders(images, noisy, probs[1 - k], plan, b, 5, pad)
+            d["extra_batch"] = np.stack([rng.permutation(n)[:VAE_BATCH] for _ in range(iters)])
+            d["exponentials"] = rng.exponential(size=(iters, VAE_BATCH, c)).astype(np.float32)
+            d["noise"] = rng.random((iters, VAE_BATCH, z_dim), dtype=np.float32)
+            ns["train_loader"] = VaeLoader([(view[it * 5 + 4][ix], torch.from_numpy(noisy[ix]), None)
+                                            for it, ix in enumerate(d["extra_batch"])])
+            exps[:] = [torch.from_numpy(e) for e in d["exponentials"]]
+            unis[:] = [torch.from_numpy(u) for u in d["noise"]]
+            betas[:] = list(d["beta"])
+            proxy.perms[:] = [torch.from_numpy(d[f"mix_perm/{it}"]) for it in range(iters)]
+            vae_parts.clear()
+            losses: list = []
+            with recording_backward(losses):
+                ns["train"](epoch, nets[k], nets[1 - k], opts[k], lab, unl, vaes[k], vaes[1 - k],
+                            adams[f"vae{k + 1}"], net_1=(k == 0))
+            assert not betas and not proxy.perms and not exps and not unis and not ns["train_loader"].queue
+            assert len(losses) == iters == len(vae_parts)
+            out.update({f"k{k}/{key}": value for key, value in d.items()})
+            out.update({f"k{k}/loss": np.array([float(v) for v in losses]),
+                        f"k{k}/vae_targets": torch.stack([p[5] for p in vae_parts]).numpy()})
+            for j, key in enumerate(("vae", "recon", "noisy_ce", "prior", "kl")):
+                out[f"k{k}/{key}"] = np.array([p[j] for p in vae_parts])
+    out.update({"prob1": probs[0], "prob2": probs[1]})
+    for k in range(2):
+        out.update(state_to_arrays(nets[k].state_dict(), f"net{k + 1}_after"))
+        for name, value in vaes[k].state_dict().items():
+            if name.startswith("y_encoder."):
+                continue
+            if "running" in name or "num_batches" in name:
+                out[f"vae{k + 1}_buffer/{name}"] = value.numpy()
+            else:
+                out.update(delta_summary(f"vae{k + 1}_delta", name, value, vae_init[k][name]))
     return out
 
 
@@ -219,7 +375,8 @@ def main(argv) -> int:
     sys.path.insert(0, str(checkout))
     torch.set_num_threads(1)
     OUT.mkdir(exist_ok=True)
-    for name, fn in (("vae_step", golden_vae), ("vae_animal_forward", golden_vae_animal), ("ptd_noise", golden_ptd)):
+    for name, fn in (("vae_step", golden_vae), ("joint_epoch", golden_joint), ("vae_animal_forward", golden_vae_animal),
+                     ("ptd_noise", golden_ptd)):
         np.savez_compressed(OUT / f"{name}.npz", **fn(checkout))
         print(f"wrote {OUT / name}.npz")
     return 0

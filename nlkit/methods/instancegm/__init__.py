@@ -18,6 +18,7 @@ from .data import IGMData, prepare_data, subset_indices
 from .dividemix import (
     DivideMix,
     DivideMixConfig,
+    Draws,
     ExtraLoss,
     SubsetStream,
     co_guess,
@@ -57,8 +58,8 @@ def run(data: IGMData, config: InstanceGMConfig, seed: int, workdir=None, *, dev
     return RunOutput(result.history, metrics, state=result, completed=result.completed)
 
 
-__all__ = ["METHODS", "SPEC", "Config", "DivideMix", "DivideMixConfig", "ExtraLoss", "GenerativeModule", "IGMData",
-           "IGMRun", "InstanceGMConfig", "SubsetStream", "build_classifier", "cb_log_prob", "cb_mean", "co_guess",
-           "co_refine", "dividemix_loss", "division_quality", "gmm_clean_probability", "gumbel_softmax",
+__all__ = ["METHODS", "SPEC", "Config", "DivideMix", "DivideMixConfig", "Draws", "ExtraLoss", "GenerativeModule",
+           "IGMData", "IGMRun", "InstanceGMConfig", "SubsetStream", "build_classifier", "cb_log_prob", "cb_mean",
+           "co_guess", "co_refine", "dividemix_loss", "division_quality", "gmm_clean_probability", "gumbel_softmax",
            "linear_rampup", "mixmatch", "prepare", "prepare_data", "run", "semi_loss", "sharpen", "subset_indices",
            "summarise", "train_instancegm", "uniform_prior_penalty", "vae_loss"]

@@ -204,10 +204,11 @@ def dividemix_loss(net: nn.Module, peer: nn.Module, x1, x2, onehot, w, u1, u2, l
 
 class SubsetStream:
     """Shuffled batches of an index subset, on the device; like a shuffled DataLoader that is restarted when it
-    runs out (DivideMix's unlabelled loader): the last batch of a pass may be partial."""
+    runs out (DivideMix's unlabelled loader): the last batch of a pass may be partial. `order(n)` gives each pass's
+    permutation of the n indices."""
 
-    def __init__(self, indices: torch.Tensor, batch_size: int, generator: torch.Generator):
-        self.indices, self.batch_size, self.generator = indices, int(batch_size), generator
+    def __init__(self, indices: torch.Tensor, batch_size: int, order: Callable[[int], torch.Tensor]):
+        self.indices, self.batch_size, self.order = indices, int(batch_size), order
         self.n = int(indices.shape[0])
         self._order, self._pos = None, self.n
 
@@ -216,20 +217,71 @@ class SubsetStream:
 
     def next(self) -> torch.Tensor:
         if self._pos >= self.n:
-            perm = torch.randperm(self.n, generator=self.generator, device=self.indices.device)
-            self._order, self._pos = self.indices[perm], 0
+            self._order, self._pos = self.indices[self.order(self.n)], 0
         out = self._order[self._pos: self._pos + self.batch_size]
         self._pos += self.batch_size
         return out
+
+
+class Draws:
+    """Every random draw of network k's semi-supervised epoch `epoch0`, from streams seeded by (run seed, epoch0, k):
+    permutations, augmented views and the generative module's noise from one torch generator (in the order the
+    epoch asks for them), MixMatch's Beta draws from numpy, and the GMM's seed. The trainer asks for each draw by
+    what it is for, so a golden can substitute stored draws (`DivideMix(draws=...)`) and leave the rest of the
+    epoch (batching, order, wiring) as a run takes it."""
+
+    def __init__(self, seed: int, epoch0: int, k: int, batcher: DeviceBatcher):
+        self.batcher, self.device = batcher, batcher.device
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(stream_seed(seed, epoch0, k, 1))
+        self.rng = np.random.default_rng(stream_seed(seed, epoch0, k, 2))
+        self.gmm_seed = stream_seed(seed, epoch0, k, 7)
+
+    def _randperm(self, n: int) -> torch.Tensor:
+        return torch.randperm(n, generator=self.generator, device=self.device)
+
+    def labelled_order(self, n: int) -> torch.Tensor:
+        """The order of the n labelled samples for the epoch."""
+        return self._randperm(n)
+
+    def unlabelled_order(self, n: int) -> torch.Tensor:
+        """The order of the n unlabelled samples for one pass (a new one at each restart)."""
+        return self._randperm(n)
+
+    def view(self, idx: torch.Tensor) -> torch.Tensor:
+        """One augmented view of the training images at idx."""
+        return self.batcher.gather(idx, self.generator)
+
+    def beta(self, alpha: float) -> float:
+        """MixMatch's raw Beta(alpha, alpha) draw."""
+        return float(self.rng.beta(alpha, alpha))
+
+    def mix_perm(self, rows: int) -> torch.Tensor:
+        """MixMatch's permutation of the rows of the batch."""
+        return self._randperm(rows)
+
+    def extra_batch(self, n: int, size: int) -> torch.Tensor:
+        """A fresh random batch of `size` of the n training samples (the generative module's)."""
+        return self._randperm(n)[:size]
+
+    def exponentials(self, shape) -> torch.Tensor:
+        """Exp(1) draws (the Gumbel-softmax sample's noise is -log of them)."""
+        return torch.empty(shape, device=self.device).exponential_(generator=self.generator)
+
+    def noise(self, shape, dist: str) -> torch.Tensor:
+        """Reparameterisation noise: U[0, 1) ("uniform") or N(0, 1) ("normal")."""
+        draw = torch.rand if dist == "uniform" else torch.randn
+        return draw(shape, generator=self.generator, device=self.device)
 
 
 # ---------------------------------------------------------------------------------------------- the trainer
 
 @dataclass
 class ExtraLoss:
-    """What another method adds to each DivideMix step: `loss(k, net, generator) -> (loss, parts)` for network k
-    (0 or 1), and the optimizers that step after the network's own (e.g. one Adam per generative module)."""
-    loss: Callable[[int, nn.Module, torch.Generator], tuple[torch.Tensor, dict]]
+    """What another method adds to each DivideMix step: `loss(k, net, draws) -> (loss, parts)` for network k
+    (0 or 1), its random draws taken from the epoch's `Draws`, and the optimizers that step after the network's
+    own (e.g. one Adam per generative module)."""
+    loss: Callable[[int, nn.Module, Draws], tuple[torch.Tensor, dict]]
     optimizers: list = field(default_factory=list)   # optimizers[k] belongs to network k
     modules: list = field(default_factory=list)      # modules[k]: put in train mode while network k trains
 
@@ -244,8 +296,10 @@ class DivideMix:
 
     def __init__(self, nets: list[nn.Module], cfg: DivideMixConfig, train_batcher: DeviceBatcher,
                  eval_batcher: DeviceBatcher, noisy: torch.Tensor, num_classes: int, seed: int,
-                 extra: ExtraLoss | None = None):
+                 extra: ExtraLoss | None = None, draws: Callable[[int, int], Draws] | None = None):
         self.nets, self.cfg, self.seed = nets, cfg, int(seed)
+        # draws(epoch0, k): the random draws of network k's semi-supervised epoch (goldens pass stored ones)
+        self.draws = draws or (lambda epoch0, k: Draws(self.seed, epoch0, k, train_batcher))
         self.train_batcher, self.eval_batcher = train_batcher, eval_batcher
         self.device = train_batcher.device
         self.noisy, self.num_classes = noisy, int(num_classes)
@@ -264,11 +318,6 @@ class DivideMix:
             for group in opt.param_groups:
                 group["lr"] = lr
         return lr
-
-    def generator(self, *keys: int) -> torch.Generator:
-        g = torch.Generator(device=self.device)
-        g.manual_seed(stream_seed(self.seed, *keys))
-        return g
 
     # -- warm-up / CE
     def warmup_epoch(self, k: int, epoch0: int) -> dict:
@@ -318,8 +367,16 @@ class DivideMix:
             history.append(torch.as_tensor(losses, dtype=torch.float32))
             del history[:-cfg.gmm_loss_average]
             losses = torch.stack(history).mean(0).numpy().astype(np.float64)
-        return gmm_clean_probability(losses, stream_seed(self.seed, epoch0, k, 7), cfg.gmm_max_iter, cfg.gmm_tol,
+        return gmm_clean_probability(losses, self.draws(epoch0, k).gmm_seed, cfg.gmm_max_iter, cfg.gmm_tol,
                                      cfg.gmm_reg_covar)
+
+    def co_divide_epoch(self, epoch0: int) -> tuple[list[np.ndarray], list[dict]]:
+        """One semi-supervised epoch as DivideMix's main loop: both networks' clean probabilities first, then each
+        network trains on the division of the *other* (co-divide), network 1 before network 2. Returns the two
+        networks' clean probabilities and training statistics."""
+        probs = [self.clean_probability(k, epoch0) for k in range(2)]
+        stats = [self.train_epoch(k, epoch0, probs[1 - k]) for k in range(2)]
+        return probs, stats
 
     # -- the semi-supervised epoch
     def train_epoch(self, k: int, epoch0: int, prob: np.ndarray) -> dict:
@@ -340,33 +397,32 @@ class DivideMix:
         stats = {"n_iter": 0}
         if n_lab == 0:  # nothing is labelled: the network is not trained this epoch
             return stats
-        g = self.generator(epoch0, k, 1)
-        rng = np.random.default_rng(stream_seed(self.seed, epoch0, k, 2))
+        draws = self.draws(epoch0, k)
         b = cfg.batch_size
         num_iter = n_lab // b + 1                      # as the code: used by the lambda_u ramp only
-        shuffle = torch.randperm(n_lab, generator=g, device=self.device)
+        shuffle = draws.labelled_order(n_lab)
         order, w_order = lab_idx[shuffle], lab_w[shuffle]
-        unlabelled = SubsetStream(unl_idx, b, g)
+        unlabelled = SubsetStream(unl_idx, b, draws.unlabelled_order)
         sums: dict[str, torch.Tensor] = {}
         n_batches = math.ceil(n_lab / b)
         lam_u = 0.0
         for it in range(n_batches):
             idx_x = order[it * b:(it + 1) * b]
             w_x = w_order[it * b:(it + 1) * b]
-            x1, x2 = self.train_batcher.gather(idx_x, g), self.train_batcher.gather(idx_x, g)
+            x1, x2 = draws.view(idx_x), draws.view(idx_x)
             u1 = u2 = None
             if unlabelled:
                 idx_u = unlabelled.next()
-                u1, u2 = self.train_batcher.gather(idx_u, g), self.train_batcher.gather(idx_u, g)
-            lam = float(rng.beta(cfg.alpha, cfg.alpha))
+                u1, u2 = draws.view(idx_u), draws.view(idx_u)
+            lam = draws.beta(cfg.alpha)
             lam = max(lam, 1 - lam)
             rows = 2 * idx_x.shape[0] + (2 * u1.shape[0] if u1 is not None else 0)
-            perm = torch.randperm(rows, generator=g, device=self.device)
+            perm = draws.mix_perm(rows)
             lam_u = linear_rampup(epoch0 + it / num_iter, cfg.warmup_epochs, cfg.lambda_u, cfg.rampup_epochs)
             loss, parts = dividemix_loss(net, peer, x1, x2, self.onehot.index_select(0, idx_x), w_x, u1, u2, lam,
                                          lam_u, cfg.temperature, perm, cfg.bf16)
             if extra is not None:
-                extra_loss, extra_parts = extra.loss(k, net, g)
+                extra_loss, extra_parts = extra.loss(k, net, draws)
                 loss = loss + extra_loss
                 parts.update(extra_parts)
                 extra.optimizers[k].zero_grad(set_to_none=True)

@@ -25,7 +25,7 @@ from ...models import build_model
 from ...train import TrainLoop, autocast_for, default_device, run_identity
 from ..contract import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, config_from_cell
 from .data import IGMData
-from .dividemix import DivideMix, DivideMixConfig, ExtraLoss, division_quality
+from .dividemix import DivideMix, DivideMixConfig, Draws, ExtraLoss, division_quality
 from .generative import EPS_DISTS, KL_REDUCTIONS, T_INPUTS, GenerativeModule, vae_loss
 
 METHODS = ("ce", "dividemix", "instancegm")
@@ -126,14 +126,18 @@ def vae_extra_loss(modules: list[GenerativeModule], batcher: DeviceBatcher, nois
     n = batcher.num_samples
     size = min(cfg.vae_batch_size, n)
 
-    def loss(k: int, net: torch.nn.Module, g: torch.Generator):
-        idx = torch.randperm(n, generator=g, device=batcher.device)[:size]
-        x = batcher.gather(idx, g)
+    def loss(k: int, net: torch.nn.Module, draws: Draws):
+        idx = draws.extra_batch(n, size)
+        x = draws.view(idx)
         with autocast_for(x.device, cfg.bf16):
             c = net(x)
-        # the generative module runs in fp32: λ sits in (0.5, 0.73) and bf16 would quantise it to ~0.004
-        out = modules[k](x.float(), c.float(), g, eps_dist=cfg.eps_dist, double_sigmoid=cfg.double_sigmoid,
-                         t_decoder_input=cfg.t_decoder_input, tau=cfg.gumbel_tau)
+        # the generative module runs in fp32: λ sits in (0.5, 0.73) and bf16 would quantise it to ~0.004.
+        # Its draws in the module's order: the Gumbel sample's Exp(1) noise, then the reparameterisation noise
+        exponentials = draws.exponentials((size, c.shape[1]))
+        eps = draws.noise((size, modules[k].z_dim), cfg.eps_dist)
+        out = modules[k](x.float(), c.float(), eps_dist=cfg.eps_dist, double_sigmoid=cfg.double_sigmoid,
+                         t_decoder_input=cfg.t_decoder_input, tau=cfg.gumbel_tau, exponentials=exponentials,
+                         eps=eps)
         return vae_loss(out, x, noisy.index_select(0, idx), recon_weight=cfg.recon_weight,
                         noisy_ce_weight=cfg.noisy_ce_weight, prior_weight=cfg.prior_weight,
                         kl_weight=cfg.kl_weight, kl_reduction=cfg.kl_reduction)
@@ -179,14 +183,13 @@ def train_instancegm(data: IGMData, cfg: InstanceGMConfig, seed: int, out_dir=No
                 row[f"loss_net{k + 1}"] = dm.warmup_epoch(k, e0)["loss"]
         else:
             row["phase"] = "ssl"
-            probs = [dm.clean_probability(k, e0) for k in range(2)]
-            for k, prob in enumerate(probs):   # net k's division trains the *other* network (co-divide)
+            probs, stats = dm.co_divide_epoch(e0)   # net k's division trains the *other* network
+            for k, prob in enumerate(probs):
                 q = division_quality(prob, clean_mask, cfg.p_threshold)
                 divisions.append({"epoch": epoch, "net": k + 1, **q})
                 row.update({f"{key}_net{k + 1}": q[key] for key in ("n_labelled", "auc", "precision", "recall")})
             for k in range(2):
-                stats = dm.train_epoch(k, e0, probs[1 - k])
-                row.update({f"{key}_net{k + 1}": value for key, value in stats.items()})
+                row.update({f"{key}_net{k + 1}": value for key, value in stats[k].items()})
         row.update(dm.test(test_b, test_labels))
         return {key: float(v) if isinstance(v, torch.Tensor) else v for key, v in row.items()}  # one sync
 
