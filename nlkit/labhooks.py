@@ -26,3 +26,40 @@ def refresh_git_index(model, os_path, contents_manager=None, **kwargs) -> None:
             subprocess.run(git + ["add", "--", path.name], capture_output=True)  # the stat only: same blob
     except OSError:  # no git on this machine: nothing to keep clean
         pass
+
+
+def staged_outputs(paths) -> list[str]:
+    """The notebooks among `paths` whose staged content (git's index, what a commit takes) still holds outputs or
+    execution counts; [] when all are clean."""
+    import json
+
+    dirty = []
+    for name in paths:
+        shown = subprocess.run(["git", "show", f":{name}"], capture_output=True, text=True)
+        if shown.returncode:
+            continue  # not staged (deleted): nothing to commit for it
+        try:
+            cells = json.loads(shown.stdout).get("cells") or []
+        except ValueError:
+            dirty.append(f"{name} (not a JSON notebook)")
+            continue
+        if any(c.get("outputs") or c.get("execution_count") is not None for c in cells if c.get("cell_type") == "code"):
+            dirty.append(name)
+    return dirty
+
+
+def main(argv=None) -> int:
+    """The commit hook (.pre-commit-config.yaml): check, never rewrite. nbstripout's git filter (`make hooks`) strips
+    outputs on their way into the index, so the notebook on disk keeps its outputs and `git status` stays clean
+    after the commit; this only refuses a commit whose staged notebooks still carry outputs (no filter set up)."""
+    import sys
+
+    dirty = staged_outputs(sys.argv[1:] if argv is None else argv)
+    for name in dirty:
+        print(f"{name}: the staged notebook holds outputs; set up the output filter with `make hooks`, then "
+              f"`git add --renormalize {name}` (or clear its outputs)")
+    return 1 if dirty else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -47,7 +47,7 @@ paper = None          # one paper (a folder of params/), or None for all
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from nlkit.pipeline.params import repo_root
+from nlkit.io import kit_path
 from nlkit.pipeline.tables import (
     collect,
     plot_reproduced_vs_paper,
@@ -57,7 +57,7 @@ from nlkit.pipeline.tables import (
     to_markdown,
 )
 
-papers = [paper] if paper else sorted(p.name for p in (repo_root() / "params").iterdir() if p.is_dir())
+papers = [paper] if paper else sorted(p.name for p in kit_path("params").iterdir() if p.is_dir())
 found = profiles_with_results()
 profiles = [profile] if profile else [name for name, _ in found]
 print("results found: " + (", ".join(f"{name} ({n} runs)" for name, n in found) or "none yet (run make reproduce)"))
