@@ -59,7 +59,8 @@ mutation: $(STAMP)
 	$(PY) tests/mutation/run_mutations.py $(MUTATION_ARGS)
 
 # JupyterLab driven by the system's Chromium (Debian's `chromium` package; Playwright never downloads a browser).
-# Skips, without failing, where Chromium cannot be installed.
+# Skips, without failing, where Chromium cannot be installed. Also runs every notebook from the kit installed as a
+# wheel, alone in an empty folder, as from its Colab badge (browser_tests/test_installed_notebooks.py; no browser).
 test-browser: $(STAMP)
 	command -v chromium >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; } \

@@ -337,10 +337,9 @@ def test_commit_with_hooks_installed_works_offline_and_keeps_the_outputs_on_disk
     """`make install` sets up the output filter and pre-commit; a commit then runs the local hooks (no network): a
     notebook saved with outputs is committed without them, its script is brought in sync, and the file on disk
     keeps its outputs with `git status` clean. Without the filter, the hook refuses the commit (outputs staged)."""
-    import os
     import shutil
-    import subprocess
-    import sys
+
+    from git_hooks import commit, git, install_hooks, offline_env
 
     repo = tmp_path / "clone"
     (repo / "notebooks").mkdir(parents=True)
@@ -348,26 +347,11 @@ def test_commit_with_hooks_installed_works_offline_and_keeps_the_outputs_on_disk
         shutil.copy(ROOT / name, repo / name)
     shutil.copy(ROOT / "notebooks/tsne.ipynb", repo / "notebooks")
     shutil.copy(ROOT / "notebooks/tsne.py", repo / "notebooks")
-    (repo / ".venv").symlink_to(Path(sys.prefix))
-    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-cache"), "PYTHONPATH": str(ROOT),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}   # any fetch would fail
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True)
-
-    def commit(message):   # hooks that bring a file in sync stop the commit, as usual: add and commit again
-        first = git("commit", "-qm", message)
-        if first.returncode == 0:
-            return first
-        git("add", "-A")
-        return git("commit", "-qm", message)
-
-    git("init", "-q")
-    assert subprocess.run([str(Path(sys.prefix) / "bin" / "pre-commit"), "install"], cwd=repo, env=env,
-                          capture_output=True).returncode == 0
-    git("add", "-A")
-    assert git("commit", "-qm", "notebooks").returncode == 0
+    env = offline_env(tmp_path)
+    git(repo, env, "init", "-q")
+    install_hooks(repo, env, output_filter=False)
+    git(repo, env, "add", "-A")
+    assert git(repo, env, "commit", "-qm", "notebooks").returncode == 0
     nb = json.loads((repo / "notebooks/tsne.ipynb").read_text())
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["hello\n"]}]
@@ -375,27 +359,24 @@ def test_commit_with_hooks_installed_works_offline_and_keeps_the_outputs_on_disk
     code["source"] = ["# a new first line\n"] + code["source"]
     (repo / "notebooks/tsne.ipynb").write_text(json.dumps(nb, indent=1) + "\n")
 
-    git("add", "-A")   # no output filter set up: the outputs are staged and the hook refuses them
-    refused = commit("edited in Lab")
+    git(repo, env, "add", "-A")   # no output filter set up: the outputs are staged and the hook refuses them
+    refused = commit(repo, env, "edited in Lab")
     assert refused.returncode != 0 and "make hooks" in refused.stdout + refused.stderr
     kept = json.loads((repo / "notebooks/tsne.ipynb").read_text())   # checked, not stripped (jupytext may reorder keys)
     assert next(c for c in kept["cells"] if c["cell_type"] == "code")["outputs"] == code["outputs"]
 
-    strip = (f"{Path(sys.prefix) / 'bin' / 'python'} -m nbstripout --keep-id --extra-keys 'metadata.language_info "
-             "metadata.widgets metadata.papermill cell.metadata.execution cell.metadata.papermill'")
-    git("config", "filter.nbstripout.clean", strip)   # what `make hooks` sets up
-    git("config", "filter.nbstripout.smudge", "cat")
-    git("add", "--renormalize", ".")   # as the hook's message says
-    done = commit("edited in Lab")
+    install_hooks(repo, env)   # now with the output filter, as `make hooks` sets it up
+    git(repo, env, "add", "--renormalize", ".")   # as the hook's message says
+    done = commit(repo, env, "edited in Lab")
     assert done.returncode == 0, done.stdout + done.stderr
-    committed = json.loads(git("show", "HEAD:notebooks/tsne.ipynb").stdout)
+    committed = json.loads(git(repo, env, "show", "HEAD:notebooks/tsne.ipynb").stdout)
     cell = next(c for c in committed["cells"] if c["cell_type"] == "code")
     assert not cell["outputs"] and cell["execution_count"] is None and cell["source"][0] == "# a new first line\n"
-    assert "# a new first line" in git("show", "HEAD:notebooks/tsne.py").stdout
+    assert "# a new first line" in git(repo, env, "show", "HEAD:notebooks/tsne.py").stdout
     on_disk = next(c for c in json.loads((repo / "notebooks/tsne.ipynb").read_text())["cells"]
                    if c["cell_type"] == "code")
     assert on_disk["outputs"] and on_disk["execution_count"] == 3   # the notebook keeps what it showed
-    assert git("status", "--porcelain").stdout == ""
+    assert git(repo, env, "status", "--porcelain").stdout == ""
 
 
 def test_tables_notebook_opens_on_the_committed_results_with_their_readings(tmp_path):
