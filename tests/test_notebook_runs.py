@@ -2,25 +2,14 @@
 so the tables and `make reproduce` count it as current."""
 
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 CELL = "params/sln/cifar10-sym-0.40-paper-sln.yaml"
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A project folder of its own (outputs land there) seeing the kit's params and notebooks."""
-    for name in ("params", "notebooks"):
-        (tmp_path / name).symlink_to(ROOT / name)
-    monkeypatch.setenv("NLKIT_ROOT", str(tmp_path))
-    return tmp_path
-
-
 @pytest.mark.slow
-def test_notebook_run_by_hand_is_the_pipeline_run(project, capsys):
+def test_notebook_run_by_hand_is_the_pipeline_run(kit_project, capsys):
     import torch
 
     from nlkit.pipeline import load_cell
@@ -32,13 +21,13 @@ def test_notebook_run_by_hand_is_the_pipeline_run(project, capsys):
     threads = torch.get_num_threads()
     try:
         # the notebook's own code with out_dir left at None, as a person runs it (no runner around it)
-        execute_direct(notebook_path(cell), project / "unused", {"params_file": CELL, "profile": "smoke", "seed": 0,
-                                                                 "compare_with_ce": False})
+        parameters = {"params_file": CELL, "profile": "smoke", "seed": 0, "compare_with_ce": False}
+        execute_direct(notebook_path(cell), kit_project / "unused", parameters)
         assert torch.get_num_threads() == 1   # the profile's resources.num_cpus, as the runner computes with
     finally:
         torch.set_num_threads(threads)
     folder = run_dir(cell, 0)
-    assert folder == project / "outputs/smoke/sln/cifar10-sym-0.40-paper-sln/seed0"
+    assert folder == kit_project / "outputs/smoke/sln/cifar10-sym-0.40-paper-sln/seed0"
     assert "run folder: outputs/smoke/sln/cifar10-sym-0.40-paper-sln/seed0" in capsys.readouterr().out
     by_hand = json.loads((folder / "metrics.json").read_text())
     assert by_hand["executor"] == "notebook" and is_current(cell, 0)

@@ -148,7 +148,8 @@ def test_notebooks_write_under_the_project_and_end_with_a_table(path):
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     assert "display(" in code[-1], f"{path.name}: the last cell shows the result table"
     if any("out_dir" in c for c in code):
-        assert any("output_dir(out_dir" in c for c in code), f"{path.name}: out_dir resolved against the project"
+        assert any("output_dir(out_dir" in c or "run_folder(out_dir" in c for c in code), \
+            f"{path.name}: out_dir resolved against the project"
     assert not any(".set_title(f\"{cell['cell_id']}" in c for c in code), "titles come from run_label"
 
 
