@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # Set up by every install in a git checkout: git ignores the outputs JupyterLab saves into notebooks (nbstripout's
-# filter), and commits run the local hooks of .pre-commit-config.yaml (outputs stripped, notebook pairs in sync),
+# filter), and commits run the local hooks of .pre-commit-config.yaml (no outputs staged, notebook pairs in sync),
 # which need no network.
 STRIP := $(abspath $(PY)) -m nbstripout --keep-id --extra-keys 'metadata.language_info metadata.widgets metadata.papermill cell.metadata.execution cell.metadata.papermill'
 hooks: $(STAMP)

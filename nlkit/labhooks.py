@@ -1,5 +1,6 @@
-"""A JupyterLab save hook that keeps git clean (`make install` registers it for the project's environment:
-`.venv/etc/jupyter/jupyter_server_config.json`).
+"""Git stays clean around notebooks: a JupyterLab save hook (`make install` registers it for the project's
+environment: `.venv/etc/jupyter/jupyter_server_config.json`), and the commit hook (`main`, run by pre-commit) that
+checks the staged notebooks hold no outputs without touching the files on disk.
 
 After Lab saves a notebook, git's index is refreshed for it when its content, with outputs stripped by the
 project's nbstripout filter, is what git already has: `git status` then stays clean after open, Run All, save,
