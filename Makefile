@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # Set up by every install in a git checkout: git ignores the outputs JupyterLab saves into notebooks (nbstripout's
-# filter), and commits run the local hooks of .pre-commit-config.yaml (outputs stripped, notebook pairs in sync),
+# filter), and commits run the local hooks of .pre-commit-config.yaml (no outputs staged, notebook pairs in sync),
 # which need no network.
 STRIP := $(abspath $(PY)) -m nbstripout --keep-id --extra-keys 'metadata.language_info metadata.widgets metadata.papermill cell.metadata.execution cell.metadata.papermill'
 hooks: $(STAMP)
@@ -59,7 +59,8 @@ mutation: $(STAMP)
 	$(PY) tests/mutation/run_mutations.py $(MUTATION_ARGS)
 
 # JupyterLab driven by the system's Chromium (Debian's `chromium` package; Playwright never downloads a browser).
-# Skips, without failing, where Chromium cannot be installed.
+# Skips, without failing, where Chromium cannot be installed. Also runs every notebook from the kit installed as a
+# wheel, alone in an empty folder, as from its Colab badge (browser_tests/test_installed_notebooks.py; no browser).
 test-browser: $(STAMP)
 	command -v chromium >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; } \

@@ -18,7 +18,7 @@ import pytest
 from labtools import CHROMIUM_FLAGS, ROOT, SHOTS, _chromium, start_lab
 
 # the noise explorer has its own, deeper test (test_explorer_browser.py); here it is only run and saved
-NOTEBOOKS = ["tables", "sln", "instancegm", "lra_diffusion", "simclr", "tdsm", "tsne", "noise_explorer"]
+NOTEBOOKS = ["tables", "sln", "instancegm", "lra_diffusion", "simclr", "tdsm", "bench", "tsne", "noise_explorer"]
 if os.environ.get("NLKIT_BROWSER_NOTEBOOKS"):  # a subset, e.g. while working on one notebook
     NOTEBOOKS = os.environ["NLKIT_BROWSER_NOTEBOOKS"].split(",")
 STRIP = ("-m nbstripout --keep-id --extra-keys 'metadata.language_info metadata.widgets metadata.papermill "
@@ -110,5 +110,30 @@ def test_every_notebook_runs_in_jupyterlab_and_leaves_git_clean(clone, tmp_path)
     assert _porcelain(clone) == "", f"git is not clean after the Lab session:\n{_porcelain(clone)}"
     saved = (clone / f"notebooks/{NOTEBOOKS[0]}.ipynb").read_text()
     assert '"outputs": [\n' in saved and '"output_type"' in saved, "the session saved no outputs (nothing tested)"
+    _commit_an_edit_offline(clone, tmp_path, NOTEBOOKS[0])
     if os.environ.get("NLKIT_KEEP_BROWSER_CLONE"):
         shutil.copytree(clone / "outputs", SHOTS / "clone-outputs", dirs_exist_ok=True)
+
+
+def _commit_an_edit_offline(clone: Path, tmp_path: Path, name: str) -> None:
+    """After the session, an edit of a notebook saved with outputs is committed offline with the hooks installed:
+    the commit holds no outputs, the notebook on disk keeps them, and `git status` is clean."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from git_hooks import commit, git, install_hooks, offline_env
+
+    env = offline_env(tmp_path)
+    install_hooks(clone, env)
+    path = clone / f"notebooks/{name}.ipynb"
+    nb = json.loads(path.read_text())
+    first = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
+    first["source"] = list(first["source"]) + ["\n", "An edit made in Lab.\n"]
+    path.write_text(json.dumps(nb, indent=1) + "\n")
+    git(clone, env, "add", "-A")
+    done = commit(clone, env, "an edit made in Lab")
+    assert done.returncode == 0, done.stdout + done.stderr
+    committed = json.loads(git(clone, env, "show", f"HEAD:notebooks/{name}.ipynb").stdout)
+    assert not any(c.get("outputs") for c in committed["cells"] if c["cell_type"] == "code")
+    assert any(c.get("outputs") for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    assert _porcelain(clone) == "", f"git is not clean after an offline commit:\n{_porcelain(clone)}"

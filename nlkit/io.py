@@ -26,6 +26,21 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+# The copy of params/, notebooks/ and docs/ that an installed (non-editable) package carries (see setup.py).
+PACKAGED_KIT = Path(__file__).resolve().parent / "_kit"
+
+
+def kit_path(relative) -> Path:
+    """A file or folder the kit ships, e.g. 'params' or 'notebooks/sln.ipynb': the project folder's own where it
+    has one (a checkout, whose edits win), else the copy installed with the package (a `pip install` without a
+    checkout, as on Colab)."""
+    own = project_root() / relative
+    if own.exists():
+        return own
+    packaged = PACKAGED_KIT / relative
+    return packaged if packaged.exists() else own
+
+
 def project_path(path) -> Path | None:
     """A path given in a notebook, a params file or an NLKIT_* variable: `~` expanded, and a relative one taken
     from the project folder, whatever the working directory. None stays None."""

@@ -30,20 +30,26 @@
 # the table (mean ± std over seeds, each method's rank per noise setting) and a methods × settings heat map.
 
 # %%
-# Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.
-import importlib.util
-import subprocess
+# Colab (opened from the badge): installs the kit (params included) and what this notebook needs, leaving Colab's
+# torch as it is, and picks the profile: quick on a GPU runtime, smoke otherwise. downloads=True lets runs fetch
+# CIFAR-10 and the CLIP weights. Elsewhere this cell only sets the default profile.
 import sys
 
-if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "nlkit[notebooks] @ git+https://github.com/nlkit/nlkit"])
+default_profile = "smoke"
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                           "nlkit @ git+https://github.com/nlkit/nlkit"])
+    from nlkit.colab import setup
+
+    default_profile = setup(extras=["notebooks"], downloads=False)
 
 # %% tags=["parameters"]
 params_file = "params/bench/sym-0.5-gce.yaml"   # the benchmark cell: one (method, noise setting) pair
-profile = "smoke"       # smoke (CPU, digits), cpu (CPU, MNIST), quick (one GPU, 100 epochs) or paper (200 epochs)
+profile = default_profile  # smoke (CPU, digits), cpu (CPU, MNIST), quick (one GPU, 100 epochs) or paper (200 epochs)
 seed = 0
-out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
+out_dir = None          # None: the pipeline's run folder, outputs/<profile>/<paper>/<cell>/seed<k>
 data_root = None        # folder holding the datasets (CIFAR-10, MNIST) for the cpu, quick and paper profiles
 noise_root = None       # folder holding published label files (none of the generated settings needs one)
 needs = {}              # artefacts of the cells this one needs (a benchmark cell needs none)
@@ -56,14 +62,14 @@ from IPython.display import display
 
 from nlkit.methods import bench, write_results
 from nlkit.pipeline import load_cell
-from nlkit.pipeline.describe import output_dir, run_banner, run_label
-from nlkit.pipeline.notebook import notebook_roots, show_committed_results
+from nlkit.pipeline.describe import run_banner, run_label
+from nlkit.pipeline.notebook import notebook_roots, record_run, run_folder, show_committed_results
 from nlkit.train import default_device
 from nlkit.viz import image_grid, save_figure
 
 cell = load_cell(params_file, profile)
 cfg = bench.Config.from_cell(cell)
-out = output_dir(out_dir, cell, seed)
+out = run_folder(out_dir, cell, seed, data_root, needs)
 ran = run_label(cell)
 print(f"{ran}: method {cell['bench_method']} (run by nlkit.methods.{cfg.method}), net {cfg.arch}, "
       f"{cfg.epochs} epochs, device {default_device()}")
@@ -132,5 +138,6 @@ plt.close(fig)
 
 # %%
 write_results(out, output, cell=cell, seed=seed)
+record_run(out, cell, seed, data_root)
 display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         .round(2).to_frame(ran))

@@ -66,20 +66,26 @@
 # **mean-of-last-10** test accuracy; last is primary, as the paper's selection is unknown.
 
 # %%
-# Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.
-import importlib.util
-import subprocess
+# Colab (opened from the badge): installs the kit (params included) and what this notebook needs, leaving Colab's
+# torch as it is, and picks the profile: quick on a GPU runtime, smoke otherwise. downloads=True lets runs fetch
+# CIFAR-10 and the CLIP weights. Elsewhere this cell only sets the default profile.
 import sys
 
-if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "nlkit[notebooks] @ git+https://github.com/nlkit/nlkit"])
+default_profile = "smoke"
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                           "nlkit @ git+https://github.com/nlkit/nlkit"])
+    from nlkit.colab import setup
+
+    default_profile = setup(extras=["notebooks"], downloads=False)
 
 # %% tags=["parameters"]
 params_file = "params/instancegm/cifar10-idn-0.50-instancegm.yaml"   # the table cell
-profile = "smoke"       # smoke (CPU, digits), cpu (real CIFAR-10, reduced), quick (one GPU, 100 epochs) or paper
+profile = default_profile  # smoke (CPU, digits), cpu (real CIFAR-10, reduced), quick (one GPU, 100 epochs) or paper
 seed = 0
-out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
+out_dir = None          # None: the pipeline's run folder, outputs/<profile>/<paper>/<cell>/seed<k>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for the cpu, quick and paper profiles
 noise_root = None
 needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
@@ -93,8 +99,8 @@ from IPython.display import display
 
 from nlkit.methods import instancegm, write_results
 from nlkit.pipeline import load_cell
-from nlkit.pipeline.describe import is_stand_in, output_dir, run_banner, run_label
-from nlkit.pipeline.notebook import notebook_roots, show_committed_results
+from nlkit.pipeline.describe import is_stand_in, run_banner, run_label
+from nlkit.pipeline.notebook import notebook_roots, record_run, run_folder, show_committed_results
 from nlkit.pipeline.tables import reduced_budget, table_entries
 from nlkit.train import default_device
 from nlkit.viz import (
@@ -108,7 +114,7 @@ from nlkit.viz import (
 
 cell = load_cell(params_file, profile)
 cfg = instancegm.Config.from_cell(cell)
-out = output_dir(out_dir, cell, seed)
+out = run_folder(out_dir, cell, seed, data_root, needs)
 ran = run_label(cell)  # names the stand-in when the profile swaps the data, e.g. digits for CIFAR-10
 print(f"{ran}: method {cfg.method}, {cfg.epochs} epochs ({cfg.warmup_epochs} warm-up), "
       f"net {cfg.arch} (width x{cfg.width_mult}), batch {cfg.batch_size}, device {default_device()}")
@@ -213,6 +219,7 @@ else:
 
 # %%
 write_results(out, output, cell=cell, seed=seed)
+record_run(out, cell, seed, data_root)
 m = output.metrics
 summary = {k: m.get(k) for k in ("acc_last", "acc_best_test", "acc_last10", "acc_last_net1", "acc_last_net2",
                                    "auc_first", "auc_last", "precision_last", "recall_last", "noise_rate",

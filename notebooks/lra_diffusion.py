@@ -30,20 +30,26 @@
 # epoch of best accuracy on 5,000 **clean** validation images (PLC's protocol).
 
 # %%
-# Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.
-import importlib.util
-import subprocess
+# Colab (opened from the badge): installs the kit (params included) and what this notebook needs, leaving Colab's
+# torch as it is, and picks the profile: quick on a GPU runtime, smoke otherwise. downloads=True lets runs fetch
+# CIFAR-10 and the CLIP weights. Elsewhere this cell only sets the default profile.
 import sys
 
-if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "nlkit[notebooks,clip,faiss] @ git+https://github.com/nlkit/nlkit"])
+default_profile = "smoke"
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                           "nlkit @ git+https://github.com/nlkit/nlkit"])
+    from nlkit.colab import setup
+
+    default_profile = setup(extras=["notebooks", "clip", "faiss"], downloads=False)
 
 # %% tags=["parameters"]
 params_file = "params/lra_diffusion/cifar10-pmd-0.35-clip.yaml"   # the table cell
-profile = "smoke"       # smoke (CPU, digits), quick (one GPU, cached features) or paper
+profile = default_profile  # smoke (CPU, digits), quick (one GPU, cached features) or paper
 seed = 0
-out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
+out_dir = None          # None: the pipeline's run folder, outputs/<profile>/<paper>/<cell>/seed<k>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz)
 noise_root = None       # folder holding the published label files (lra-pmd/*.npy)
 needs = {}              # {}: the cell's own `needs:` (run first when missing); or {artefact: file} by hand
@@ -58,14 +64,14 @@ from IPython.display import display
 from nlkit.methods import write_results
 from nlkit.methods import lra_diffusion as lra
 from nlkit.pipeline import load_cell
-from nlkit.pipeline.describe import output_dir, run_banner, run_label
-from nlkit.pipeline.notebook import notebook_roots, show_committed_results
+from nlkit.pipeline.describe import run_banner, run_label
+from nlkit.pipeline.notebook import notebook_roots, record_run, run_folder, show_committed_results
 from nlkit.train import default_device
 from nlkit.viz import per_class_noise_bars, save_figure
 
 cell = load_cell(params_file, profile)
 cfg = lra.Config.from_cell(cell)
-out = output_dir(out_dir, cell, seed)
+out = run_folder(out_dir, cell, seed, data_root, needs)
 ran = run_label(cell)  # names the stand-ins when the profile swaps data or encoder (digits, PCA features)
 variant = "LRA-MLP (cached features)" if cfg.image_encoder == "none" else "LRA-Diffusion"
 print(f"{ran}: {variant}, f_p = {cell['encoder']['name']}, k = {cfg.k}, "
@@ -155,4 +161,5 @@ plt.close(fig)
 
 # %%
 write_results(out, output, cell=cell, seed=seed)
+record_run(out, cell, seed, data_root)
 display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))

@@ -27,20 +27,26 @@
 # classifier with the **clean** labels (an upper bound on retrieval purity).
 
 # %%
-# Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.
-import importlib.util
-import subprocess
+# Colab (opened from the badge): installs the kit (params included) and what this notebook needs, leaving Colab's
+# torch as it is, and picks the profile: quick on a GPU runtime, smoke otherwise. downloads=True lets runs fetch
+# CIFAR-10 and the CLIP weights. Elsewhere this cell only sets the default profile.
 import sys
 
-if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "nlkit[notebooks,faiss] @ git+https://github.com/nlkit/nlkit"])
+default_profile = "smoke"
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                           "nlkit @ git+https://github.com/nlkit/nlkit"])
+    from nlkit.colab import setup
+
+    default_profile = setup(extras=["notebooks", "faiss"], downloads=False)
 
 # %% tags=["parameters"]
 params_file = "params/simclr/cifar10.yaml"
-profile = "smoke"
+profile = default_profile  # set by the first cell: smoke here, quick on a Colab GPU
 seed = 0
-out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
+out_dir = None          # None: the pipeline's run folder, outputs/<profile>/<paper>/<cell>/seed<k>
 data_root = None
 noise_root = None
 needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
@@ -53,15 +59,15 @@ from IPython.display import display
 
 from nlkit.methods import simclr, write_results
 from nlkit.pipeline import load_cell
-from nlkit.pipeline.describe import output_dir, run_banner, run_label
-from nlkit.pipeline.notebook import notebook_roots, show_committed_results
+from nlkit.pipeline.describe import run_banner, run_label
+from nlkit.pipeline.notebook import notebook_roots, record_run, run_folder, show_committed_results
 from nlkit.train import default_device
 from nlkit.viz import save_figure
 
 cell = load_cell(params_file, profile)
 cfg = simclr.Config.from_cell(cell)
 ran = run_label(cell)
-out = output_dir(out_dir, cell, seed)
+out = run_folder(out_dir, cell, seed, data_root, needs)
 data = simclr.prepare(cell, seed, notebook_roots(cell, data_root, noise_root, needs))
 print(f"{ran}: {data.dataset.name}, {len(data.dataset.train_labels)} training images; SimCLR {cfg.arch}, {cfg.epochs} epochs, "
       f"batch {cfg.batch_size}, device {default_device()}")
@@ -94,4 +100,5 @@ plt.close(fig)
 print(f"kNN (k={cfg.knn_k}, clean labels) test accuracy: {m['knn_clean_acc']:.2f}%; "
       f"training took {m['train_seconds'] / 60:.1f} min")
 write_results(out, output, cell=cell, seed=seed)
+record_run(out, cell, seed, data_root)
 display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))

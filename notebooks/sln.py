@@ -29,20 +29,26 @@
 # and the mean of the last 10 epochs are recorded beside it.
 
 # %%
-# Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.
-import importlib.util
-import subprocess
+# Colab (opened from the badge): installs the kit (params included) and what this notebook needs, leaving Colab's
+# torch as it is, and picks the profile: quick on a GPU runtime, smoke otherwise. downloads=True lets runs fetch
+# CIFAR-10 and the CLIP weights. Elsewhere this cell only sets the default profile.
 import sys
 
-if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "nlkit[notebooks] @ git+https://github.com/nlkit/nlkit"])
+default_profile = "smoke"
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                           "nlkit @ git+https://github.com/nlkit/nlkit"])
+    from nlkit.colab import setup
+
+    default_profile = setup(extras=["notebooks"], downloads=False)
 
 # %% tags=["parameters"]
 params_file = "params/sln/cifar10-sym-0.40-paper-sln.yaml"   # the table cell
-profile = "smoke"       # smoke (CPU, digits), quick (one GPU, 120 epochs) or paper (300 epochs)
+profile = default_profile  # smoke (CPU, digits), quick (one GPU, 120 epochs) or paper (300 epochs)
 seed = 0
-out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
+out_dir = None          # None: the pipeline's run folder, outputs/<profile>/<paper>/<cell>/seed<k>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for quick and paper runs
 noise_root = None       # folder holding the published label files (sln/<dataset>/*.csv)
 needs = {}              # artefacts of the cells this one needs; {}: the cell's own `needs:`, run first when missing
@@ -57,7 +63,7 @@ from IPython.display import display
 from nlkit.methods import sln, write_results
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_banner, run_label
-from nlkit.pipeline.notebook import notebook_roots, show_committed_results
+from nlkit.pipeline.notebook import notebook_roots, record_run, run_folder, show_committed_results
 from nlkit.train import default_device
 from nlkit.viz import (
     confidence_histogram,
@@ -69,7 +75,7 @@ from nlkit.viz import (
 
 cell = load_cell(params_file, profile)
 cfg = sln.Config.from_cell(cell)
-out = output_dir(out_dir, cell, seed)
+out = run_folder(out_dir, cell, seed, data_root, needs)
 ran = run_label(cell)  # names the stand-in when the profile swaps the data, e.g. digits for CIFAR-10
 lc = f"label correction from epoch {cfg.lc_start}" if cfg.lc_start is not None else "no label correction"
 print(f"{ran}: method {cell['method']}, sigma {cfg.sigma}, {cfg.epochs} epochs, {lc}, net {cfg.arch}, "
@@ -177,4 +183,5 @@ plt.close(fig)
 
 # %%
 write_results(out, output, cell=cell, seed=seed)
+record_run(out, cell, seed, data_root)
 display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))

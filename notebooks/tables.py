@@ -24,14 +24,20 @@
 # `outputs/<profile>/tables/`.
 
 # %%
-# Colab: install the kit without touching Colab's own torch. Elsewhere this cell does nothing.
-import importlib.util
-import subprocess
+# Colab (opened from the badge): installs the kit (params included) and what this notebook needs, leaving Colab's
+# torch as it is, and picks the profile: quick on a GPU runtime, smoke otherwise. downloads=True lets runs fetch
+# CIFAR-10 and the CLIP weights. Elsewhere this cell only sets the default profile.
 import sys
 
-if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "nlkit[notebooks] @ git+https://github.com/nlkit/nlkit"])
+default_profile = "smoke"
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                           "nlkit @ git+https://github.com/nlkit/nlkit"])
+    from nlkit.colab import setup
+
+    default_profile = setup(extras=["notebooks"], downloads=False)
 
 # %% tags=["parameters"]
 profile = None        # None: every profile with results (committed cpu/quick runs first); or smoke, cpu, quick, paper
@@ -41,7 +47,7 @@ paper = None          # one paper (a folder of params/), or None for all
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from nlkit.pipeline.params import repo_root
+from nlkit.io import kit_path
 from nlkit.pipeline.tables import (
     collect,
     plot_reproduced_vs_paper,
@@ -51,7 +57,7 @@ from nlkit.pipeline.tables import (
     to_markdown,
 )
 
-papers = [paper] if paper else sorted(p.name for p in (repo_root() / "params").iterdir() if p.is_dir())
+papers = [paper] if paper else sorted(p.name for p in kit_path("params").iterdir() if p.is_dir())
 found = profiles_with_results()
 profiles = [profile] if profile else [name for name, _ in found]
 print("results found: " + (", ".join(f"{name} ({n} runs)" for name, n in found) or "none yet (run make reproduce)"))

@@ -137,7 +137,7 @@ def test_notebook_tooling_is_configured():
     assert "jupytext_version" in toml["notebook_metadata_filter"] and toml["formats"] == "ipynb,py:percent"
     hooks = {h["id"] for r in yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())["repos"]
              for h in r["hooks"]}
-    assert {"nbstripout", "jupytext"} <= hooks
+    assert {"no-notebook-outputs", "jupytext"} <= hooks
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert "/outputs/explore/" in ignored and "/outputs/smoke/" in ignored
 
@@ -148,7 +148,8 @@ def test_notebooks_write_under_the_project_and_end_with_a_table(path):
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     assert "display(" in code[-1], f"{path.name}: the last cell shows the result table"
     if any("out_dir" in c for c in code):
-        assert any("output_dir(out_dir" in c for c in code), f"{path.name}: out_dir resolved against the project"
+        assert any("output_dir(out_dir" in c or "run_folder(out_dir" in c for c in code), \
+            f"{path.name}: out_dir resolved against the project"
     assert not any(".set_title(f\"{cell['cell_id']}" in c for c in code), "titles come from run_label"
 
 
@@ -333,12 +334,13 @@ def test_hooks_need_no_network():
 
 
 @pytest.mark.slow
-def test_commit_with_hooks_installed_works_offline_and_strips_outputs(tmp_path):
-    """`make install` sets up pre-commit; a commit then runs the local hooks (no network): a notebook saved with
-    outputs is committed without them, and its script is brought in sync."""
+def test_commit_with_hooks_installed_works_offline_and_keeps_the_outputs_on_disk(tmp_path):
+    """`make install` sets up the output filter and pre-commit; a commit then runs the local hooks (no network): a
+    notebook saved with outputs is committed without them, its script is brought in sync, and the file on disk
+    keeps its outputs with `git status` clean. Without the filter, the hook refuses the commit (outputs staged)."""
     import shutil
-    import subprocess
-    import sys
+
+    from git_hooks import commit, git, install_hooks, offline_env
 
     repo = tmp_path / "clone"
     (repo / "notebooks").mkdir(parents=True)
@@ -346,35 +348,36 @@ def test_commit_with_hooks_installed_works_offline_and_strips_outputs(tmp_path):
         shutil.copy(ROOT / name, repo / name)
     shutil.copy(ROOT / "notebooks/tsne.ipynb", repo / "notebooks")
     shutil.copy(ROOT / "notebooks/tsne.py", repo / "notebooks")
-    (repo / ".venv").symlink_to(Path(sys.prefix))
-    env = {**__import__("os").environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-cache"),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-           "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}   # any fetch would fail
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True)
-
-    git("init", "-q")
-    assert subprocess.run([str(Path(sys.prefix) / "bin" / "pre-commit"), "install"], cwd=repo, env=env,
-                          capture_output=True).returncode == 0
-    git("add", "-A")
-    assert git("commit", "-qm", "notebooks").returncode == 0
+    env = offline_env(tmp_path)
+    git(repo, env, "init", "-q")
+    install_hooks(repo, env, output_filter=False)
+    git(repo, env, "add", "-A")
+    assert git(repo, env, "commit", "-qm", "notebooks").returncode == 0
     nb = json.loads((repo / "notebooks/tsne.ipynb").read_text())
     code = next(c for c in nb["cells"] if c["cell_type"] == "code")
     code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["hello\n"]}]
     code["execution_count"] = 3
     code["source"] = ["# a new first line\n"] + code["source"]
     (repo / "notebooks/tsne.ipynb").write_text(json.dumps(nb, indent=1) + "\n")
-    git("add", "-A")
-    first = git("commit", "-qm", "edited in Lab")          # hooks fix the files and stop the commit, as usual
-    if first.returncode != 0:
-        git("add", "-A")
-        second = git("commit", "-qm", "edited in Lab")
-        assert second.returncode == 0, second.stdout + second.stderr
-    committed = json.loads(git("show", "HEAD:notebooks/tsne.ipynb").stdout)
+
+    git(repo, env, "add", "-A")   # no output filter set up: the outputs are staged and the hook refuses them
+    refused = commit(repo, env, "edited in Lab")
+    assert refused.returncode != 0 and "make hooks" in refused.stdout + refused.stderr
+    kept = json.loads((repo / "notebooks/tsne.ipynb").read_text())   # checked, not stripped (jupytext may reorder keys)
+    assert next(c for c in kept["cells"] if c["cell_type"] == "code")["outputs"] == code["outputs"]
+
+    install_hooks(repo, env)   # now with the output filter, as `make hooks` sets it up
+    git(repo, env, "add", "--renormalize", ".")   # as the hook's message says
+    done = commit(repo, env, "edited in Lab")
+    assert done.returncode == 0, done.stdout + done.stderr
+    committed = json.loads(git(repo, env, "show", "HEAD:notebooks/tsne.ipynb").stdout)
     cell = next(c for c in committed["cells"] if c["cell_type"] == "code")
-    assert not cell["outputs"] and cell["execution_count"] is None
-    assert "# a new first line" in git("show", "HEAD:notebooks/tsne.py").stdout
+    assert not cell["outputs"] and cell["execution_count"] is None and cell["source"][0] == "# a new first line\n"
+    assert "# a new first line" in git(repo, env, "show", "HEAD:notebooks/tsne.py").stdout
+    on_disk = next(c for c in json.loads((repo / "notebooks/tsne.ipynb").read_text())["cells"]
+                   if c["cell_type"] == "code")
+    assert on_disk["outputs"] and on_disk["execution_count"] == 3   # the notebook keeps what it showed
+    assert git(repo, env, "status", "--porcelain").stdout == ""
 
 
 def test_tables_notebook_opens_on_the_committed_results_with_their_readings(tmp_path):

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from ..errors import DataMissingError, UserError
-from ..io import atomic_write
+from ..io import atomic_write, kit_path
 from .params import repo_root
 
 
@@ -20,7 +20,7 @@ def papermill_available() -> bool:
 
 
 def notebook_path(resolved: dict) -> Path:
-    path = repo_root() / "notebooks" / f"{resolved['notebook']}.ipynb"
+    path = kit_path("notebooks") / f"{resolved['notebook']}.ipynb"
     if not path.is_file():
         raise UserError(f"notebook not found: {path}")
     return path

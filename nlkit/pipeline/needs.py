@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from ..errors import UserError, short_repr
-from ..io import expand_home
-from .params import load_cell, repo_root
+from ..io import expand_home, kit_path
+from .params import load_cell
 
 
 WEIGHTS_FOLDER = "weights"
@@ -69,11 +69,11 @@ def needs_of(resolved: dict, data_root=None) -> dict[str, str]:
 
 def dependency_cell(ref: str, profile: str) -> dict:
     paper, cell = ref.split("/")
-    path = repo_root() / "params" / paper / f"{cell}.yaml"
+    path = kit_path("params") / paper / f"{cell}.yaml"
     if not path.parent.is_dir():
         raise UserError(f"needed cell {ref} names an unknown paper {paper!r} (no params/{paper}/)")
     if not path.is_file():
-        raise UserError(f"needed cell {ref} has no params file ({path.relative_to(repo_root())})")
+        raise UserError(f"needed cell {ref} has no params file (params/{paper}/{cell}.yaml)")
     return load_cell(path, profile)
 
 

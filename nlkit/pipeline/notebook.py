@@ -1,15 +1,88 @@
-"""What a paper notebook needs from the pipeline when a person runs it by hand: the artefacts its cell declares
-under `needs:` (the TDSM classifier, a SimCLR encoder), found where the pipeline keeps them, or made by running
-the needed cell first. Run All then works on a fresh clone, exactly as `make reproduce` would order it."""
+"""What a paper notebook needs from the pipeline when a person runs it by hand: its run folder, the one `nlkit run`
+uses (`run_folder`, and `record_run` at the end, so the run counts as the pipeline's), and the artefacts its cell
+declares under `needs:` (the TDSM classifier, a SimCLR encoder), found where the pipeline keeps them, or made by
+running the needed cell first. Run All then works on a fresh clone, exactly as `make reproduce` would order it."""
 
 from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from pathlib import Path
 
 from ..errors import UserError
 from ..io import project_path
 from ..methods.contract import Roots
-from .currency import is_current, resolve_needs
+from .currency import is_current, resolve_needs, run_dir, run_key
+from .describe import output_dir
+from .executors import portable
+from .locks import LOCK_NAME
 from .needs import DependencyMissing, dependency_cell, first_seed, need_entries, needs_of
-from .runner import run_one
+from .runner import _fresh_checkpoints, record_metrics, run_one, run_threads
+
+# run folder -> (its lock, start time, perf_counter at start): the notebook runs of this kernel that record_run ends
+_HAND_RUNS: dict = {}
+
+
+def run_folder(out_dir, cell: dict, seed: int, data_root=None, needs: dict | None = None) -> Path:
+    """Where a paper notebook writes, printed. The pipeline passes `out_dir` (and records the run itself). Run by
+    hand (`out_dir` None), the notebook run is the pipeline's run of its cell, profile and seed: the same folder
+    as `nlkit run`, the same CPU threads (run_threads), its lock held, checkpoints of other settings discarded, and
+    `record_run` writes the same metrics.json, so the tables and `make reproduce` count it as current. With
+    artefacts given by hand in `needs` it is an exploration of its own (describe.output_dir)."""
+    if out_dir is not None or needs:
+        out = output_dir(out_dir, cell, seed)
+        print(f"run folder: {portable(out)}")
+        return out
+    from filelock import FileLock, Timeout
+
+    out = run_dir(cell, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    held = _HAND_RUNS.pop(out, None)
+    if held:  # this kernel ran the notebook before: its lock is still ours
+        held[0].release()
+    lock = FileLock(out / LOCK_NAME, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(f"another process is running {cell_ref(cell)} seed {seed} ({cell['profile']}); "
+                        f"see {portable(out)}") from None
+    (out / "metrics.json").unlink(missing_ok=True)   # not current again until this run records it
+    (out / "results.json").unlink(missing_ok=True)
+    try:
+        _fresh_checkpoints(out, run_key(cell, seed, data_root=data_root))
+    except DependencyMissing:
+        pass   # its needs run first (notebook_roots); a checkpoint then is one of this run's own settings
+    threads = run_threads(cell)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    _HAND_RUNS[out] = (lock, _dt.datetime.now(_dt.timezone.utc), time.perf_counter())
+    print(f"run folder: {portable(out)} (the pipeline's run of this cell: `nlkit run` and the tables see it)")
+    return out
+
+
+def record_run(out: Path, cell: dict, seed: int, data_root=None) -> None:
+    """After `write_results`: record a run by hand begun with `run_folder` as the runner would (metrics.json with
+    the run key), and release its lock. Nothing for a run of the pipeline, whose runner records it, nor for an
+    unfinished one (a time budget ran out; running the notebook again continues from its checkpoint)."""
+    held = _HAND_RUNS.pop(Path(out), None)
+    if held is None:
+        return
+    lock, started, t0 = held
+    try:
+        results = json.loads((Path(out) / "results.json").read_text())
+        if results.get("completed") is False:
+            print("time budget reached: run the notebook again to continue from the checkpoint")
+            return
+        needs = resolve_needs(cell, data_root=data_root)
+        key = run_key(cell, seed, data_root=data_root)
+        record_metrics(cell, seed, Path(out), results, key, needs.fingerprint, time.perf_counter() - t0,
+                       "notebook", started)
+        print(f"recorded: {portable(Path(out) / 'metrics.json')}")
+    finally:
+        lock.release()
 
 
 def notebook_roots(cell: dict, data_root=None, noise_root=None, needs: dict | None = None, *,

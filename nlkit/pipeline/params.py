@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import UserError, check_choice, short_text
-from ..io import project_root
+from ..io import PACKAGED_KIT, kit_path, project_root
 from .schema import PROFILE_NAMES, check_overlay_keys, validate_cell
 
 PROFILES = PROFILE_NAMES
@@ -98,7 +98,7 @@ def load_cell(path, profile: str = "paper") -> dict:
     check_choice(profile, PROFILES, "profile")
     path = Path(path)
     if not path.is_file():
-        candidate = repo_root() / path
+        candidate = kit_path(path)
         if not candidate.is_file():
             raise UserError(f"params file not found: {path}")
         path = candidate
@@ -120,10 +120,12 @@ def load_cell(path, profile: str = "paper") -> dict:
 
 
 def _display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(repo_root()))
-    except ValueError:
-        return str(path)
+    for base in (repo_root(), PACKAGED_KIT):  # 'params/<paper>/<cell>.yaml' also for the installed copy
+        try:
+            return str(path.resolve().relative_to(base))
+        except ValueError:
+            pass
+    return str(path)
 
 
 # How a result is presented and cited, not what it depends on: editing these never invalidates a finished run.
@@ -144,7 +146,7 @@ def params_hash(resolved: dict, seed: int) -> str:
 
 def find_cells(paper: str | None = None, only: str | None = None, root: Path | None = None) -> list[Path]:
     """Params files, sorted; `paper` selects a folder, `only` a glob over cell names (e.g. 'cifar10-*')."""
-    base = (root or repo_root()) / "params"
+    base = root / "params" if root else kit_path("params")
     papers = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
     if paper:
         names = [p.name for p in papers]

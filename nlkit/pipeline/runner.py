@@ -279,19 +279,28 @@ def _execute(resolved: dict, seed: int, out_dir: Path, label: str, *, data_root,
         message = describe_os_error(e, where=out_dir) if isinstance(e, OSError) else " ".join(f"{type(e).__name__}: {e}".split())
         return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, message[:500])
     seconds = time.perf_counter() - t0
+    record_metrics(resolved, seed, out_dir, results, key, needs.fingerprint, seconds, executor, started)
+    return RunResult(label, seed, "done", out_dir, seconds)
+
+
+def record_metrics(resolved: dict, seed: int, out_dir: Path, results: dict, key: str, needs_fingerprint: dict,
+                   seconds: float, executor: str, started: _dt.datetime) -> dict:
+    """Write the finished run's `metrics.json` (last, atomically: its presence means the run finished): the
+    notebook's results with the run's identity and key. Shared by the runner and a paper notebook run by hand."""
+    results = dict(results)
     metrics = {
         "paper": resolved["paper"], "cell": resolved["cell_id"], "profile": resolved["profile"], "seed": int(seed),
         **{k: results.pop(k, None) for k in PROTOCOL_METRICS},
         **results,
-        "params": resolved, "params_hash": key, "needs": needs.fingerprint,
+        "params": resolved, "params_hash": key, "needs": needs_fingerprint,
         "wall_seconds": round(seconds, 2), "device": results.get("device") or device_name(),
         "executor": executor, "git_commit": git_commit(), "nlkit_version": __version__,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     (out_dir / "error.txt").unlink(missing_ok=True)
-    atomic_write_json(metrics_file, metrics)
-    return RunResult(label, seed, "done", out_dir, seconds)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    return metrics
 
 
 def run_threads(resolved: dict) -> int | None:

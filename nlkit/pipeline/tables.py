@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..io import atomic_write
+from ..io import atomic_write, kit_path
 from .describe import is_stand_in, reduced_budget, run_label
-from .params import PROFILES, find_cells, load_cell, load_yaml, repo_root
+from .params import PROFILES, find_cells, load_cell, load_yaml
 from .currency import current_metrics, outputs_root
 
 COLUMNS = ["paper", "table", "row", "column", "reproduced_mean", "reproduced_std", "n_seeds", "paper_value",
@@ -81,7 +81,7 @@ def _fmt(value, digits: int) -> str:
 
 
 def table_meta(paper: str) -> dict:
-    path = repo_root() / "params" / paper / "_tables.yaml"
+    path = kit_path("params") / paper / "_tables.yaml"
     if not path.is_file():
         return {}
     try:
@@ -425,7 +425,7 @@ def build_tables(profile: str, paper: str | None = None, root: Path | None = Non
 
     from ..viz import save_figure
 
-    params_root = repo_root() / "params"
+    params_root = kit_path("params")
     papers = [paper] if paper else sorted(p.name for p in params_root.iterdir() if p.is_dir())
     out = (root or outputs_root()) / profile / "tables"
     written = []
