@@ -24,6 +24,9 @@ COLUMNS = ["paper", "table", "row", "column", "reproduced_mean", "reproduced_std
 VALUE_COLUMNS = ("reproduced_mean", "reproduced_std", "paper_value", "delta")
 
 
+UNVERIFIED_NOTE = "° paper value recalled, not yet checked against the paper: unverified."
+
+
 def table_entries(resolved: dict) -> list[dict]:
     """The table cells a params file feeds: a `tables:` list (one run can fill several cells, e.g. SLN from the
     live net and SLN-MO from the EMA net of the same run), or the single table/row/column/metric/expected form."""
@@ -71,6 +74,8 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None, da
                 "device": "; ".join(devices) if values else "",
                 "metric": entry["metric"], "cell": resolved["cell_id"],
                 "expected_source": expected.get("source", ""), "expected_tag": expected.get("tag", ""),
+                "paper_unverified": paper_value is not None and bool(expected.get("unverified")
+                                                                     or expected.get("tag") == "R"),
                 "stand_in": stand_in, "ran": ran, "reduced": reduced if values else "",
                 "published": ", ".join(published) if values else "",
             })
@@ -197,6 +202,10 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
         lines += [f"| row | column | {_in_unit('reproduced', unit)} | n seeds | {_in_unit('paper', unit)} | Δ | "
                   "source of the paper value | wall s | device |",
                   "|---|---|---|---|---|---|---|---|---|"]
+        best_test = sorted({m for m in part["metric"] if "best_test" in str(m)}) if "metric" in part else []
+        if best_test:
+            lines += [f"Reproduced here: each run's best test epoch ({', '.join(best_test)}), mean ± std over the "
+                      "seeds, as the reference values report it.", ""]
         for _, r in part.iterrows():
             rep = _fmt(r.reproduced_mean * scale, digits)
             if r.n_seeds > 1:
@@ -210,10 +219,13 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
                 delta = "— (reduced)"
             if r.get("published") and r.n_seeds > 0:
                 rep += " §"
-            lines.append(f"| {r.row} | {r.column} | {rep} | {r.n_seeds} | {_fmt(r.paper_value * scale, digits)} | "
+            paper_text = _fmt(r.paper_value * scale, digits) + (" °" if r.get("paper_unverified") else "")
+            lines.append(f"| {r.row} | {r.column} | {rep} | {r.n_seeds} | {paper_text} | "
                          f"{delta} | {r.expected_source} {('[' + r.expected_tag + ']') if r.expected_tag else ''} | "
                          f"{_fmt(r.wall_seconds, 1)} | {r.device or '—'} |")
         lines.append("")
+        if "paper_unverified" in part and part["paper_unverified"].astype(bool).any():
+            lines += [UNVERIFIED_NOTE, ""]
         if info.get("ranks"):
             lines += rank_grid_markdown(part, info, scale, digits)
     if hide_empty and empty:
