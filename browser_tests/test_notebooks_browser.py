@@ -18,7 +18,7 @@ import pytest
 from labtools import CHROMIUM_FLAGS, ROOT, SHOTS, _chromium, start_lab
 
 # the noise explorer has its own, deeper test (test_explorer_browser.py); here it is only run and saved
-NOTEBOOKS = ["tables", "sln", "instancegm", "lra_diffusion", "simclr", "tdsm", "tsne", "noise_explorer"]
+NOTEBOOKS = ["tables", "sln", "instancegm", "lra_diffusion", "simclr", "tdsm", "bench", "tsne", "noise_explorer"]
 if os.environ.get("NLKIT_BROWSER_NOTEBOOKS"):  # a subset, e.g. while working on one notebook
     NOTEBOOKS = os.environ["NLKIT_BROWSER_NOTEBOOKS"].split(",")
 STRIP = ("-m nbstripout --keep-id --extra-keys 'metadata.language_info metadata.widgets metadata.papermill "

@@ -41,7 +41,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
 
 # %% tags=["parameters"]
 params_file = "params/lra_diffusion/cifar10-pmd-0.35-clip.yaml"   # the table cell
-profile = "smoke"       # smoke (CPU, digits), quick (one GPU, cached features) or paper
+profile = "smoke"       # smoke (CPU, digits), cpu (real CIFAR-10, reduced), quick (one GPU, cached features) or paper
 seed = 0
 out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz)

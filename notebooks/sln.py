@@ -40,7 +40,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("nlkit") is None:
 
 # %% tags=["parameters"]
 params_file = "params/sln/cifar10-sym-0.40-paper-sln.yaml"   # the table cell
-profile = "smoke"       # smoke (CPU, digits), quick (one GPU, 120 epochs) or paper (300 epochs)
+profile = "smoke"       # smoke (CPU, digits), cpu (real CIFAR-10, reduced), quick (one GPU, 120 epochs) or paper (300 epochs)
 seed = 0
 out_dir = None          # None: a folder of its own, outputs/explore/<paper>/<cell>/<profile>-seed<k>-<hash>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for quick and paper runs
