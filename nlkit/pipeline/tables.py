@@ -172,22 +172,25 @@ def reading(paper: str, profile: str) -> str:
     return str((table_meta(paper).get("profile_notes") or {}).get(profile) or "").strip()
 
 
-def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = False) -> str:
+def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = False, brief: bool = False) -> str:
     """The paper's tables as Markdown. `hide_empty`: tables none of whose cells has a result are left out and named
-    in one line (for reading; the files `make reproduce` writes keep every table)."""
+    in one line, and so are the cells without a result of the other tables (for reading; the files `make
+    reproduce` writes keep every cell). `brief`: no descriptions and no source, wall-time or device columns (the
+    notebook's one screen per paper; the .md keeps them)."""
     meta = table_meta(paper)
     scale = _scale(meta)
     unit = _unit(meta)
     digits = int(meta.get("digits", 2))
-    lines = [f"# {meta.get('title', paper)} — profile `{profile}`", ""]
-    if meta.get("description"):
+    lines = [] if brief else [f"# {meta.get('title', paper)} — profile `{profile}`", ""]  # brief: under a heading
+    if meta.get("description") and not brief:
         lines += [meta["description"].strip(), ""]
-    if profile in (meta.get("profile_notes") or {}):
+    if profile in (meta.get("profile_notes") or {}) and not brief:
         lines += [f"**Profile `{profile}`:** {meta['profile_notes'][profile].strip()}", ""]
     ran = int((df["n_seeds"] > 0).sum())
     units = f"Values in {unit}." if unit else "Units as each column names them."
-    lines += [f"{ran} of {len(df)} cells have results; — marks a cell that was not run (or whose data was "
-              f"missing), never a filled-in value. {units}", ""]
+    if not brief:
+        lines += [f"{ran} of {len(df)} cells have results; — marks a cell that was not run (or whose data was "
+                  f"missing), never a filled-in value. {units}", ""]
     stand_ins = int((df["stand_in"].astype(bool) & (df["n_seeds"] > 0)).sum()) if "stand_in" in df else 0
     if stand_ins:
         lines += [f"{stand_ins} cells ran on a stand-in (other data or features than the paper's, marked "
@@ -207,16 +210,22 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
         if hide_empty and table_id in empty:
             continue
         info = (meta.get("tables") or {}).get(table_id, {})
-        lines += [f"## {table_id}: {info.get('title', '')}".rstrip(": "), ""]
-        if info.get("description"):
+        lines += [f"{'####' if brief else '##'} {table_id}: {info.get('title', '')}".rstrip(": "), ""]
+        if info.get("description") and not brief:
             lines += [info["description"].strip(), ""]
+        not_run = part[part["n_seeds"] == 0] if hide_empty else part.iloc[:0]
+        part = part[part["n_seeds"] > 0] if hide_empty else part
         best_test = sorted({m for m in part["metric"] if "best_test" in str(m)}) if "metric" in part else []
         if best_test:
             lines += [f"Reproduced here: each run's best test epoch ({', '.join(best_test)}), mean ± std over the "
                       "seeds, as the reference values report it.", ""]
-        lines += [f"| row | column | {_in_unit('reproduced', unit)} | n seeds | {_in_unit('paper', unit)} | Δ | "
-                  "source of the paper value | wall s | device |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        if brief:
+            lines += [f"| row | column | {_in_unit('reproduced', unit)} | n seeds | {_in_unit('paper', unit)} | Δ |",
+                      "|---|---|---|---|---|---|"]
+        else:
+            lines += [f"| row | column | {_in_unit('reproduced', unit)} | n seeds | {_in_unit('paper', unit)} | Δ | "
+                      "source of the paper value | wall s | device |",
+                      "|---|---|---|---|---|---|---|---|---|"]
         for _, r in part.iterrows():
             rep = _fmt(r.reproduced_mean * scale, digits)
             if r.n_seeds > 1:
@@ -231,10 +240,17 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
             if r.get("published") and r.n_seeds > 0:
                 rep += " §"
             paper_text = _fmt(r.paper_value * scale, digits) + (" °" if r.get("paper_unverified") else "")
+            if brief:
+                lines.append(f"| {r.row} | {r.column} | {rep} | {r.n_seeds} | {paper_text} | {delta} |")
+                continue
             lines.append(f"| {r.row} | {r.column} | {rep} | {r.n_seeds} | {paper_text} | "
                          f"{delta} | {r.expected_source} {('[' + r.expected_tag + ']') if r.expected_tag else ''} | "
                          f"{_fmt(r.wall_seconds, 1)} | {r.device or '—'} |")
         lines.append("")
+        if len(not_run):
+            per_row = not_run.groupby("row", sort=False)["column"].agg(list)
+            lines += [f"{len(not_run)} cell{'s' if len(not_run) > 1 else ''} not run: " + "; ".join(
+                f"{row} ({', '.join(map(str, cols))})" for row, cols in per_row.items()) + ".", ""]
         if "paper_unverified" in part and part["paper_unverified"].astype(bool).any():
             lines += [UNVERIFIED_NOTE, ""]
         if info.get("ranks"):
