@@ -414,16 +414,16 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
     tables = [t for t in every if t in set(plotted["table"])] or every[:1]
     left_out = [t for t in every if t not in tables]
     n = max(len(tables), 1)
-    cols = min(n, 3)
+    cols = min(n, 2)  # two panels of 5 inches: about 1000 px at 100 dpi, the width of a notebook's output area
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 5.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.0 * cols, 8.0), 4.8 * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, table_id in zip(axes.flat, tables or [None]):
         part = df[df["table"] == table_id] if table_id is not None else df
         info = (meta.get("tables") or {}).get(table_id, {})
         name = f"{table_id}: {info['title']}" if info.get("title") else str(table_id or "")
-        ax.set_title("\n".join(_wrap(name, 48)), fontsize=10)
+        ax.set_title("\n".join(_wrap(name, 52)), fontsize=10)
         ok = part.dropna(subset=["reproduced_mean", "paper_value"])
         missing = int(part["paper_value"].isna().sum())
         if not len(ok):
@@ -452,7 +452,7 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
             key = (round(r.paper_value * scale / span * 40), round(r.reproduced_mean * scale / span * 40))
             spots.setdefault(key, (r.paper_value * scale, r.reproduced_mean * scale, []))[2].append(str(r.row))
         for px, py, names in spots.values():
-            ax.annotate("\n".join(dict.fromkeys(names)), (px, py), fontsize=6, xytext=(5, -3),
+            ax.annotate("\n".join(dict.fromkeys(names)), (px, py), fontsize=9, xytext=(5, -3),
                         textcoords="offset points", va="top")
         ax.set_xlim(lo - pad, hi + pad), ax.set_ylim(lo - pad, hi + pad)
         ax.set_aspect("equal", adjustable="box")
@@ -460,11 +460,11 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
         seeds = int(ok["n_seeds"].max())
         ax.set_ylabel(_in_unit("reproduced, mean over seeds" if seeds > 1 else "reproduced (one seed)", unit))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")  # the corner with fewest points
+        ax.legend(fontsize=8.5, loc="best")  # the corner with fewest points
         if missing:
             ax.text(0.98, 0.02, f"{missing} cells without a paper value not shown", ha="right", va="bottom",
-                    fontsize=7, transform=ax.transAxes, color="gray")
-    fig.suptitle("\n".join(_wrap(title, int(cols * 5.6 * 11))), fontsize=12)  # about 11 characters an inch
+                    fontsize=8.5, transform=ax.transAxes, color="gray")
+    fig.suptitle("\n".join(_wrap(title, int(fig.get_size_inches()[0] * 11))), fontsize=12)  # about 11 characters an inch
     notes = []
     hollow = df["stand_in"].astype(bool) if "stand_in" in df else pd.Series(False, index=df.index)
     if "reduced" in df:
@@ -476,7 +476,7 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
         notes.append(f"not drawn (no reproduced value yet): {', '.join(left_out)}; "
                      "see the .md")
     if notes:
-        lines = [line for note in notes for line in _wrap(note, int(cols * 5.6 * 13))]  # fits the figure's width
+        lines = [line for note in notes for line in _wrap(note, int(fig.get_size_inches()[0] * 12))]  # fits the figure's width
         fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=9, color="dimgray")
         fig.tight_layout(rect=(0, 0.03 * len(lines) / max(rows, 1), 1, 1))
     else:
@@ -495,8 +495,8 @@ def _reproduced_bars(ax, part: pd.DataFrame, scale: float, unit: str) -> None:
     pos = np.arange(len(values))[::-1]
     ax.barh(pos, values, color=["none" if h else "C0" for h in hollow], edgecolor="C0", height=0.6)
     for y, v in zip(pos, values):
-        ax.text(v, y, f" {v:.1f}", va="center", fontsize=7)
-    ax.set_yticks(pos, ["\n".join(_wrap(label, 42)) for label in labels], fontsize=6)
+        ax.text(v, y, f" {v:.1f}", va="center", fontsize=9)
+    ax.set_yticks(pos, ["\n".join(_wrap(label, 50)) for label in labels], fontsize=8.5)
     ax.set_xlabel(_in_unit("reproduced (no paper value for these cells)", unit))
     ax.set_xlim(0, max(float(np.nanmax(values)) * 1.18, 1e-9) if len(values) else 1)
     ax.set_ylim(-0.7, max(len(values), 4) - 0.3)  # a lone bar stays a bar, not a filled panel
