@@ -46,7 +46,7 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 params_file = "params/sln/cifar10-sym-0.40-paper-sln.yaml"   # the table cell
-profile = default_profile  # smoke (CPU, digits), quick (one GPU, 120 epochs) or paper (300 epochs)
+profile = default_profile  # smoke (CPU, digits), cpu (real CIFAR-10, reduced), quick (one GPU, 120 epochs) or paper (300 epochs)
 seed = 0
 out_dir = None          # None: the pipeline's run folder, outputs/<profile>/<paper>/<cell>/seed<k>
 data_root = None        # folder holding CIFAR (e.g. cifar10-jpeg.tar.gz) for quick and paper runs

@@ -45,54 +45,48 @@ paper = None          # one paper (a folder of params/), or None for all
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
 from IPython.display import Markdown, display
 
 from nlkit.io import kit_path
-from nlkit.pipeline.tables import (
-    collect,
-    plot_reproduced_vs_paper,
-    profiles_with_results,
-    reading,
-    table_meta,
-    to_markdown,
-)
+from nlkit.pipeline.report import reading, summary, summary_line
+from nlkit.pipeline.tables import collect, profiles_with_results, table_figure, table_meta, to_markdown
+from nlkit.pipeline.tables import reading as profile_note
 
 papers = [paper] if paper else sorted(p.name for p in kit_path("params").iterdir() if p.is_dir())
 found = profiles_with_results()
 profiles = [profile] if profile else [name for name, _ in found]
 print("results found: " + (", ".join(f"{name} ({n} runs)" for name, n in found) or "none yet (run make reproduce)"))
+results = {(prof, name): df for prof in profiles for name in papers
+           if not (df := collect(prof, name)).empty and (df["n_seeds"] > 0).any()}
 
 # %% [markdown]
-# ## What the runs show
-# Each paper's reading of its runs, per profile, before the tables: the `cpu` profile runs every paper on real data
-# at a reduced budget (2 CPU cores), `quick` on one GPU; `smoke` runs on digits stand-ins and only checks the
-# pipeline.
+# ## Summary
+# Per profile and paper: the cells with results, those comparable with the paper (same data and budget) and within
+# tolerance of it (1 point, or two seed std where larger), and those that ran on a stand-in (other data or
+# features) or at a reduced budget, whose paper value is a reference only. `cpu` runs every paper on real data at a
+# reduced budget (2 CPU cores), `quick` on one GPU; `smoke` runs on digits stand-ins and only checks the pipeline.
 
 # %%
-for prof in profiles:
-    for name in papers:
-        df = collect(prof, name)
-        if df.empty or not (df["n_seeds"] > 0).any():
-            continue
-        text = reading(name, prof)
-        title = table_meta(name).get("title", name)
-        display(Markdown(f"**{title}, `{prof}`:** " + (text or "no reading written for this profile.")))
+display(pd.DataFrame([summary(prof, name, df) for (prof, name), df in results.items()]).set_index(["profile", "paper"])
+        if results else Markdown("*No results yet: run `make reproduce`.*"))
 
 # %% [markdown]
-# ## The tables
-# Reproduced numbers beside the paper's; tables with no result under a profile are named in one line, not drawn.
+# ## Per paper
+# What the numbers show (computed from them), the tables of the cells that ran (the cells not run in one line per
+# table) and the table figure. The full tables, with every source, are in `outputs/<profile>/tables/<paper>.md`.
 
 # %%
-for prof in profiles:
-    without = []
-    for name in papers:
-        df = collect(prof, name)
-        if df.empty or not (df["n_seeds"] > 0).any():
-            without.append(name)
-            continue
-        display(Markdown(to_markdown(df, name, prof, hide_empty=True)))
-        fig = plot_reproduced_vs_paper(df, f"{table_meta(name).get('title', name)}, profile {prof}", paper=name)
-        display(fig)
-        plt.close(fig)
-    if without:
-        display(Markdown(f"*Profile `{prof}`: no results for {', '.join(without)}.*"))
+for (prof, name), df in results.items():
+    title = table_meta(name).get("title", name)
+    text = [f"### {title} — `{prof}`", "", f"**{summary_line(summary(prof, name, df))}**", ""]
+    text += [f"- {line}" for line in reading(df, name)] + [""]
+    if note := profile_note(name, prof):
+        text += [f"<details><summary>what ran under <code>{prof}</code></summary>", "", note, "", "</details>", ""]
+    display(Markdown("\n".join(text) + "\n" + to_markdown(df, name, prof, hide_empty=True, brief=True)))
+    fig = table_figure(df, name, prof)
+    display(fig)
+    plt.close(fig)
+without = [f"{name} ({prof})" for prof in profiles for name in papers if (prof, name) not in results]
+if without:
+    display(Markdown(f"*No results for {', '.join(without)}.*"))

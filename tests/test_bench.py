@@ -121,36 +121,44 @@ def test_two_smoke_cells_run_end_to_end_and_fill_the_ranked_table(kit_project):
     assert 0 < metrics["knn_majority_acc"] <= 100
     written = build_tables("smoke", paper="bench")
     text = next(p for p in written if p.suffix == ".md").read_text()
-    assert "mean rank" in text and "(#1)" in text and "| SLN-MO |" in text
+    # two cells of a column ran: it is not complete, so it shows values and no ranks
+    assert "mean rank" in text and "(#" not in text and "| SLN-MO |" in text
     assert "| LRA-Diffusion |" in text and "| kNN vote on f_p |" in text
     assert next(p for p in written if p.suffix == ".png").stat().st_size > 10_000
+
+
+KNN = "kNN vote on f_p"  # a reference row of the benchmark's _tables.yaml
 
 
 def fake_results() -> pd.DataFrame:
     rows = []
     values = {("CE", "sym 0.5"): 60.0, ("SLN", "sym 0.5"): 80.0, ("GCE", "sym 0.5"): 80.0,
-              ("CE", "sym 0.8"): 20.0, ("SLN", "sym 0.8"): 50.0, ("GCE", "sym 0.8"): math.nan}
+              ("CE", "sym 0.8"): 20.0, ("SLN", "sym 0.8"): 50.0, ("GCE", "sym 0.8"): math.nan,
+              (KNN, "sym 0.5"): 90.0, (KNN, "sym 0.8"): 10.0}
     for (row, column), value in values.items():
         rows.append({"paper": "bench", "table": "B1", "row": row, "column": column, "reproduced_mean": value,
                      "reproduced_std": 1.5, "n_seeds": 0 if math.isnan(value) else 3, "paper_value": math.nan,
                      "delta": math.nan, "wall_seconds": 10.0, "device": "cpu", "metric": "acc_last", "cell": "x",
                      "expected_source": "", "expected_tag": "", "stand_in": False, "ran": "", "reduced": "",
-                     "published": ""})
+                     "published": "", "dataset": "MNIST 16×16"})
     return pd.DataFrame(rows)
 
 
-def test_ranks_per_column_share_ties_and_skip_missing_cells():
+INFO = {"rows": ["CE", "SLN", "GCE", KNN], "columns": ["sym 0.5", "sym 0.8"], "reference_rows": [KNN]}
+
+
+def test_ranks_only_complete_columns_share_ties_and_skip_reference_rows():
     from nlkit.pipeline.tables import rank_grid, rank_grid_markdown
 
-    info = {"rows": ["CE", "SLN", "GCE"], "columns": ["sym 0.5", "sym 0.8"]}
-    means, ranks = rank_grid(fake_results(), info)
-    assert list(means.index) == ["CE", "SLN", "GCE"] and list(means.columns) == ["sym 0.5", "sym 0.8"]
-    assert ranks["sym 0.5"].tolist() == [3, 1, 1]              # tie at 80: both first
-    assert ranks.at["SLN", "sym 0.8"] == 1 and ranks.at["CE", "sym 0.8"] == 2
-    assert math.isnan(ranks.at["GCE", "sym 0.8"])              # not run: no rank
-    lines = "\n".join(rank_grid_markdown(fake_results(), info, 1.0, 2))
-    assert "| CE | 60.00 ± 1.50 (#3) | 20.00 ± 1.50 (#2) | 2.5 |" in lines
+    means, ranks = rank_grid(fake_results(), INFO)
+    assert list(means.index) == ["CE", "SLN", "GCE", KNN] and list(means.columns) == ["sym 0.5", "sym 0.8"]
+    assert ranks["sym 0.5"].tolist()[:3] == [3, 1, 1]          # tie at 80: both first; the kNN vote's 90 aside
+    assert math.isnan(ranks.at[KNN, "sym 0.5"])              # a reference row is never ranked
+    assert ranks["sym 0.8"].isna().all()                       # GCE did not run: the column is not ranked
+    lines = "\n".join(rank_grid_markdown(fake_results(), INFO, 1.0, 2))
+    assert "| CE | 60.00 ± 1.50 (#3) | 20.00 ± 1.50 | 3.0 |" in lines
     assert "| GCE | 80.00 ± 1.50 (#1) | — | 1.0 |" in lines
+    assert f"| {KNN} | 90.00 ± 1.50 | 10.00 ± 1.50 | — |" in lines
 
 
 def test_heat_map_shows_every_method_and_setting_with_value_and_rank():
@@ -164,6 +172,8 @@ def test_heat_map_shows_every_method_and_setting_with_value_and_rank():
     fig = plot_rank_heatmap(fake_results(), "fake", "bench")
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.texts]
-    assert "60.0\n#3" in texts and "50.0\n#1" in texts and "—" in texts
+    assert "60.0\n#3" in texts and "50.0" in texts and "—" in texts   # sym 0.8 is incomplete: values, no ranks
+    assert "MNIST 16×16" in texts                                        # the dataset over its columns
     assert [t.get_text() for t in ax.get_yticklabels()][:3] == ["CE", "SLN", "GCE"]
+    assert min(t.get_fontsize() for t in ax.texts) >= 10 and fig.get_size_inches()[0] <= 10.5  # read at 100 dpi
     plt.close(fig)

@@ -145,16 +145,32 @@ def test_table_entry_shows_the_leaderboard_value_and_its_source(kit_project):
     for seed in cell["seeds"]:
         path = metrics_path(cell, seed)
         path.parent.mkdir(parents=True)
-        path.write_text(json.dumps({"acc_last": 88.0 + seed, "params_hash": params_hash(cell, seed)}))
+        path.write_text(json.dumps({"acc_last": 80.0, "acc_best_test": 88.0 + seed,
+                                    "params_hash": params_hash(cell, seed)}))
     df = collect("quick", "instancegm")
     i6 = df[df.table == "I6"].set_index(["row", "column"])
     row = i6.loc[("CE", "CIFAR-10N aggre")]
     assert row.n_seeds == len(cell["seeds"]) and row.paper_value == 87.77 and row.expected_tag == "S"
     assert "Wei et al., ICLR 2022" in row.expected_source and "ReScience" in row.expected_source
-    unconfirmed = i6.loc[("DivideMix", "CIFAR-10N random1")]
-    assert np.isnan(unconfirmed.paper_value) and "not confirmed" in unconfirmed.expected_source
+    random1 = i6.loc[("DivideMix", "CIFAR-10N random1")]
+    assert random1.paper_value == 95.16 and "Table 4" in random1.expected_source and not random1.paper_unverified
     md = to_markdown(df, "instancegm", "quick")
+    # the leaderboard is best-epoch, mean ± std over runs: so is the reproduced column, and the table says so
     assert "## I6: CIFAR-N" in md and "| CE | CIFAR-10N aggre | 88.50 ± 0.71 | 2 | 87.77 | 0.73 |" in md
+    assert "best test epoch (acc_best_test)" in md.split("## I6")[1]
+
+
+def test_recalled_paper_values_are_marked_in_every_table(kit_project):
+    from nlkit.pipeline.tables import UNVERIFIED_NOTE, collect, to_markdown
+
+    df = collect("quick", "instancegm")
+    recalled = df[df["paper_unverified"]]
+    assert set(recalled["table"]) >= {"I1"} and (recalled["expected_tag"] == "R").all()
+    md = to_markdown(df, "instancegm", "quick")
+    i1 = md.split("## I1")[1].split("\n## ")[0]
+    assert UNVERIFIED_NOTE in i1 and " °" in i1
+    i6 = md.split("## I6")[1].split("\n## ")[0]
+    assert UNVERIFIED_NOTE not in i6
 
 
 def test_flip_matrix_vs_symmetric_on_generated_labels():

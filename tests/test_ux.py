@@ -182,6 +182,9 @@ def test_explorer_shows_effective_values_and_names_the_setting():
     svgs = [o["data"]["image/svg+xml"] for o in ui.children[2].outputs]
     assert len(svgs) == 3 and all("digits, asym/asym_c10 p=0.2, seed 3" in s for s in svgs)
     assert "realised rate 10." in svgs[1]  # asym_c10 at p = 0.2 flips half the classes
+    # each figure scales down to the output area (never wider than it, so never clipped), up to its natural size
+    assert all('<svg' in s and 'width="100%" style="max-width: ' in s.split("<svg", 1)[1].split(">", 1)[0]
+               for s in svgs)
 
 
 def test_explorer_seed_box_takes_whole_numbers_only():

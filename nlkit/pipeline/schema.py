@@ -81,6 +81,7 @@ class Expected(_Block):
     value: float | None = None
     tag: StrictStr | None = None
     source: StrictStr | None = None
+    unverified: bool = False  # a recalled value not yet checked against the paper: marked ° in every table
 
 
 class TableEntry(_Block):

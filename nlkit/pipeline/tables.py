@@ -23,6 +23,9 @@ COLUMNS = ["paper", "table", "row", "column", "reproduced_mean", "reproduced_std
 VALUE_COLUMNS = ("reproduced_mean", "reproduced_std", "paper_value", "delta")
 
 
+UNVERIFIED_NOTE = "° paper value recalled, not yet checked against the paper: unverified."
+
+
 def table_entries(resolved: dict) -> list[dict]:
     """The table cells a params file feeds: a `tables:` list (one run can fill several cells, e.g. SLN from the
     live net and SLN-MO from the EMA net of the same run), or the single table/row/column/metric/expected form."""
@@ -68,12 +71,25 @@ def collect(profile: str, paper: str | None = None, root: Path | None = None, da
                 else math.nan,
                 "wall_seconds": float(np.sum(walls)) if walls and values else math.nan,
                 "device": "; ".join(devices) if values else "",
-                "metric": entry["metric"], "cell": resolved["cell_id"],
+                "metric": entry["metric"], "cell": resolved["cell_id"], "dataset": dataset_label(resolved),
                 "expected_source": expected.get("source", ""), "expected_tag": expected.get("tag", ""),
+                "paper_unverified": paper_value is not None and bool(expected.get("unverified")
+                                                                     or expected.get("tag") == "R"),
                 "stand_in": stand_in, "ran": ran, "reduced": reduced if values else "",
                 "published": ", ".join(published) if values else "",
             })
     return pd.DataFrame(rows)
+
+
+_DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "animal10n": "Animal-10N",
+                  "clothing1m": "Clothing1M", "red_mini_imagenet": "Red Mini-ImageNet"}
+
+
+def dataset_label(resolved: dict) -> str:
+    """The data a cell ran on, as a column group of a figure names it: 'MNIST 16x16', 'CIFAR-10'."""
+    name = _DATASET_NAMES.get(str(resolved.get("dataset")), str(resolved.get("dataset") or ""))
+    size = resolved.get("image_size")
+    return f"{name} {size}×{size}" if size else name
 
 
 def _fmt(value, digits: int) -> str:
@@ -155,22 +171,25 @@ def reading(paper: str, profile: str) -> str:
     return str((table_meta(paper).get("profile_notes") or {}).get(profile) or "").strip()
 
 
-def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = False) -> str:
+def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = False, brief: bool = False) -> str:
     """The paper's tables as Markdown. `hide_empty`: tables none of whose cells has a result are left out and named
-    in one line (for reading; the files `make reproduce` writes keep every table)."""
+    in one line, and so are the cells without a result of the other tables (for reading; the files `make
+    reproduce` writes keep every cell). `brief`: no descriptions and no source, wall-time or device columns (the
+    notebook's one screen per paper; the .md keeps them)."""
     meta = table_meta(paper)
     scale = _scale(meta)
     unit = _unit(meta)
     digits = int(meta.get("digits", 2))
-    lines = [f"# {meta.get('title', paper)} — profile `{profile}`", ""]
-    if meta.get("description"):
+    lines = [] if brief else [f"# {meta.get('title', paper)} — profile `{profile}`", ""]  # brief: under a heading
+    if meta.get("description") and not brief:
         lines += [meta["description"].strip(), ""]
-    if profile in (meta.get("profile_notes") or {}):
+    if profile in (meta.get("profile_notes") or {}) and not brief:
         lines += [f"**Profile `{profile}`:** {meta['profile_notes'][profile].strip()}", ""]
     ran = int((df["n_seeds"] > 0).sum())
     units = f"Values in {unit}." if unit else "Units as each column names them."
-    lines += [f"{ran} of {len(df)} cells have results; — marks a cell that was not run (or whose data was "
-              f"missing), never a filled-in value. {units}", ""]
+    if not brief:
+        lines += [f"{ran} of {len(df)} cells have results; — marks a cell that was not run (or whose data was "
+                  f"missing), never a filled-in value. {units}", ""]
     stand_ins = int((df["stand_in"].astype(bool) & (df["n_seeds"] > 0)).sum()) if "stand_in" in df else 0
     if stand_ins:
         lines += [f"{stand_ins} cells ran on a stand-in (other data or features than the paper's, marked "
@@ -190,12 +209,22 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
         if hide_empty and table_id in empty:
             continue
         info = (meta.get("tables") or {}).get(table_id, {})
-        lines += [f"## {table_id}: {info.get('title', '')}".rstrip(": "), ""]
-        if info.get("description"):
+        lines += [f"{'####' if brief else '##'} {table_id}: {info.get('title', '')}".rstrip(": "), ""]
+        if info.get("description") and not brief:
             lines += [info["description"].strip(), ""]
-        lines += [f"| row | column | {_in_unit('reproduced', unit)} | n seeds | {_in_unit('paper', unit)} | Δ | "
-                  "source of the paper value | wall s | device |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        not_run = part[part["n_seeds"] == 0] if hide_empty else part.iloc[:0]
+        part = part[part["n_seeds"] > 0] if hide_empty else part
+        best_test = sorted({m for m in part["metric"] if "best_test" in str(m)}) if "metric" in part else []
+        if best_test:
+            lines += [f"Reproduced here: each run's best test epoch ({', '.join(best_test)}), mean ± std over the "
+                      "seeds, as the reference values report it.", ""]
+        if brief:
+            lines += [f"| row | column | {_in_unit('reproduced', unit)} | n seeds | {_in_unit('paper', unit)} | Δ |",
+                      "|---|---|---|---|---|---|"]
+        else:
+            lines += [f"| row | column | {_in_unit('reproduced', unit)} | n seeds | {_in_unit('paper', unit)} | Δ | "
+                      "source of the paper value | wall s | device |",
+                      "|---|---|---|---|---|---|---|---|---|"]
         for _, r in part.iterrows():
             rep = _fmt(r.reproduced_mean * scale, digits)
             if r.n_seeds > 1:
@@ -209,10 +238,20 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
                 delta = "— (reduced)"
             if r.get("published") and r.n_seeds > 0:
                 rep += " §"
-            lines.append(f"| {r.row} | {r.column} | {rep} | {r.n_seeds} | {_fmt(r.paper_value * scale, digits)} | "
+            paper_text = _fmt(r.paper_value * scale, digits) + (" °" if r.get("paper_unverified") else "")
+            if brief:
+                lines.append(f"| {r.row} | {r.column} | {rep} | {r.n_seeds} | {paper_text} | {delta} |")
+                continue
+            lines.append(f"| {r.row} | {r.column} | {rep} | {r.n_seeds} | {paper_text} | "
                          f"{delta} | {r.expected_source} {('[' + r.expected_tag + ']') if r.expected_tag else ''} | "
                          f"{_fmt(r.wall_seconds, 1)} | {r.device or '—'} |")
         lines.append("")
+        if len(not_run):
+            per_row = not_run.groupby("row", sort=False)["column"].agg(list)
+            lines += [f"{len(not_run)} cell{'s' if len(not_run) > 1 else ''} not run: " + "; ".join(
+                f"{row} ({', '.join(map(str, cols))})" for row, cols in per_row.items()) + ".", ""]
+        if "paper_unverified" in part and part["paper_unverified"].astype(bool).any():
+            lines += [UNVERIFIED_NOTE, ""]
         if info.get("ranks"):
             lines += rank_grid_markdown(part, info, scale, digits)
     if hide_empty and empty:
@@ -229,13 +268,20 @@ def _ordered(values, preferred) -> list:
 
 def rank_grid(part: pd.DataFrame, info: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One table as rows x columns of reproduced means, and each row's rank within its column (1 = highest; ties
-    share the better rank; a cell without a result has none). For a table with `ranks: true` in `_tables.yaml`."""
+    share the better rank). Only complete columns are ranked (every ranked row has a result: a rank among the
+    methods that happened to run says little), and the `reference_rows` of `_tables.yaml` (e.g. the kNN vote, not
+    a method) never are. For a table with `ranks: true` in `_tables.yaml`."""
     means = part.pivot_table(index="row", columns="column", values="reproduced_mean", aggfunc="first",
                              dropna=False)
     means = means.reindex(index=_ordered(part["row"], info.get("rows")),
                           columns=_ordered(part["column"], info.get("columns")))
     higher_is_better = info.get("higher_is_better", True)
-    ranks = means.rank(axis=0, method="min", ascending=not higher_is_better)
+    methods = [r for r in means.index if r not in set(map(str, info.get("reference_rows") or []))]
+    complete = [c for c in means.columns if means.loc[methods, c].notna().all()]
+    ranks = pd.DataFrame(np.nan, index=means.index, columns=means.columns)
+    if methods and complete:
+        ranks.loc[methods, complete] = means.loc[methods, complete].rank(axis=0, method="min",
+                                                                         ascending=not higher_is_better)
     return means, ranks
 
 
@@ -246,7 +292,8 @@ def rank_grid_markdown(part: pd.DataFrame, info: dict, scale: float, digits: int
     stds = part.pivot_table(index="row", columns="column", values="reproduced_std", aggfunc="first", dropna=False)
     seeds = part.pivot_table(index="row", columns="column", values="n_seeds", aggfunc="first", dropna=False)
     order = "highest" if info.get("higher_is_better", True) else "lowest"
-    lines = [f"Rank in each column (1 = {order}; ties share a rank; only cells with a result are ranked):", "",
+    lines = [f"Rank in each column (1 = {order}; ties share a rank; only columns where every method has a result "
+             "are ranked, and reference rows never are):", "",
              "| | " + " | ".join(map(str, means.columns)) + " | mean rank |",
              "|---|" + "---|" * len(means.columns) + "---|"]
     for row in means.index:
@@ -260,51 +307,94 @@ def rank_grid_markdown(part: pd.DataFrame, info: dict, scale: float, digits: int
             n = seeds.at[row, column] if row in seeds.index and column in seeds.columns else 0
             if n and n > 1:
                 text += f" ± {_fmt(stds.at[row, column] * scale, digits)}"
-            cells.append(f"{text} (#{int(ranks.at[row, column])})")
+            rank = ranks.at[row, column]
+            cells.append(text if math.isnan(rank) else f"{text} (#{int(rank)})")
         ranked = ranks.loc[row].dropna()
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {_fmt(ranked.mean(), 1) if len(ranked) else '—'} |")
     return lines + [""]
 
 
 def plot_rank_heatmap(df: pd.DataFrame, title: str, paper: str):
-    """Methods x settings at a glance, one panel per table: colour = reproduced mean, each cell annotated with its
-    value and rank in the column; a cell without a result is grey with a dash."""
+    """Methods x settings at a glance, one panel per table, sized to be read where it is shown (about 10 inches at
+    100 dpi, text 10 pt): each cell annotated with its value and, in a complete column, its rank. Colour is each
+    column's own scale, from its lowest to its highest value (the columns are different datasets and noise rates,
+    whose accuracies are not comparable); the dataset is named over each group of columns; reference rows sit
+    below a line, unranked; a cell without a result is grey with a dash."""
     import matplotlib.pyplot as plt
 
     meta = table_meta(paper)
-    scale, unit, digits = _scale(meta), _unit(meta), int(meta.get("digits", 2))
+    scale, digits = _scale(meta), int(meta.get("digits", 2))
     tables = sorted(df["table"].unique()) if len(df) else []
     n = max(len(tables), 1)
     first = df[df["table"] == tables[0]] if tables else df
     n_rows, n_cols = max(first["row"].nunique(), 1), max(first["column"].nunique(), 1)
     # panels stacked: the settings run along the width, which a table of many columns needs
-    fig, axes = plt.subplots(n, 1, figsize=(max(6.0, 1.1 * n_cols + 3.0), (0.42 * n_rows + 1.9) * n + 0.6),
+    fig, axes = plt.subplots(n, 1, figsize=(min(max(6.0, 0.78 * n_cols + 1.9), 10.5), (0.42 * n_rows + 2.0) * n + 0.5),
                              squeeze=False)
+    cmap = plt.get_cmap("viridis")
     for ax, table_id in zip(axes.flat, tables or [None]):
         info = (meta.get("tables") or {}).get(table_id, {})
         part = df[df["table"] == table_id]
         means, ranks = rank_grid(part, info) if len(part) else (pd.DataFrame(), pd.DataFrame())
         values = means.to_numpy(dtype=float) * scale
-        cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto") if values.size else None
+        higher = info.get("higher_is_better", True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-empty column has no range
+            lo, hi = np.nanmin(values, axis=0, keepdims=True), np.nanmax(values, axis=0, keepdims=True)
+        norm = np.where(hi > lo, (values - lo) / np.where(hi > lo, hi - lo, 1.0), 0.5)
+        if not higher:
+            norm = 1.0 - norm
+        rgba = cmap(np.nan_to_num(norm, nan=0.0))
+        rgba[np.isnan(values)] = (0.87, 0.87, 0.87, 1.0)
+        if values.size:
+            ax.imshow(rgba, aspect="auto")
         for (i, j), value in np.ndenumerate(values):
             if math.isnan(value):
-                ax.text(j, i, "—", ha="center", va="center", color="dimgray", fontsize=9)
+                ax.text(j, i, "—", ha="center", va="center", color="dimgray", fontsize=10)
                 continue
-            bright = image is not None and image.norm(value) > 0.6
-            ax.text(j, i, f"{value:.{min(digits, 1)}f}\n#{int(ranks.iat[i, j])}", ha="center", va="center",
-                    fontsize=8, color="black" if bright else "white")
-        ax.set_xticks(range(len(means.columns)), [str(c) for c in means.columns], rotation=30, ha="right")
-        ax.set_yticks(range(len(means.index)), [str(r) for r in means.index])
+            rank = ranks.iat[i, j]
+            text = f"{value:.{min(digits, 1)}f}" + ("" if math.isnan(rank) else f"\n#{int(rank)}")
+            ax.text(j, i, text, ha="center", va="center", fontsize=10, linespacing=1.1,
+                    color="black" if norm[i, j] > 0.55 else "white")
+        labels = [str(c) for c in means.columns]
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=10)
+        ax.set_yticks(range(len(means.index)), [str(r) for r in means.index], fontsize=10)
+        references = [k for k, r in enumerate(means.index) if r in set(map(str, info.get("reference_rows") or []))]
+        for k in references:
+            ax.get_yticklabels()[k].set_fontstyle("italic")
+        if references:
+            ax.axhline(min(references) - 0.5, color="white", lw=4)
+        # the dataset over each run of columns that share it
+        datasets = part.groupby("column")["dataset"].first() if "dataset" in part else pd.Series(dtype=str)
+        groups: list[list] = []
+        for j, column in enumerate(means.columns):
+            name = str(datasets.get(column, "") or "")
+            if groups and groups[-1][0] == name:
+                groups[-1][2] = j
+            else:
+                groups.append([name, j, j])
+        for g, (name, start, end) in enumerate(groups):
+            if g:
+                ax.axvline(start - 0.5, color="white", lw=4)
+            ax.text((start + end) / 2, -0.62, name, ha="center", va="bottom", fontsize=10, fontweight="bold")
         name = f"{table_id}: {info['title']}" if info.get("title") else str(table_id or "")
-        ax.set_title("\n".join(_wrap(name, 100)), fontsize=10)
-        if image is not None and not np.isnan(values).all():
-            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label=_in_unit("reproduced", unit))
-    fig.suptitle("\n".join(_wrap(title, 120)), fontsize=11)
-    fig.text(0.5, 0.005, "#k: rank in the column (1 = best); grey —: not run", ha="center", va="bottom", fontsize=8,
-             color="dimgray")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+        ax.set_title("\n".join(_wrap(name, 95)), fontsize=10, pad=20)
+    fig.suptitle("\n".join(_wrap(title, 95)), fontsize=11)
+    note = ("colour: each column on its own scale, from its lowest value (dark) to its highest (light); #k: rank in "
+            "the column (1 = best), given only where every method has a result; italic rows: references, not "
+            "ranked; grey —: not run")
+    fig.text(0.5, 0.005, "\n".join(_wrap(note, 120)), ha="center", va="bottom", fontsize=9, color="dimgray")
+    fig.tight_layout(rect=(0, 0.045, 1, 1))
     return fig
+
+
+def table_figure(df: pd.DataFrame, paper: str, profile: str):
+    """The figure of a paper's tables: the rank heat map for a study without paper values (the benchmark), else
+    reproduced against paper values."""
+    title = table_meta(paper).get("title", paper)
+    if table_meta(paper).get("figure") == "rank_heatmap":
+        return plot_rank_heatmap(df, f"{title}, profile {profile}", paper)
+    return plot_reproduced_vs_paper(df, f"{title} — reproduced vs paper, profile {profile}", paper=paper)
 
 
 _MARKERS = "osD^vP*Xph<>"
@@ -323,16 +413,16 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
     tables = [t for t in every if t in set(plotted["table"])] or every[:1]
     left_out = [t for t in every if t not in tables]
     n = max(len(tables), 1)
-    cols = min(n, 3)
+    cols = min(n, 2)  # two panels of 5 inches: about 1000 px at 100 dpi, the width of a notebook's output area
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 5.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.0 * cols, 8.0), 4.8 * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, table_id in zip(axes.flat, tables or [None]):
         part = df[df["table"] == table_id] if table_id is not None else df
         info = (meta.get("tables") or {}).get(table_id, {})
         name = f"{table_id}: {info['title']}" if info.get("title") else str(table_id or "")
-        ax.set_title("\n".join(_wrap(name, 48)), fontsize=10)
+        ax.set_title("\n".join(_wrap(name, 52)), fontsize=10)
         ok = part.dropna(subset=["reproduced_mean", "paper_value"])
         missing = int(part["paper_value"].isna().sum())
         if not len(ok):
@@ -361,7 +451,7 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
             key = (round(r.paper_value * scale / span * 40), round(r.reproduced_mean * scale / span * 40))
             spots.setdefault(key, (r.paper_value * scale, r.reproduced_mean * scale, []))[2].append(str(r.row))
         for px, py, names in spots.values():
-            ax.annotate("\n".join(dict.fromkeys(names)), (px, py), fontsize=6, xytext=(5, -3),
+            ax.annotate("\n".join(dict.fromkeys(names)), (px, py), fontsize=9, xytext=(5, -3),
                         textcoords="offset points", va="top")
         ax.set_xlim(lo - pad, hi + pad), ax.set_ylim(lo - pad, hi + pad)
         ax.set_aspect("equal", adjustable="box")
@@ -369,11 +459,11 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
         seeds = int(ok["n_seeds"].max())
         ax.set_ylabel(_in_unit("reproduced, mean over seeds" if seeds > 1 else "reproduced (one seed)", unit))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")  # the corner with fewest points
+        ax.legend(fontsize=8.5, loc="best")  # the corner with fewest points
         if missing:
             ax.text(0.98, 0.02, f"{missing} cells without a paper value not shown", ha="right", va="bottom",
-                    fontsize=7, transform=ax.transAxes, color="gray")
-    fig.suptitle("\n".join(_wrap(title, int(cols * 5.6 * 11))), fontsize=12)  # about 11 characters an inch
+                    fontsize=8.5, transform=ax.transAxes, color="gray")
+    fig.suptitle("\n".join(_wrap(title, int(fig.get_size_inches()[0] * 11))), fontsize=12)  # about 11 characters an inch
     notes = []
     hollow = df["stand_in"].astype(bool) if "stand_in" in df else pd.Series(False, index=df.index)
     if "reduced" in df:
@@ -385,7 +475,7 @@ def plot_reproduced_vs_paper(df: pd.DataFrame, title: str, paper: str | None = N
         notes.append(f"not drawn (no reproduced value yet): {', '.join(left_out)}; "
                      "see the .md")
     if notes:
-        lines = [line for note in notes for line in _wrap(note, int(cols * 5.6 * 13))]  # fits the figure's width
+        lines = [line for note in notes for line in _wrap(note, int(fig.get_size_inches()[0] * 12))]  # fits the figure's width
         fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=9, color="dimgray")
         fig.tight_layout(rect=(0, 0.03 * len(lines) / max(rows, 1), 1, 1))
     else:
@@ -404,8 +494,8 @@ def _reproduced_bars(ax, part: pd.DataFrame, scale: float, unit: str) -> None:
     pos = np.arange(len(values))[::-1]
     ax.barh(pos, values, color=["none" if h else "C0" for h in hollow], edgecolor="C0", height=0.6)
     for y, v in zip(pos, values):
-        ax.text(v, y, f" {v:.1f}", va="center", fontsize=7)
-    ax.set_yticks(pos, ["\n".join(_wrap(label, 42)) for label in labels], fontsize=6)
+        ax.text(v, y, f" {v:.1f}", va="center", fontsize=9)
+    ax.set_yticks(pos, ["\n".join(_wrap(label, 50)) for label in labels], fontsize=8.5)
     ax.set_xlabel(_in_unit("reproduced (no paper value for these cells)", unit))
     ax.set_xlim(0, max(float(np.nanmax(values)) * 1.18, 1e-9) if len(values) else 1)
     ax.set_ylim(-0.7, max(len(values), 4) - 0.3)  # a lone bar stays a bar, not a filled panel
@@ -439,11 +529,9 @@ def build_tables(profile: str, paper: str | None = None, root: Path | None = Non
         atomic_write(csv_path, lambda tmp: table.to_csv(tmp, index=False))
         text = to_markdown(df, name, profile)
         atomic_write(md_path, lambda tmp: Path(tmp).write_text(text))
-        if table_meta(name).get("figure") == "rank_heatmap":  # a study without paper values (the benchmark)
-            fig = plot_rank_heatmap(df, f"{table_meta(name).get('title', name)}, profile {profile}", name)
-        else:
-            fig = plot_reproduced_vs_paper(df, f"{table_meta(name).get('title', name)} — reproduced vs paper, "
-                                               f"profile {profile}", paper=name)
-        written += [md_path, csv_path, save_figure(fig, out / f"{name}.png")]
+        fig = table_figure(df, name, profile)
+        # the heat map is drawn at the size it is read (10 pt text): saved at 100 dpi, shown 1:1 in a notebook
+        dpi = 100 if table_meta(name).get("figure") == "rank_heatmap" else 130
+        written += [md_path, csv_path, save_figure(fig, out / f"{name}.png", dpi=dpi)]
         plt.close(fig)
     return written

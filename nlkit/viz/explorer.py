@@ -117,11 +117,16 @@ def figure_svg(fig) -> str:
 
     import matplotlib.pyplot as plt
 
+    import re
+
     buf = io.StringIO()
     with plt.rc_context({"svg.fonttype": "none"}):
         fig.savefig(buf, format="svg", dpi=72)  # 72 dpi: images of a few dozen pixels need no more
     plt.close(fig)
-    return buf.getvalue()
+    # scale down to the output area instead of being clipped by it (the 8-column grid is wider than a Lab output
+    # beside the file browser at 1400 px): width follows the container up to the natural size, height the viewBox
+    return re.sub(r'<svg([^>]*?) width="([\d.]+pt)" height="[\d.]+pt"',
+                  r'<svg\1 width="100%" style="max-width: \2; height: auto"', buf.getvalue(), count=1)
 
 
 class Explorer:
