@@ -1,5 +1,5 @@
 """Presentation: figures (`nlkit.viz.figures` and the DivideMix/InstanceGM figures of `nlkit.viz.dividemix`,
-re-exported here), the noise explorer widget (`nlkit.viz.explorer`) and t-SNE maps (`nlkit.viz.tsne`). Nothing
+re-exported here; the grid of suspected label issues of `nlkit.viz.label_issues`), the noise explorer widget (`nlkit.viz.explorer`) and t-SNE maps (`nlkit.viz.tsne`). Nothing
 below the notebooks depends on it."""
 
 from .diffusion import per_class_bars, sample_grids, sigma_curves, toy_scatter
@@ -14,8 +14,9 @@ from .figures import (
     transition_heatmap,
     tsne_scatter,
 )
+from .label_issues import issue_grid
 
 __all__ = ["accuracy_curves", "confidence_histogram", "dissection_plot", "division_curves", "division_histograms",
-           "image_grid", "image_rows", "per_class_bars", "per_class_noise_bars", "sample_grids", "save_figure",
+           "image_grid", "image_rows", "issue_grid", "per_class_bars", "per_class_noise_bars", "sample_grids", "save_figure",
            "sigma_curves", "toy_scatter", "training_curves", "transition_heatmap",
            "tsne_scatter"]

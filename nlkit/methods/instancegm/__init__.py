@@ -13,6 +13,7 @@ stops after exactly `epochs` epochs, persistent device-side samplers instead of 
 
 from __future__ import annotations
 
+from ...noise.issues import loss_verdicts, write_per_sample
 from ..contract import PROTOCOL_METRICS, MethodSpec, Roots, RunOutput
 from .data import IGMData, prepare_data, subset_indices
 from .dividemix import (
@@ -54,11 +55,37 @@ def run(data: IGMData, config: InstanceGMConfig, seed: int, workdir=None, *, dev
     metrics = {**result.metrics, "acc_val_selected": None, "method": config.method,
                "noise_rate": data.noise_rate, "noise_meta": data.noise_meta, "pixels": data.pixels,
                "n_train": int(len(data.noisy)), "n_test": int(len(data.test_labels))}
+    write_per_sample(workdir, per_sample_verdicts(result, data))
     return RunOutput(result.history, metrics, state=result, completed=result.completed)
+
+
+def per_sample_verdicts(result: IGMRun, data: IGMData):
+    """per_sample.csv: the networks' final predictions on the training set (ensemble: softmax of the summed
+    logits, as DivideMix's test) and, after a division, DivideMix's own verdict: the GMM clean probability of the
+    last division per network and averaged (`clean_prob`), the score 1 - clean_prob, suspected where clean_prob is
+    at most p_threshold (the unlabelled side). CE, or a run stopped before any division: the loss verdict."""
+    import torch
+
+    dm = result.trainer
+    with torch.no_grad():
+        logits = dm.logits(dm.eval_batcher)
+    probs = torch.softmax(sum(logits), 1).cpu().numpy()
+    frame = loss_verdicts(probs, data.noisy, clean=data.clean, index=data.train_index)
+    if result.last_division is None:
+        return frame
+    prob = result.last_division["prob"].double().cpu().numpy()
+    clean_prob = prob.mean(0)
+    frame["issue_score"] = 1 - clean_prob
+    frame["suspected_issue"] = clean_prob <= result.config.p_threshold
+    for k in range(len(prob)):
+        frame[f"clean_prob_net{k + 1}"] = prob[k]
+    frame["clean_prob"] = clean_prob
+    frame["division_epoch"] = int(result.last_division["epoch"])
+    return frame
 
 
 __all__ = ["METHODS", "SPEC", "Config", "DivideMix", "DivideMixConfig", "ExtraLoss", "GenerativeModule", "IGMData",
            "IGMRun", "InstanceGMConfig", "SubsetStream", "build_classifier", "cb_log_prob", "cb_mean", "co_guess",
            "co_refine", "dividemix_loss", "division_quality", "gmm_clean_probability", "gumbel_softmax",
-           "linear_rampup", "mixmatch", "prepare", "prepare_data", "run", "semi_loss", "sharpen", "subset_indices",
-           "summarise", "train_instancegm", "uniform_prior_penalty", "vae_loss"]
+           "linear_rampup", "mixmatch", "per_sample_verdicts", "prepare", "prepare_data", "run", "semi_loss",
+           "sharpen", "subset_indices", "summarise", "train_instancegm", "uniform_prior_penalty", "vae_loss"]
