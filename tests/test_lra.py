@@ -162,6 +162,19 @@ def test_training_learns_on_digits_and_reports_the_protocol():
     assert 0 <= m["retrieval_purity"] <= 100 and m["knn_majority_acc"] > 50 and m["linear_probe_acc"] > 50
     evaluated = run.history.dropna(subset=["test_acc"])
     assert m["acc_best_test"] == evaluated["test_acc"].max()
+    # per_sample.csv: the retrieved labels' vote share for the given label, their majority, the final model's class
+    verdicts = lra.per_sample_verdicts(run, data)
+    assert len(verdicts) == len(data.noisy) and len(run.train_pred) == len(data.noisy)
+    cands = run.candidates
+    i = int(np.argmin(verdicts["vote_share"]))                       # the least supported given label
+    assert verdicts["vote_share"][i] == np.mean(cands[i] == data.noisy[i])
+    assert np.sum(cands[i] == verdicts["retrieved_label"][i]) == np.bincount(cands[i]).max()
+    np.testing.assert_allclose(verdicts["issue_score"], 1 - verdicts["vote_share"])
+    assert (verdicts["suspected_issue"] == (verdicts["predicted"] != verdicts["given"])).all()
+    # the neighbours' votes rank the wrong labels above the right ones
+    from nlkit.noise.issues import detection_quality
+
+    assert detection_quality(verdicts)["roc_auc"] > 0.6
 
 
 @pytest.mark.slow
