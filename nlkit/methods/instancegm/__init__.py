@@ -87,5 +87,5 @@ def per_sample_verdicts(result: IGMRun, data: IGMData):
 __all__ = ["METHODS", "SPEC", "Config", "DivideMix", "DivideMixConfig", "ExtraLoss", "GenerativeModule", "IGMData",
            "IGMRun", "InstanceGMConfig", "SubsetStream", "build_classifier", "cb_log_prob", "cb_mean", "co_guess",
            "co_refine", "dividemix_loss", "division_quality", "gmm_clean_probability", "gumbel_softmax",
-           "linear_rampup", "mixmatch", "per_sample_verdicts", "prepare", "prepare_data", "run", "semi_loss",
-           "sharpen", "subset_indices", "summarise", "train_instancegm", "uniform_prior_penalty", "vae_loss"]
+           "linear_rampup", "mixmatch", "prepare", "prepare_data", "run", "semi_loss", "sharpen", "subset_indices",
+           "summarise", "train_instancegm", "uniform_prior_penalty", "vae_loss"]
