@@ -47,18 +47,6 @@ def prepare(cell: dict, seed: int, roots: Roots | None = None) -> IGMData:
     return prepare_data(cell, roots.data_root, roots.noise_root)
 
 
-def run(data: IGMData, config: InstanceGMConfig, seed: int, workdir=None, *, device=None,
-        progress: bool = True) -> RunOutput:
-    """Train one run. The protocol's number is the ensemble's last-epoch accuracy (best and last-10 beside it);
-    `state` holds the IGMRun (networks, generative modules, divisions) for the notebook's figures."""
-    result = train_instancegm(data, config, seed, out_dir=workdir, device=device, progress=progress)
-    metrics = {**result.metrics, "acc_val_selected": None, "method": config.method,
-               "noise_rate": data.noise_rate, "noise_meta": data.noise_meta, "pixels": data.pixels,
-               "n_train": int(len(data.noisy)), "n_test": int(len(data.test_labels))}
-    write_per_sample(workdir, per_sample_verdicts(result, data))
-    return RunOutput(result.history, metrics, state=result, completed=result.completed)
-
-
 def per_sample_verdicts(result: IGMRun, data: IGMData):
     """per_sample.csv: the networks' final predictions on the training set (ensemble: softmax of the summed
     logits, as DivideMix's test) and, after a division, DivideMix's own verdict: the GMM clean probability of the
@@ -82,6 +70,18 @@ def per_sample_verdicts(result: IGMRun, data: IGMData):
     frame["clean_prob"] = clean_prob
     frame["division_epoch"] = int(result.last_division["epoch"])
     return frame
+
+
+def run(data: IGMData, config: InstanceGMConfig, seed: int, workdir=None, *, device=None,
+        progress: bool = True) -> RunOutput:
+    """Train one run. The protocol's number is the ensemble's last-epoch accuracy (best and last-10 beside it);
+    `state` holds the IGMRun (networks, generative modules, divisions) for the notebook's figures."""
+    result = train_instancegm(data, config, seed, out_dir=workdir, device=device, progress=progress)
+    metrics = {**result.metrics, "acc_val_selected": None, "method": config.method,
+               "noise_rate": data.noise_rate, "noise_meta": data.noise_meta, "pixels": data.pixels,
+               "n_train": int(len(data.noisy)), "n_test": int(len(data.test_labels))}
+    write_per_sample(workdir, per_sample_verdicts(result, data))
+    return RunOutput(result.history, metrics, state=result, completed=result.completed)
 
 
 __all__ = ["METHODS", "SPEC", "Config", "DivideMix", "DivideMixConfig", "ExtraLoss", "GenerativeModule", "IGMData",
