@@ -153,26 +153,29 @@ from nlkit.pipeline.currency import run_dir
 from nlkit.viz import issue_grid
 
 this = bench.ROWS[cell["bench_method"]].label
-verdicts = load_per_sample(out)
-fig = issue_grid(splits.train_images, verdicts, splits.classes, n=24,
-                 title=f"{this}: most suspected labels, given → corrected (clean) - {ran}")
-save_figure(fig, out / "label_issues.png")
-display(fig)
-plt.close(fig)
-
-# the other rows of this noise setting (cells `<setting>-<row>`), where the pipeline has run them for this seed
-setting = str(cell["cell_id"]).rsplit("-", 1)[0]
-sources = {this: verdicts}
-for name, row in bench.ROWS.items():
-    path = run_dir({**cell, "cell_id": f"{setting}-{name}"}, seed) / PER_SAMPLE_FILE
-    if row.label != this and path.is_file():
-        sources[row.label] = path
-comparison = compare_issue_rankings(sources, skip_other_noise=True)
-if comparison.skipped:
-    print(f"left out (another noise draw or subset than this run's): {', '.join(comparison.skipped)}")
-display(comparison.table.round(3))
-if len(comparison.frames) > 1:
-    display(comparison.overlap.round(2).rename_axis(f"share of top-{comparison.k} in common"))
+if not (out / PER_SAMPLE_FILE).is_file():   # a plug-in method that scores no samples
+    print(f"{this} left no {PER_SAMPLE_FILE}: no per-sample verdicts to show")
 else:
-    print("no other method's run of this setting and seed has finished yet: nothing to compare with")
-print(comparison.reading)
+    verdicts = load_per_sample(out)
+    fig = issue_grid(splits.train_images, verdicts, splits.classes, n=24,
+                     title=f"{this}: most suspected labels, given → corrected (clean) - {ran}")
+    save_figure(fig, out / "label_issues.png")
+    display(fig)
+    plt.close(fig)
+
+    # the other rows of this noise setting (cells `<setting>-<row>`), where the pipeline has run them for this seed
+    setting = str(cell["cell_id"]).rsplit("-", 1)[0]
+    sources = {this: verdicts}
+    for name, row in bench.ROWS.items():
+        path = run_dir({**cell, "cell_id": f"{setting}-{name}"}, seed) / PER_SAMPLE_FILE
+        if row.label != this and path.is_file():
+            sources[row.label] = path
+    comparison = compare_issue_rankings(sources, skip_other_noise=True)
+    if comparison.skipped:
+        print(f"left out (another noise draw or subset than this run's): {', '.join(comparison.skipped)}")
+    display(comparison.table.round(3))
+    if len(comparison.frames) > 1:
+        display(comparison.overlap.round(2).rename_axis(f"share of top-{comparison.k} in common"))
+    else:
+        print("no other method's run of this setting and seed has finished yet: nothing to compare with")
+    print(comparison.reading)
