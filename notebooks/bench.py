@@ -141,3 +141,48 @@ write_results(out, output, cell=cell, seed=seed)
 record_run(out, cell, seed, data_root)
 display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         .round(2).to_frame(ran))
+
+# %% [markdown]
+# ## Which samples do the methods flag?
+# Every scoring method leaves its per-sample verdicts beside `metrics.json`: `per_sample.csv`, one row per
+# training image with the given (noisy) label, the clean label, the method's own score (`issue_score`: higher =
+# more suspect; DivideMix's and InstanceGM's 1 − clean probability, CE's and GCE's loss on the given label,
+# LRA-Diffusion's 1 − vote share of the retrieved labels, ...) and its verdict (`suspected_issue`,
+# `corrected_label`); docs/bench.md §7 lists the columns per method. Below: this run's most suspected samples, then
+# its ranking beside those of the other methods' runs of the same noise setting and seed that have finished
+# (`make reproduce PAPER=bench` runs them all): how many of each method's top-k suspects truly carry a wrong label
+# (k = the number of wrong labels), ROC AUC of its score, precision and recall of its own verdict, and how much the
+# methods' top-k suspects overlap.
+
+# %%
+from nlkit.noise.issues import PER_SAMPLE_FILE, compare_issue_rankings, load_per_sample
+from nlkit.pipeline.currency import run_dir
+from nlkit.viz import issue_grid
+
+this = bench.ROWS[cell["bench_method"]].label
+if not (out / PER_SAMPLE_FILE).is_file():   # a plug-in method that scores no samples
+    print(f"{this} left no {PER_SAMPLE_FILE}: no per-sample verdicts to show")
+else:
+    verdicts = load_per_sample(out)
+    fig = issue_grid(splits.train_images, verdicts, splits.classes, n=24,
+                     title=f"{this}: most suspected labels, given → corrected (clean) - {ran}")
+    save_figure(fig, out / "label_issues.png")
+    display(fig)
+    plt.close(fig)
+
+    # the other rows of this noise setting (cells `<setting>-<row>`), where the pipeline has run them for this seed
+    setting = str(cell["cell_id"]).rsplit("-", 1)[0]
+    sources = {this: verdicts}
+    for name, row in bench.ROWS.items():
+        path = run_dir({**cell, "cell_id": f"{setting}-{name}"}, seed) / PER_SAMPLE_FILE
+        if row.label != this and path.is_file():
+            sources[row.label] = path
+    comparison = compare_issue_rankings(sources, skip_other_noise=True)
+    if comparison.skipped:
+        print(f"left out (another noise draw or subset than this run's): {', '.join(comparison.skipped)}")
+    display(comparison.table.round(3))
+    if len(comparison.frames) > 1:
+        display(comparison.overlap.round(2).rename_axis(f"share of top-{comparison.k} in common"))
+    else:
+        print("no other method's run of this setting and seed has finished yet: nothing to compare with")
+    print(comparison.reading)

@@ -116,6 +116,17 @@ def test_two_smoke_cells_run_end_to_end_and_fill_the_ranked_table(kit_project):
         assert 0 <= metrics["acc_last"] <= 100 and metrics["acc_best_test"] >= metrics["acc_last"]
         assert metrics["bench_method"] == name.rsplit("-", 1)[1]
         assert metrics["noise_rate"] == pytest.approx(0.5, abs=0.05)
+        assert (result.out_dir / "label_issues.png").stat().st_size > 10_000   # the notebook's top suspects
+    # every row leaves its per-sample verdicts on the same noisy labels: they can be compared
+    from nlkit.noise.issues import compare_issue_rankings
+
+    runs = {name: kit_project / "outputs/smoke/bench" / name / "seed0" for name in ("sym-0.5-gce", "sym-0.5-sln",
+                                                                                    "sym-0.5-lra")}
+    comparison = compare_issue_rankings(runs)
+    assert comparison.skipped == [] and comparison.k == comparison.table["n_wrong"].iloc[0] > 0
+    assert (comparison.table["n"] == len(comparison.frames["sym-0.5-gce"])).all()
+    assert "vote_share" in comparison.frames["sym-0.5-lra"] and "loss" in comparison.frames["sym-0.5-sln"]
+    assert comparison.table["roc_auc"].between(0, 1).all() and comparison.reading
     # no row selects on held-out data; LRA-Diffusion also reports the kNN vote it refines
     assert metrics["acc_val_selected"] is None and metrics["best_val_acc"] is None
     assert 0 < metrics["knn_majority_acc"] <= 100

@@ -356,17 +356,32 @@ def test_runs_exactly_the_epochs_and_ce_has_one_network(smoke_data):
     assert (h.loc[h.phase == "ssl", "n_labelled_net1"] > 0).all() and np.isfinite(h["vae_net1"].iloc[1:]).all()
     assert run.metrics["acc_last"] == pytest.approx(h["test_acc"].iloc[-1] * 100)
     assert len(run.divisions) == 4 and run.divisions[0]["hist_clean"] is not None
+    # per_sample.csv: the last division's clean probabilities (epoch 3) per network and averaged
+    verdicts = igm.per_sample_verdicts(run, smoke_data)
+    assert len(verdicts) == len(smoke_data.noisy) and (verdicts["division_epoch"] == 3).all()
+    np.testing.assert_allclose(verdicts["clean_prob"], (verdicts["clean_prob_net1"] + verdicts["clean_prob_net2"]) / 2)
+    np.testing.assert_allclose(verdicts["issue_score"], 1 - verdicts["clean_prob"])
+    assert (verdicts["suspected_issue"] == (verdicts["clean_prob"] <= cfg.p_threshold)).all()
+    net1 = verdicts["clean_prob_net1"] > cfg.p_threshold   # network 1's labelled set, as its division counted it
+    assert net1.sum() == run.divisions[-2]["n_labelled"] and run.divisions[-2]["net"] == 1
     ce = igm.train_instancegm(smoke_data, replace(cfg, method="ce"), 0, progress=False)
     assert len(ce.trainer.nets) == 1 and list(ce.history["phase"]) == ["ce"] * 3 and not ce.divisions
     assert ce.metrics["acc_last"] == pytest.approx(ce.metrics["acc_last_net1"])
 
 
-def test_unknown_true_labels_give_no_division_scores(smoke_data):
+def test_unknown_true_labels_give_no_division_scores(smoke_data, tmp_path):
     """Real-world noise (Red Mini-ImageNet, Animal-10N): the division is made, but not scored."""
     _, cfg = smoke_config(epochs=2)
-    run = igm.run(replace(smoke_data, clean=None), replace(cfg, method="dividemix"), 0, progress=False)
+    run = igm.run(replace(smoke_data, clean=None), replace(cfg, method="dividemix"), 0, tmp_path, progress=False)
     assert run.metrics["noise_rate"] is None and run.metrics["auc_last"] is None
     assert run.state.divisions[0]["hist_all"] and run.state.divisions[0]["n_labelled"] >= 0
+    # per_sample.csv: the verdicts without clean labels (an empty column)
+    from nlkit.noise.issues import LEADING, load_per_sample
+
+    verdicts = load_per_sample(tmp_path)
+    assert list(verdicts.columns[:5]) == list(LEADING) and len(verdicts) == len(smoke_data.noisy)
+    assert verdicts["clean"].isna().all() and verdicts["clean_prob"].between(0, 1).all()
+    assert (verdicts["division_epoch"] == 2).all()
 
 
 def test_resume_mid_run_gives_the_uninterrupted_result(smoke_data, tmp_path):

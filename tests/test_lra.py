@@ -165,6 +165,19 @@ def test_training_learns_on_digits_and_reports_the_protocol():
     # epoch 6 is not validated (0-based 5), yet the test curve and the best test include it
     assert list(evaluated["epoch"]) == [3, 5, 6] and evaluated["test_acc"].iloc[-1] == m["acc_last"]
     assert m["acc_best_test"] >= max(m["acc_last"], m["acc_val_selected"])
+    # per_sample.csv: the retrieved labels' vote share for the given label, their majority, the final model's class
+    verdicts = lra.per_sample_verdicts(run, data)
+    assert len(verdicts) == len(data.noisy) and len(run.train_pred) == len(data.noisy)
+    cands = run.candidates
+    i = int(np.argmin(verdicts["vote_share"]))                       # the least supported given label
+    assert verdicts["vote_share"][i] == np.mean(cands[i] == data.noisy[i])
+    assert np.sum(cands[i] == verdicts["retrieved_label"][i]) == np.bincount(cands[i]).max()
+    np.testing.assert_allclose(verdicts["issue_score"], 1 - verdicts["vote_share"])
+    assert (verdicts["suspected_issue"] == (verdicts["predicted"] != verdicts["given"])).all()
+    # the neighbours' votes rank the wrong labels above the right ones
+    from nlkit.noise.issues import detection_quality
+
+    assert detection_quality(verdicts)["roc_auc"] > 0.6
 
 
 @pytest.mark.slow

@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -200,10 +202,24 @@ def test_coteaching_settings():
 SMALL = {"batch_size": 64, "arch": "small_cnn", "crop_padding": 0, "flip": False}
 
 
+def check_per_sample(workdir: Path, extra: tuple = ()) -> pd.DataFrame:
+    """A loss-scored row's per_sample.csv: one row per training image of CELL, the loss on the given label."""
+    from nlkit.noise.issues import LEADING, load_per_sample
+
+    verdicts = load_per_sample(workdir)
+    assert list(verdicts.columns[:5]) == list(LEADING) and len(verdicts) == CELL["train_subset"]
+    assert {"loss", "prob_given", "corrected_label", *extra} <= set(verdicts.columns)
+    np.testing.assert_allclose(verdicts["issue_score"], -np.log(verdicts["prob_given"]), rtol=1e-4)
+    assert verdicts["clean"].notna().all() and (verdicts["given"] != verdicts["clean"]).mean() == pytest.approx(
+        CELL["noise"]["rate"], abs=0.1)
+    return verdicts
+
+
 def test_gce_smoke_run_on_digits(tmp_path):
     results = benchmark_row("gce", {**SMALL, "epochs": 2, "lr": 0.05}, tmp_path)
     assert 0 <= results["acc_last"] <= 100 and results["epochs"] == 2
     assert results["noise_rate"] == pytest.approx(0.4, abs=0.1)
+    check_per_sample(tmp_path)
 
 
 def test_coteaching_smoke_run_on_digits(tmp_path):
@@ -212,6 +228,11 @@ def test_coteaching_smoke_run_on_digits(tmp_path):
     assert results["forget_rate"] == pytest.approx(results["noise_rate"])   # tau: the realised noise rate
     # the small-loss samples are cleaner than the data once the networks have learnt something
     assert results["label_precision_last"] > 1 - results["noise_rate"]
+    verdicts = check_per_sample(tmp_path, extra=("loss_net2",))
+    # Co-teaching's own verdict: the forget rate's share of largest losses of network 1
+    assert verdicts["suspected_issue"].sum() == round(results["forget_rate"] * len(verdicts))
+    assert verdicts.loc[verdicts["suspected_issue"], "loss"].min() >= verdicts.loc[~verdicts["suspected_issue"],
+                                                                                    "loss"].max()
 
 
 # ---------------------------------------------------------------------------------------------- params

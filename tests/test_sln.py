@@ -173,6 +173,32 @@ def test_training_runs_changes_targets_after_lc_and_is_deterministic(digits_data
     assert run.trainer.sample_pred.max() < 10
     again = sln.train_sln(digits_data, small_config(sigma=1.0, lc_start=2), seed=0, progress=False)
     np.testing.assert_allclose(again.history["test_acc_live"], h["test_acc_live"])
+    # per_sample.csv after label correction: LC's corrected label and its weight, the verdict corrected != given
+    verdicts = sln.per_sample_verdicts(run, digits_data)
+    assert len(verdicts) == len(digits_data.noisy) and list(verdicts["index"]) == list(range(len(verdicts)))
+    np.testing.assert_array_equal(verdicts["corrected_label"], run.targets.argmax(1).numpy())
+    np.testing.assert_allclose(verdicts["corrected_confidence"], run.targets.max(1).values.numpy())
+    assert (verdicts["suspected_issue"] == (verdicts["corrected_label"] != verdicts["given"])).all()
+    assert verdicts["suspected_issue"].any() and not verdicts["suspected_issue"].all()
+
+
+def test_ce_run_writes_its_per_sample_loss(digits_data, tmp_path):
+    """CE's per_sample.csv: one evaluation pass of the final net, its loss on the given label as the score."""
+    from nlkit.data import DeviceBatcher
+    from nlkit.noise.issues import LEADING, detection_quality, load_per_sample
+
+    output = sln.run(digits_data, small_config(sigma=0.0, method="ce", epochs=2), 0, tmp_path, progress=False)
+    verdicts = load_per_sample(tmp_path)
+    assert list(verdicts.columns[:5]) == list(LEADING) and len(verdicts) == len(digits_data.noisy)
+    np.testing.assert_array_equal(verdicts["clean"], digits_data.clean)
+    np.testing.assert_allclose(verdicts["issue_score"], -np.log(verdicts["prob_given"]), rtol=1e-4)
+    assert (verdicts["suspected_issue"] == (verdicts["predicted"] != verdicts["given"])).all()
+    # the net's own predictions: its accuracy on the training set's clean labels, recomputed from the file
+    probs = output.state.trainer.probabilities(
+        DeviceBatcher(digits_data.train_images, batch_size=512, shuffle=False, device="cpu",
+                          mean=digits_data.mean, std=digits_data.std), 10)
+    np.testing.assert_array_equal(verdicts["predicted"], probs.argmax(1).numpy())
+    assert detection_quality(verdicts)["roc_auc"] > 0.5     # the loss ranks the wrong labels above chance
 
 
 def test_training_resumes_from_a_checkpoint(digits_data, tmp_path):

@@ -23,6 +23,7 @@ from ..data import DeviceBatcher
 from ..errors import UserError, check_choice
 from ..models import build_model
 from ..noise import noise_report
+from ..noise.issues import write_per_sample
 from ..train import Trainer, TrainLoop, autocast_for, run_identity
 from . import sln
 from .contract import (
@@ -205,7 +206,20 @@ def run(data: sln.SLNData, config: CoteachingConfig, seed: int, workdir=None, *,
                      identity=run_identity(cfg, seed, data.train_images, data.noisy, data.test_images, tau=tau))
     result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
     history = pd.DataFrame(result.history)
+    write_per_sample(workdir, per_sample_verdicts(net1, net2, data, tau))
     return RunOutput(history, _metrics(history, data, tau), state=(net1, net2), completed=result.completed)
+
+
+def per_sample_verdicts(net1: Trainer, net2: Trainer, data: sln.SLNData, tau: float):
+    """Network 1's (the reported one's) loss on the given labels as the score, network 2's beside it; the verdict
+    is Co-teaching's own: the share `tau` of largest losses, which its last epoch would drop as noisy."""
+    frame = sln.classifier_verdicts(net1, data)
+    frame["loss_net2"] = sln.classifier_verdicts(net2, data)["loss"].to_numpy()
+    n_drop = int(round(tau * len(frame)))
+    dropped = np.zeros(len(frame), bool)
+    dropped[np.argsort(-frame["loss"].to_numpy(), kind="stable")[:n_drop]] = True
+    frame["suspected_issue"] = dropped
+    return frame
 
 
 def _metrics(history: pd.DataFrame, data: sln.SLNData, tau: float) -> dict:

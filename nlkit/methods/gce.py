@@ -19,6 +19,7 @@ import torch
 from ..data import DeviceBatcher
 from ..models import build_model
 from ..noise import noise_report
+from ..noise.issues import write_per_sample
 from ..train import Trainer, TrainLoop, run_identity
 from . import sln
 from .contract import (
@@ -148,4 +149,5 @@ def run(data: sln.SLNData, config: GCEConfig, seed: int, workdir=None, *, device
                "noise_rate": float(data.noisy_mask.mean()), "noise_meta": data.noise_meta}
     if data.noisy_mask.any() and data.noise_meta.get("generator") != "openset":
         metrics["noise_report"] = noise_report(data.clean, data.noisy, data.num_classes)["per_class_noise_rate"]
+    write_per_sample(workdir, sln.classifier_verdicts(trainer, data))   # the final net's loss on the given labels
     return RunOutput(history, metrics, state=trainer, completed=result.completed)

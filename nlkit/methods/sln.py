@@ -20,6 +20,7 @@ from ..errors import UserError, check_choice
 from ..io import project_path
 from ..models import build_model
 from ..noise import noise_report, openset
+from ..noise.issues import loss_verdicts, write_per_sample
 from ..noise.setting import apply_noise_model, restrict, setting_from_params
 from ..train import Trainer, TrainLoop, predict, run_identity
 from .contract import (
@@ -363,6 +364,7 @@ def run(data: SLNData, config: SLNConfig, seed: int, workdir=None, *, device=Non
                "noise_rate": float(data.noisy_mask.mean()), "noise_meta": data.noise_meta, "pixels": data.pixels}
     if data.noisy_mask.any() and data.noise_meta.get("generator") != "openset":
         metrics["noise_report"] = noise_report(data.clean, data.noisy, data.num_classes)["per_class_noise_rate"]
+    write_per_sample(workdir, per_sample_verdicts(result, data))
     return RunOutput(result.history, metrics, state=result, completed=result.completed)
 
 
@@ -386,6 +388,31 @@ def protocol_metrics(summary: dict, report_net: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- analysis
+
+@torch.no_grad()
+def classifier_verdicts(trainer: Trainer, data: SLNData, use_ema: bool = False) -> pd.DataFrame:
+    """per_sample.csv of one trained classifier: one pass over the training set without augmentation, its loss
+    on the given labels as the score and its prediction as the corrected label (nlkit.noise.issues)."""
+    batcher = DeviceBatcher(data.train_images, batch_size=512, shuffle=False, device=trainer.device, mean=data.mean,
+                            std=data.std)
+    probs = trainer.probabilities(batcher, data.num_classes, use_ema=use_ema and trainer.ema is not None)
+    # open-set noise replaces images, not labels: given == clean, the clean label says nothing about the image
+    clean = None if data.noise_meta.get("generator") == "openset" else data.clean
+    return loss_verdicts(probs.cpu().numpy(), data.noisy, clean=clean)
+
+
+def per_sample_verdicts(run: SLNRun, data: SLNData) -> pd.DataFrame:
+    """CE's and SLN's verdicts from the reported net. After label correction (the LC variants) the corrected label
+    is LC's target (its argmax, `corrected_confidence` its weight) and the verdict is corrected != given; without
+    LC they are the net's prediction (`predicted`, probability `pred_prob`)."""
+    frame = classifier_verdicts(run.trainer, data, use_ema=run.config.report_net == "ema")
+    if "lc" in run.history and run.history["lc"].astype(bool).any():
+        targets = run.targets.float().cpu().numpy()
+        frame["corrected_label"] = targets.argmax(1)
+        frame["corrected_confidence"] = targets.max(1)
+        frame["suspected_issue"] = frame["corrected_label"].to_numpy() != frame["given"].to_numpy()
+    return frame
+
 
 @torch.no_grad()
 def train_set_analysis(run: SLNRun, data: SLNData, use_ema: bool) -> pd.DataFrame:

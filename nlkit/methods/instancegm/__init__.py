@@ -13,6 +13,7 @@ stops after exactly `epochs` epochs, persistent device-side samplers instead of 
 
 from __future__ import annotations
 
+from ...noise.issues import loss_verdicts, write_per_sample
 from ..contract import PROTOCOL_METRICS, MethodSpec, Roots, RunOutput
 from .data import IGMData, prepare_data, subset_indices
 from .dividemix import (
@@ -47,6 +48,31 @@ def prepare(cell: dict, seed: int, roots: Roots | None = None) -> IGMData:
     return prepare_data(cell, roots.data_root, roots.noise_root)
 
 
+def per_sample_verdicts(result: IGMRun, data: IGMData):
+    """per_sample.csv: the networks' final predictions on the training set (ensemble: softmax of the summed
+    logits, as DivideMix's test) and, after a division, DivideMix's own verdict: the GMM clean probability of the
+    last division per network and averaged (`clean_prob`), the score 1 - clean_prob, suspected where clean_prob is
+    at most p_threshold (the unlabelled side). CE, or a run stopped before any division: the loss verdict."""
+    import torch
+
+    dm = result.trainer
+    with torch.no_grad():
+        logits = dm.logits(dm.eval_batcher)
+    probs = torch.softmax(sum(logits), 1).cpu().numpy()
+    frame = loss_verdicts(probs, data.noisy, clean=data.clean, index=data.train_index)
+    if result.last_division is None:
+        return frame
+    prob = result.last_division["prob"].double().cpu().numpy()
+    clean_prob = prob.mean(0)
+    frame["issue_score"] = 1 - clean_prob
+    frame["suspected_issue"] = clean_prob <= result.config.p_threshold
+    for k in range(len(prob)):
+        frame[f"clean_prob_net{k + 1}"] = prob[k]
+    frame["clean_prob"] = clean_prob
+    frame["division_epoch"] = int(result.last_division["epoch"])
+    return frame
+
+
 def run(data: IGMData, config: InstanceGMConfig, seed: int, workdir=None, *, device=None,
         progress: bool = True) -> RunOutput:
     """Train one run. The protocol's number is the ensemble's last-epoch accuracy (best and last-10 beside it);
@@ -55,6 +81,7 @@ def run(data: IGMData, config: InstanceGMConfig, seed: int, workdir=None, *, dev
     metrics = {**result.metrics, "acc_val_selected": None, "method": config.method,
                "noise_rate": data.noise_rate, "noise_meta": data.noise_meta, "pixels": data.pixels,
                "n_train": int(len(data.noisy)), "n_test": int(len(data.test_labels))}
+    write_per_sample(workdir, per_sample_verdicts(result, data))
     return RunOutput(result.history, metrics, state=result, completed=result.completed)
 
 

@@ -114,6 +114,7 @@ class IGMRun:
     generative: list[GenerativeModule]
     config: InstanceGMConfig
     completed: bool = True
+    last_division: dict | None = None   # {"epoch", "prob": 2 x N clean probabilities} of the last GMM division
 
 
 def vae_extra_loss(modules: list[GenerativeModule], batcher: DeviceBatcher, noisy: torch.Tensor,
@@ -173,6 +174,7 @@ def train_instancegm(data: IGMData, cfg: InstanceGMConfig, seed: int, out_dir=No
     dm = DivideMix(nets, cfg, train_b, eval_b, noisy, c, seed, extra)
     clean_mask = data.clean_mask
     divisions: list[dict] = []
+    last_division: dict = {}   # the per-sample clean probabilities of the last division (per_sample.csv)
 
     def epoch_fn(epoch: int) -> dict:
         e0 = epoch - 1
@@ -188,17 +190,19 @@ def train_instancegm(data: IGMData, cfg: InstanceGMConfig, seed: int, out_dir=No
                 q = division_quality(prob, clean_mask, cfg.p_threshold)
                 divisions.append({"epoch": epoch, "net": k + 1, **q})
                 row.update({f"{key}_net{k + 1}": q[key] for key in ("n_labelled", "auc", "precision", "recall")})
+            last_division.update(epoch=epoch, prob=torch.as_tensor(np.stack(probs)))
             for k in range(2):
                 row.update({f"{key}_net{k + 1}": value for key, value in stats[k].items()})
         row.update(dm.test(test_b, test_labels))
         return {key: float(v) if isinstance(v, torch.Tensor) else v for key, v in row.items()}  # one sync
 
     def get_state() -> dict:
-        return {"trainer": dm.state_dict(), "divisions": divisions}
+        return {"trainer": dm.state_dict(), "divisions": divisions, "last_division": last_division}
 
     def set_state(state: dict) -> None:
         dm.load_state_dict(state["trainer"])
         divisions[:] = state["divisions"]
+        last_division.update(state.get("last_division") or {})
 
     desc = {"ce": "CE", "dividemix": "DivideMix", "instancegm": "InstanceGM"}[cfg.method]
     loop = TrainLoop(out_dir, epochs=cfg.epochs, desc=desc, checkpoint_every_seconds=cfg.checkpoint_every_seconds,
@@ -207,7 +211,8 @@ def train_instancegm(data: IGMData, cfg: InstanceGMConfig, seed: int, out_dir=No
                      identity=run_identity(cfg, seed, data.train_images, data.noisy, data.test_images))
     result = loop.run(epoch_fn, get_state, set_state, map_location=dev)
     history = pd.DataFrame(result.history)
-    return IGMRun(history, summarise(history, divisions), divisions, dm, generative, cfg, result.completed)
+    return IGMRun(history, summarise(history, divisions), divisions, dm, generative, cfg, result.completed,
+                  last_division or None)
 
 
 def summarise(history: pd.DataFrame, divisions: list[dict]) -> dict:

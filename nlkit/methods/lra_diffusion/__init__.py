@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from ...noise.issues import per_sample_frame, write_per_sample
 from ..contract import PROTOCOL_METRICS, MethodSpec, PositiveInt, Roots, RunOutput
 from .data import CIFAR_MEAN, CIFAR_STD, LRAData, encoder_features, normalisation, prepare_data
 from .diffusion import (
@@ -34,6 +35,7 @@ from .diffusion import (
     learning_rate,
 )
 from .model import ConditionalDenoiser, FeatureEmbedding, GatedLinear, LRAModel
+from .retrieval import knn_majority_vote
 from .train import (
     LRAConfig,
     LRARun,
@@ -133,7 +135,21 @@ def run(inputs: LRAInputs, config: LRAConfig, seed: int, workdir=None, *, device
     metrics = {**result.metrics, "noise_rate": float(np.mean(data.noisy != data.clean)),
                "noise_meta": data.noise_meta, "pixels": data.pixels, "variant": variant,
                **encoder_metrics(inputs.encoder)}
+    write_per_sample(workdir, per_sample_verdicts(result, data))
     return RunOutput(result.history, metrics, state=result, completed=result.completed)
+
+
+def per_sample_verdicts(result: LRARun, data: LRAData):
+    """per_sample.csv: the share of the retrieved candidate labels (the k neighbours' noisy labels, plus the own
+    one where the retrieval includes it) that agree with the given label (`vote_share`; score 1 - vote_share), the
+    retrieval's majority label (`retrieved_label`), and the final model's class (`predicted`, the corrected label;
+    suspected where it differs from the given label)."""
+    cands = result.candidates
+    vote_share = (cands == data.noisy[:, None]).mean(1)
+    retrieved = knn_majority_vote(cands, np.arange(data.num_classes), data.num_classes)  # the candidates' majority
+    return per_sample_frame(data.noisy, 1 - vote_share, result.train_pred != data.noisy, clean=data.clean,
+                            vote_share=vote_share, retrieved_label=retrieved, predicted=result.train_pred,
+                            corrected_label=result.train_pred)
 
 
 __all__ = ["CIFAR_MEAN", "CIFAR_STD", "DDIM_TIMESTEPS", "SPEC", "T_STEPS", "Config", "ConditionalDenoiser",

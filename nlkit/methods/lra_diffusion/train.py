@@ -104,6 +104,8 @@ class LRARun:
     test_pred: np.ndarray
     config: LRAConfig
     completed: bool = True
+    train_pred: np.ndarray | None = None    # the final model's classes of the training set (per_sample.csv)
+    candidates: np.ndarray | None = None    # N x (k or k+1) retrieved candidate labels of each training sample
 
 
 def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=None, device=None,
@@ -259,6 +261,8 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
         # the code's validation schedule can skip the last epoch (200 is not validated): the test curve and the
         # best test still end there; validation selection keeps the code's epochs
         hist.loc[hist.index[-1], "test_acc"] = acc_last
+    # the training set without augmentation, for the per-sample verdicts
+    train_pred = predict(DeviceBatcher(data.train_images, batch_size=cfg.batch_size, shuffle=False, **common), train_f)
     evaluated = hist.dropna(subset=["test_acc"]) if "test_acc" in hist else hist.iloc[0:0]
     metrics = {
         "acc_val_selected": best.get("test"), "best_val_acc": best.get("val") if best["val"] >= 0 else None,
@@ -268,7 +272,7 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
         "per_class_acc_at_best_val": best.get("per_class"),
         "seconds_per_epoch": float(hist["seconds"].median()), "epochs": int(hist["epoch"].max()), **extra,
     }
-    return LRARun(hist, metrics, model, final_test, cfg, result.completed)
+    return LRARun(hist, metrics, model, final_test, cfg, result.completed, train_pred, cands)
 
 
 @torch.no_grad()
