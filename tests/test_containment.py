@@ -212,3 +212,54 @@ def test_nlkit_commands_go_on_past_plugins_that_exit_or_block(kernel_project, tm
     assert proc.returncode == 0, proc.stderr
     assert (project / "outputs/smoke/demo/beta/seed0/metrics.json").is_file()
     assert sum("skipped method plug-in" in ln for ln in proc.stderr.splitlines()) == 3, proc.stderr
+
+
+# ------------------------------------------------------------------------------------------- connection files
+
+def kernel_files(tmp: Path) -> list[Path]:
+    return sorted(tmp.rglob("*.json"))
+
+
+def wait_for(path: Path, proc, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert path.is_file(), finish(proc)
+    time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_sigterm_of_reproduce_leaves_no_connection_file(kernel_project):
+    import signal
+
+    pytest.importorskip("papermill")
+    project = kernel_project("wait-to-be-killed")
+    proc = nlkit_process(project, "reproduce", "--paper", "demo", "--executor", "papermill",
+                         TMPDIR=str(project / "tmp"))
+    wait_for(project / "outputs/smoke/demo/alpha/seed0/kernel.pid", proc)
+    assert kernel_files(project / "tmp"), "the kernel's connection file is not where the test looks"
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc, 60)
+    assert code == 143, err
+    assert not kernel_files(project / "tmp"), err
+
+
+@pytest.mark.slow
+def test_connection_files_of_a_killed_process_are_removed_by_the_next_run(kernel_project):
+    import signal
+
+    pytest.importorskip("papermill")
+    project = kernel_project("wait-to-be-killed")
+    proc = nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--executor", "papermill",
+                         TMPDIR=str(project / "tmp"))
+    pid_file = project / "outputs/smoke/demo/alpha/seed0/kernel.pid"
+    wait_for(pid_file, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)   # its orphaned kernel
+    [left] = kernel_files(project / "tmp")
+    assert oct(left.parent.stat().st_mode & 0o777) == "0o700" and left.parent.name == str(proc.pid)
+    code, err = finish(nlkit_process(project, "run", project / "params/demo/beta.yaml", "--executor", "papermill",
+                                     TMPDIR=str(project / "tmp")))
+    assert code == 0, err
+    assert not kernel_files(project / "tmp"), err

@@ -8,9 +8,10 @@ import json
 import logging
 import os
 import threading
+import uuid
 from pathlib import Path
 
-from ..errors import DataMissingError, UserError
+from ..errors import DataMissingError, Terminated, UserError
 from ..io import atomic_write
 from .params import repo_root
 
@@ -99,12 +100,60 @@ def start_kernel(threads: int | None = None, **streams):
     from jupyter_core.utils import run_sync
 
     km = AsyncKernelManager(kernel_name="python3")
+    km.connection_file = str(kernel_files_dir() / f"kernel-{uuid.uuid4().hex}.json")
     try:
         run_sync(km.start_kernel)(cwd=str(repo_root()), **streams, **_thread_env(threads))
     except BaseException:
         stop_kernel(km)
         raise
     return km
+
+
+_KERNEL_FILES: dict[int, Path] = {}   # pid -> this process's folder of kernel connection files
+
+
+def kernel_files_dir() -> Path:
+    """This process's private folder for the connection files of the kernels it starts (they hold the kernel's
+    HMAC key): <tmp>/nlkit-kernels-<uid>/<pid>/, readable by this user only. Removed when the process exits
+    (atexit; SIGTERM and Ctrl-C unwind to it, see nlkit.cli); the folders of processes that no longer exist (a
+    SIGKILL, a Ray worker killed at shutdown) are removed by the next process that starts a kernel."""
+    import atexit
+    import shutil
+    import tempfile
+
+    pid = os.getpid()
+    if pid in _KERNEL_FILES and _KERNEL_FILES[pid].is_dir():
+        return _KERNEL_FILES[pid]
+    base = Path(tempfile.gettempdir()) / f"nlkit-kernels-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    if base.is_symlink() or base.stat().st_uid != os.getuid():
+        raise UserError(f"{base} is not this user's own folder; remove it (kernel connection files go there)")
+    for folder in base.iterdir():
+        if folder.name.isdigit() and int(folder.name) != pid and not _process_exists(int(folder.name)):
+            shutil.rmtree(folder, ignore_errors=True)
+    own = base / str(pid)
+    own.mkdir(mode=0o700, exist_ok=True)
+    if pid not in _KERNEL_FILES:
+        atexit.register(_remove_kernel_files, pid)
+    _KERNEL_FILES[pid] = own
+    return own
+
+
+def _remove_kernel_files(pid: int) -> None:
+    import shutil
+
+    if os.getpid() == pid:   # not in a forked child that inherited the handler
+        shutil.rmtree(_KERNEL_FILES[pid], ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # EPERM: it exists (another user's)
+        return True
+    return True
 
 
 def kernel_alive(km) -> bool:
@@ -474,6 +523,8 @@ def execute_direct(notebook: Path, out_dir: Path, parameters: dict, threads: int
                 exec(compile(code, f"{notebook.name}[{name}]", "exec"), namespace)  # noqa: S102
     except _TimeLimitReached:
         raise RunFailed(f"{limit.reason()} in {where}") from None
+    except Terminated:   # SIGTERM of the command (nlkit.cli), not the notebook's own sys.exit()
+        raise
     except SystemExit as e:
         raise RunFailed(f"the notebook's code called sys.exit({'' if e.code is None else repr(e.code)}) in "
                         f"{where}; a run must not end the process") from None
