@@ -263,3 +263,46 @@ def test_connection_files_of_a_killed_process_are_removed_by_the_next_run(kernel
                                      TMPDIR=str(project / "tmp")))
     assert code == 0, err
     assert not kernel_files(project / "tmp"), err
+
+
+# ------------------------------------------------------------------------------------------- bad settings
+
+def test_empty_sampling_seeds_are_refused_in_one_line():
+    from nlkit.errors import UserError
+    from nlkit.methods.tdsm.train import TDSMConfig
+
+    with pytest.raises(UserError, match=r"train\.sampling_seeds: List should have at least 1 item"):
+        TDSMConfig.from_cell({"train": {"sampling_seeds": []}})
+    assert TDSMConfig.from_cell({"train": {"sampling_seeds": [3]}}).sampling_seeds == [3]
+
+
+def test_a_cell_invalid_under_paper_is_refused_before_anything_runs(kernel_project, monkeypatch):
+    """Valid under smoke (its overlay hides the problem), invalid as written: reported as invalid, naming the
+    profile; the other cells run."""
+    project = project_with(kernel_project, "sleep")
+    alpha = project / "params/demo/alpha.yaml"
+    alpha.write_text(alpha.read_text().replace("seeds: [0]", "seeds: [0, 0]\nprofiles: {smoke: {seeds: [0]}}"))
+    code, err = reproduce_here(project, monkeypatch)
+    assert code == 1, err
+    [line] = [ln for ln in err.splitlines() if "invalid params" in ln]
+    assert "alpha.yaml [paper profile]: invalid params:" in line and "seeds [0, 0] repeat a seed" in line, err
+    assert not (project / "outputs/smoke/demo/alpha").exists()
+    assert (project / "outputs/smoke/demo/beta/seed0/metrics.json").is_file()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan"])
+def test_a_bad_time_budget_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, value):
+    from nlkit.cli import main
+    from nlkit.errors import UserError
+    from nlkit.train.loop import TrainLoop
+
+    monkeypatch.setenv("NLKIT_TIME_BUDGET_SECONDS", value)
+    for argv in (["run", "params/sln/none.yaml"], ["reproduce", "--paper", "sln"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.strip() == f"nlkit: error: NLKIT_TIME_BUDGET_SECONDS must be a number of seconds > 0, got " \
+                              f"{value!r}", err
+    with pytest.raises(UserError, match="NLKIT_TIME_BUDGET_SECONDS must be a number of seconds > 0"):
+        TrainLoop(tmp_path, epochs=2)
+    monkeypatch.setenv("NLKIT_TIME_BUDGET_SECONDS", "1.5")
+    assert TrainLoop(tmp_path, epochs=2).time_budget_seconds == 1.5

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..io import expand_home, project_root
+from ..io import TIME_BUDGET_ENV, env_seconds, expand_home, project_root
 from .params import PROFILES
 
 
 def _cmd_run(args) -> int:
     from .runner import run_cell
 
+    env_seconds(TIME_BUDGET_ENV)   # a bad budget is one line before anything runs, not a failure of every run
     results = run_cell(args.params, args.profile, args.seed, data_root=args.data_root, noise_root=args.noise_root,
                        executor=args.executor, force=args.force, timeout_min=args.timeout_min)
     for r in results:
@@ -54,6 +55,7 @@ def _minutes(text: str) -> float:
 def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
+    env_seconds(TIME_BUDGET_ENV)
     return reproduce(args.profile, args.paper, args.only, data_root=args.data_root, noise_root=args.noise_root,
                      executor=args.executor, jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
                      timeout_min=args.timeout_min,
