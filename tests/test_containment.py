@@ -79,6 +79,22 @@ def test_a_direct_notebook_ending_the_process_fails_its_run_only(kernel_project,
     check_alpha_failed_alone(project, err, reason)
 
 
+def test_the_users_ctrl_c_still_stops_a_direct_run(kernel_project):
+    """Only the notebook's own KeyboardInterrupt is contained: a SIGINT from the terminal stops `nlkit run`."""
+    import signal
+
+    project = project_with(kernel_project, "sleep")
+    proc = nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--executor", "direct")
+    checkpoints = project / "outputs/smoke/demo/alpha/seed0/checkpoints"
+    deadline = time.monotonic() + 120
+    while not checkpoints.is_dir() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)   # inside the notebook's sleep
+    proc.send_signal(signal.SIGINT)
+    code, err = finish(proc, 60)
+    assert code == 130 and "nlkit: interrupted" in err and "failed" not in err, err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("ending, reason", [
     ("sys.exit(0)", "the notebook's code called sys.exit(0) in code cell 1 of kernel.ipynb"),
