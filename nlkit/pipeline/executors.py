@@ -142,7 +142,7 @@ def kernel_files_dir() -> Path:
 def _remove_kernel_files(pid: int) -> None:
     import shutil
 
-    if os.getpid() == pid:   # not in a forked child that inherited the handler
+    if os.getpid() == pid and pid in _KERNEL_FILES:   # not in a forked child that inherited the handler
         shutil.rmtree(_KERNEL_FILES[pid], ignore_errors=True)
 
 
