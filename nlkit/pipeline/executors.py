@@ -567,20 +567,28 @@ class _direct_time_limit:  # noqa: N801 - a context manager
             self.previous = _signal.signal(_signal.SIGALRM, on_alarm)
             _signal.setitimer(_signal.ITIMER_REAL, self.minutes * 60)
         else:
-            import ctypes
-
-            ident = threading.get_ident()
-            self.timer = threading.Timer(self.minutes * 60, lambda: ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(ident), ctypes.py_object(_TimeLimitReached)))
+            self.ident, self.lock, self.active = threading.get_ident(), threading.Lock(), True
+            self.timer = threading.Timer(self.minutes * 60, self._raise_in_run)
             self.timer.daemon = True
             self.timer.start()
         return self
+
+    def _raise_in_run(self, exc=_TimeLimitReached) -> None:
+        import ctypes
+
+        with self.lock:
+            if self.active or exc is None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.ident),
+                                                           ctypes.py_object(exc) if exc else None)
 
     def __exit__(self, *exc):
         import signal as _signal
 
         if self.timer is not None:
             self.timer.cancel()
+            with self.lock:
+                self.active = False
+            self._raise_in_run(None)   # fired just as the run ended: its still pending exception is dropped
         if self.previous is not None:
             _signal.setitimer(_signal.ITIMER_REAL, 0)
             _signal.signal(_signal.SIGALRM, self.previous)
