@@ -33,6 +33,7 @@ import json
 import os
 import re
 import subprocess
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -292,7 +293,17 @@ def _in_process(name: str, args, work: Path, env: dict, log) -> int:
 def drive(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(args.work or tempfile.mkdtemp(prefix="nlkit-gpu-check-"))
+    if args.work:
+        return _drive(args, out, Path(args.work))
+    # a scratch folder of its own (the runs' outputs, tens of MB): what matters is packed under --out, so it goes
+    work = Path(tempfile.mkdtemp(prefix="nlkit-gpu-check-"))
+    try:
+        return _drive(args, out, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _drive(args, out: Path, work: Path) -> int:
     (work / "logs").mkdir(parents=True, exist_ok=True)
     budgets = DRY_BUDGETS if args.dry_run else GPU_BUDGETS
     steps = [s for s in STEPS if not args.only or s in args.only.split(",")]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import ENVIRONMENT_ERRNOS, UserError, check_rate, check_seed, describe_os_error
+from .errors import ENVIRONMENT_ERRNOS, Terminated, UserError, check_rate, check_seed, describe_os_error
 from .pipeline.cli import add_commands as add_pipeline_commands
 
 EXIT_USAGE = 2
@@ -215,9 +215,19 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"nlkit: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def _terminate(signum, frame):
+    raise Terminated(128 + signum)
+
+
 def main(argv=None) -> int:
+    import signal
+    import threading
+
     shown = warnings.showwarning
     warnings.showwarning = _one_line_warning
+    # SIGTERM unwinds like Ctrl-C, so kernels are shut down and their connection files removed
+    sigterm = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
@@ -239,6 +249,8 @@ def main(argv=None) -> int:
         return 130
     finally:
         warnings.showwarning = shown
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ class UserError(ValueError):
     """Bad input from the user: an unknown name, a value out of range, a malformed file."""
 
 
+class Terminated(SystemExit):
+    """SIGTERM reached an `nlkit` command: it unwinds (kernels shut down, their connection files removed) and exits
+    with 143. Not the notebook's own sys.exit(): the direct executor lets it through."""
+
+
 class DataMissingError(UserError):
     """A dataset or file is not on disk and cannot be downloaded."""
 

@@ -61,6 +61,28 @@ def expand_home(path) -> Path:
         raise UserError(f"cannot expand {str(path)!r}: no home folder for {Path(path).parts[0]!r}") from None
 
 
+TIME_BUDGET_ENV = "NLKIT_TIME_BUDGET_SECONDS"   # each training loop stops (resumably) after this many seconds
+
+
+def env_seconds(name: str) -> float | None:
+    """A positive, finite number of seconds from the environment variable `name` (unset or empty: None). Anything
+    else is a UserError in one line: 0 or a negative budget would stop every run at once."""
+    import math
+
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        from .errors import UserError
+
+        raise UserError(f"{name} must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 def atomic_write(path, write_fn) -> None:
     """Write through a temporary file in the same folder, then rename: readers never see half a file."""
     path = Path(path)

@@ -153,3 +153,16 @@ def test_make_gpu_check_uses_the_projects_venv_when_there_is_one(tmp_path):
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
     (tmp_path / ".venv" / "bin" / "python").write_text("")
     assert dry_run_command().startswith("PYTHONPATH=. .venv/bin/python ")  # after `make install`
+
+
+def test_a_check_without_work_folder_leaves_nothing_in_temp(tmp_path, monkeypatch):
+    """Its own scratch folder (tens of MB after a dry run) goes once the results are packed under --out."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    out = tmp_path / "out"
+    assert gpu_check.main(["--dry-run", "--only", "doctor", "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"]["doctor"]["status"] == "ok"
+    assert not list(scratch.glob("nlkit-gpu-check-*"))

@@ -8,14 +8,17 @@ run). An installed package declares its plug-ins in its pyproject, name -> modul
 
 and the kit finds them without any change to its own code: `available_methods()` lists every name,
 `get_method(name)` returns the module. A params folder `params/<name>/` or a benchmark row names a method this way.
-A plug-in that fails to import (or lacks a piece of the contract) is reported in one line and skipped; the
-others stay usable.
+A plug-in that fails to import (any exception, `sys.exit()` included), does not finish importing within
+IMPORT_TIMEOUT_S seconds, or lacks a piece of the contract is reported in one line and skipped; the others stay
+usable and no command stops or hangs because of it.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import threading
 from importlib.metadata import entry_points
 
 from ..errors import UserError
@@ -46,6 +49,48 @@ PLUGIN_CONTRACT = ("SPEC", "Config", "prepare", "run")
 
 _reported: set[str] = set()   # broken plug-ins already reported (one line each, not one per look-up)
 
+# How long one plug-in may take to import before it is skipped ($NLKIT_PLUGIN_IMPORT_TIMEOUT overrides it).
+IMPORT_TIMEOUT_S = 30.0
+_stuck: dict[str, str] = {}   # entry point value -> why: an import still blocked is not waited for again
+
+
+def _import_timeout() -> float:
+    try:
+        value = float(os.environ.get("NLKIT_PLUGIN_IMPORT_TIMEOUT", IMPORT_TIMEOUT_S))
+    except ValueError:
+        value = IMPORT_TIMEOUT_S
+    return value if value > 0 else IMPORT_TIMEOUT_S
+
+
+def _load_guarded(ep):
+    """`ep.load()` in a daemon thread, waited for at most the import time limit: (module, None) or (None, why).
+    SystemExit and KeyboardInterrupt raised by the plug-in's code are contained like any exception; an import
+    that blocks is left behind in its thread (daemon: it never holds up the command's exit)."""
+    if ep.value in _stuck:
+        return None, _stuck[ep.value]
+    box: dict = {}
+
+    def load():
+        try:
+            box["module"] = ep.load()
+        except BaseException as e:  # noqa: BLE001 - sys.exit() in a plug-in must not end the command
+            box["error"] = e
+
+    thread = threading.Thread(target=load, name=f"nlkit-plugin-{ep.name}", daemon=True)
+    thread.start()
+    limit = _import_timeout()
+    thread.join(limit)
+    if thread.is_alive():
+        _stuck[ep.value] = f"did not finish importing within {limit:g} s"
+        return None, _stuck[ep.value]
+    if "error" in box:
+        e = box["error"]
+        if isinstance(e, SystemExit):
+            return None, f"its import called sys.exit({'' if e.code is None else repr(e.code)})"
+        first_line = (str(e).splitlines() or [""])[0]
+        return None, f"{type(e).__name__}: {first_line}"
+    return box["module"], None
+
 
 def _builtin() -> dict[str, str]:
     return {**PAPER_MODULES, **BUILTIN_PLUGINS}
@@ -71,11 +116,9 @@ def _installed() -> tuple[dict, dict[str, str]]:
         if ep.name in loaded:
             broken[ep.name] = f"{where}: another installed package already provides {ep.name!r}"
             continue
-        try:
-            module = ep.load()
-        except Exception as e:  # noqa: BLE001 - any import failure of a plug-in is its own problem, not the kit's
-            first_line = (str(e).splitlines() or [""])[0]
-            broken[ep.name] = f"{where}: {type(e).__name__}: {first_line}"
+        module, why = _load_guarded(ep)   # any import failure of a plug-in is its own problem, not the kit's
+        if why:
+            broken[ep.name] = f"{where}: {why}"
             continue
         missing = _missing_contract(module)
         if missing:

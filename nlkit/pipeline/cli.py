@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..io import expand_home, project_root
+from ..io import TIME_BUDGET_ENV, env_seconds, expand_home, project_root
 from .params import PROFILES
 
 
 def _cmd_run(args) -> int:
     from .runner import run_cell
 
+    env_seconds(TIME_BUDGET_ENV)   # a bad budget is one line before anything runs, not a failure of every run
     results = run_cell(args.params, args.profile, args.seed, data_root=args.data_root, noise_root=args.noise_root,
-                       executor=args.executor, force=args.force)
+                       executor=args.executor, force=args.force, timeout_min=args.timeout_min)
     for r in results:
         extra = f" ({r.seconds:.1f} s)" if r.status == "done" else (f": {r.message}" if r.message else "")
         print(f"{r.status}: {r.cell} -> {r.out_dir}{extra}")
@@ -39,11 +40,26 @@ def _jobs(text: str):
     return value
 
 
+def _minutes(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"--timeout-min must be a number of minutes > 0, got {text!r}")
+    return value
+
+
 def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
+    env_seconds(TIME_BUDGET_ENV)
     return reproduce(args.profile, args.paper, args.only, data_root=args.data_root, noise_root=args.noise_root,
                      executor=args.executor, jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
+                     timeout_min=args.timeout_min,
                      slurm={k: v for k, v in (("partition", args.slurm_partition), ("time_min", args.slurm_time),
                                               ("folder", args.slurm_folder)) if v is not None})
 
@@ -80,6 +96,9 @@ def _common(p, profile_default="smoke"):
                    help="folder holding published label files (default: <data-root>/noise)")
     p.add_argument("--executor", default="auto", choices=("auto", "papermill", "direct"),
                    help="papermill when installed (default), or run the notebook's code directly (no Jupyter)")
+    p.add_argument("--timeout-min", type=_minutes, help="stop a run still busy after this many minutes (default: "
+                   "the cell's resources.timeout_min, else its profile's limit: smoke 30, cpu 180, quick 720, "
+                   "paper 4320)")
 
 
 def add_commands(sub) -> None:

@@ -8,9 +8,10 @@ import json
 import logging
 import os
 import threading
+import uuid
 from pathlib import Path
 
-from ..errors import DataMissingError, UserError
+from ..errors import DataMissingError, Terminated, UserError
 from ..io import atomic_write, kit_path
 from .params import repo_root
 
@@ -82,7 +83,11 @@ def _execute(pm, notebook: Path, partial: Path, executed: Path, parameters: dict
     _publish_notebook(partial, executed)
 
 
-class KernelDied(RuntimeError):
+class RunFailed(RuntimeError):
+    """A run ended for a reason its one-line message says in full (no traceback adds to it)."""
+
+
+class KernelDied(RunFailed):
     """A run's kernel process ended while the run's notebook executed (out of memory, a crash in native code, a
     time limit); the message is the run's one-line reason."""
 
@@ -97,12 +102,60 @@ def start_kernel(threads: int | None = None, **streams):
     from jupyter_core.utils import run_sync
 
     km = AsyncKernelManager(kernel_name="python3")
+    km.connection_file = str(kernel_files_dir() / f"kernel-{uuid.uuid4().hex}.json")
     try:
         run_sync(km.start_kernel)(cwd=str(repo_root()), **streams, **_thread_env(threads))
     except BaseException:
         stop_kernel(km)
         raise
     return km
+
+
+_KERNEL_FILES: dict[int, Path] = {}   # pid -> this process's folder of kernel connection files
+
+
+def kernel_files_dir() -> Path:
+    """This process's private folder for the connection files of the kernels it starts (they hold the kernel's
+    HMAC key): <tmp>/nlkit-kernels-<uid>/<pid>/, readable by this user only. Removed when the process exits
+    (atexit; SIGTERM and Ctrl-C unwind to it, see nlkit.cli); the folders of processes that no longer exist (a
+    SIGKILL, a Ray worker killed at shutdown) are removed by the next process that starts a kernel."""
+    import atexit
+    import shutil
+    import tempfile
+
+    pid = os.getpid()
+    if pid in _KERNEL_FILES and _KERNEL_FILES[pid].is_dir():
+        return _KERNEL_FILES[pid]
+    base = Path(tempfile.gettempdir()) / f"nlkit-kernels-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    if base.is_symlink() or base.stat().st_uid != os.getuid():
+        raise UserError(f"{base} is not this user's own folder; remove it (kernel connection files go there)")
+    for folder in base.iterdir():
+        if folder.name.isdigit() and int(folder.name) != pid and not _process_exists(int(folder.name)):
+            shutil.rmtree(folder, ignore_errors=True)
+    own = base / str(pid)
+    own.mkdir(mode=0o700, exist_ok=True)
+    if pid not in _KERNEL_FILES:
+        atexit.register(_remove_kernel_files, pid)
+    _KERNEL_FILES[pid] = own
+    return own
+
+
+def _remove_kernel_files(pid: int) -> None:
+    import shutil
+
+    if os.getpid() == pid and pid in _KERNEL_FILES:   # not in a forked child that inherited the handler
+        shutil.rmtree(_KERNEL_FILES[pid], ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # EPERM: it exists (another user's)
+        return True
+    return True
 
 
 def kernel_alive(km) -> bool:
@@ -130,13 +183,16 @@ def stop_kernel(km) -> None:
 
 
 def kernel_exit(km) -> str:
-    """How the kernel process ended, in words: 'killed by signal 9 (out of memory?)', 'exited with status 1'."""
-    import signal as _signal
-
+    """How the kernel process ended, in words (see describe_exit)."""
     process = getattr(getattr(km, "provisioner", None), "process", None)
     code = process.poll() if process is not None else None
-    if code is None:
-        return "its process ended"
+    return "its process ended" if code is None else describe_exit(code)
+
+
+def describe_exit(code: int) -> str:
+    """A process's return code in words: 'killed by signal 9 (out of memory?)', 'exited with status 1'."""
+    import signal as _signal
+
     if code >= 0:
         return f"exited with status {code}"
     number = -code
@@ -430,22 +486,29 @@ class shared_kernel:  # noqa: N801 - used as a context manager, like open()
         return False
 
 
-def notebook_code_cells(notebook: Path, parameters: dict) -> list[str]:
-    """The notebook's code, with a cell assigning `parameters` right after the cell tagged 'parameters'
-    (what papermill does), so a direct run follows exactly the notebook's code path."""
+def notebook_code_cells(notebook: Path, parameters: dict) -> list[tuple[str, str]]:
+    """The notebook's code as (name, code) pairs ('code cell N', N counting the notebook's code cells from 0), with
+    a cell assigning `parameters` right after the cell tagged 'parameters' (what papermill does), so a direct run
+    follows exactly the notebook's code path."""
     nb = json.loads(notebook.read_text())
     cells = []
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
             continue
-        cells.append("".join(cell["source"]))
+        index = sum(1 for name, _ in cells if name.startswith("code cell"))
+        cells.append((f"code cell {index}", "".join(cell["source"])))
         if "parameters" in cell.get("metadata", {}).get("tags", []):
-            cells.append("\n".join(f"{k} = {v!r}" for k, v in parameters.items()))
+            cells.append(("the injected parameters", "\n".join(f"{k} = {v!r}" for k, v in parameters.items())))
     return cells
 
 
-def execute_direct(notebook: Path, out_dir: Path, parameters: dict, threads: int | None = None) -> None:
-    """Run the notebook's code in this process (machines without Jupyter). matplotlib draws off-screen."""
+def execute_direct(notebook: Path, out_dir: Path, parameters: dict, threads: int | None = None,
+                   timeout_min: float | None = None) -> None:
+    """Run the notebook's code in this process (machines without Jupyter). matplotlib draws off-screen.
+
+    The notebook's code cannot end the process: `sys.exit()` or a KeyboardInterrupt it raises itself fails this
+    run (RunFailed, one line naming the cell), while a Ctrl-C from the user still stops as documented. Code still
+    running after `timeout_min` is interrupted and the run fails the same way (see _direct_time_limit)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -454,15 +517,121 @@ def execute_direct(notebook: Path, out_dir: Path, parameters: dict, threads: int
     cwd = os.getcwd()
     os.chdir(repo_root())
     previous_threads = _set_process_threads(threads)
+    where = ""
     try:
-        for i, code in enumerate(notebook_code_cells(notebook, parameters)):
-            exec(compile(code, f"{notebook.name}[code cell {i}]", "exec"), namespace)  # noqa: S102
+        with _user_interrupts() as user, _direct_time_limit(timeout_min) as limit:
+            for name, code in notebook_code_cells(notebook, parameters):
+                where = f"{name} of {notebook.name}"
+                exec(compile(code, f"{notebook.name}[{name}]", "exec"), namespace)  # noqa: S102
+    except _TimeLimitReached:
+        raise RunFailed(f"{limit.reason()} in {where}") from None
+    except Terminated:   # SIGTERM of the command (nlkit.cli), not the notebook's own sys.exit()
+        raise
+    except SystemExit as e:
+        raise RunFailed(f"the notebook's code called sys.exit({'' if e.code is None else repr(e.code)}) in "
+                        f"{where}; a run must not end the process") from None
+    except KeyboardInterrupt:
+        if user.interrupted:   # the user's Ctrl-C: it stops as documented
+            raise
+        raise RunFailed(f"the notebook's code raised KeyboardInterrupt in {where}") from None
     finally:
         os.chdir(cwd)
         _set_process_threads(previous_threads)
         import matplotlib.pyplot as plt
 
         plt.close("all")
+
+
+class _TimeLimitReached(BaseException):
+    """Raised into a direct run's code at its time limit; a BaseException, so `except Exception` in a notebook
+    cannot swallow it."""
+
+
+class _direct_time_limit:  # noqa: N801 - a context manager
+    """Interrupts a direct run's code once `minutes` have passed: by SIGALRM in the main thread (which also breaks
+    a blocking sleep or read), else by an asynchronous exception raised in the run's thread at its next Python
+    instruction. Code blocked in native code for good is left to the caller's process-level limit
+    (local_backend._run_in_process kills the process)."""
+
+    def __init__(self, minutes: float | None):
+        self.minutes = float(minutes) if minutes else None
+        self.timer = self.previous = None
+
+    def __enter__(self):
+        import signal as _signal
+
+        if not self.minutes:
+            return self
+        if threading.current_thread() is threading.main_thread() and hasattr(_signal, "setitimer"):
+            def on_alarm(signum, frame):
+                raise _TimeLimitReached
+
+            self.previous = _signal.signal(_signal.SIGALRM, on_alarm)
+            _signal.setitimer(_signal.ITIMER_REAL, self.minutes * 60)
+        else:
+            self.ident, self.lock, self.active = threading.get_ident(), threading.Lock(), True
+            self.timer = threading.Timer(self.minutes * 60, self._raise_in_run)
+            self.timer.daemon = True
+            self.timer.start()
+        return self
+
+    def _raise_in_run(self, exc=_TimeLimitReached) -> None:
+        import ctypes
+
+        with self.lock:
+            if self.active or exc is None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.ident),
+                                                           ctypes.py_object(exc) if exc else None)
+
+    def __exit__(self, *exc):
+        import signal as _signal
+
+        if self.timer is not None:
+            self.timer.cancel()
+            with self.lock:
+                self.active = False
+            self._raise_in_run(None)   # fired just as the run ended: its still pending exception is dropped
+        if self.previous is not None:
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
+            _signal.signal(_signal.SIGALRM, self.previous)
+        return False
+
+    def reason(self) -> str:
+        return f"the run was stopped at its time limit of {self.minutes:g} min (resources.timeout_min)"
+
+
+class _user_interrupts:  # noqa: N801 - a context manager
+    """Tells a Ctrl-C of the user (a SIGINT this process received) from a KeyboardInterrupt the notebook's code
+    raised itself: SIGINT is noted, then handled as before."""
+
+    def __init__(self):
+        self.interrupted = False
+        self.previous = None
+
+    def __enter__(self):
+        import signal as _signal
+
+        if threading.current_thread() is not threading.main_thread():
+            return self   # SIGINT reaches the main thread only: here every KeyboardInterrupt is the code's own
+        previous = _signal.getsignal(_signal.SIGINT)
+
+        def handler(signum, frame):
+            self.interrupted = True
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != _signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+        self.previous = previous if previous is not None else _signal.default_int_handler
+        _signal.signal(_signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal as _signal
+
+        if self.previous is not None:
+            _signal.signal(_signal.SIGINT, self.previous)
+        return False
 
 
 def _set_process_threads(threads: int | None) -> int | None:

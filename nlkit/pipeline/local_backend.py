@@ -11,10 +11,10 @@ from pathlib import Path
 
 from .backend import record
 from .currency import run_dir
-from .executors import SharedKernel, current_kernel, papermill_available, shared_kernel, use_kernel
+from .executors import SharedKernel, current_kernel, describe_exit, papermill_available, shared_kernel, use_kernel
 from .needs import needs_of
-from .params import repo_root, settings_hash
-from .runner import RunResult, adopt_twin, run_one
+from .params import repo_root, settings_hash, time_limit_min
+from .runner import RunResult, _write_error, adopt_twin, is_current, run_one
 
 
 def run_local(todo, stop, results: list, bar, stream, *, jobs: int = 1, **options) -> None:
@@ -161,22 +161,60 @@ def run_concurrently(todo, jobs: int, stop, results: list, bar, stream, launch=N
             kernel.close()
 
 
+# How long past its own time limit a run's process may go on before it is killed from outside (a process stopped
+# by SIGSTOP, or stuck in native code, never reaches its own limit).
+PROCESS_GRACE_S = 15
+
+
 def _run_in_process(resolved: dict, seed: int, options: dict) -> RunResult:
-    """One run as an `nlkit run` process (machines without Jupyter: the direct executor cannot share a process)."""
+    """One run as an `nlkit run` process (machines without Jupyter: the direct executor cannot share a process).
+    It is 'done' only when it left a current metrics.json; a failure always says why (the process's own line, or
+    how it ended: killed by a signal, stopped at its time limit) and its error.txt holds the details."""
+    import os
+    import signal
     import subprocess
 
+    limit = time_limit_min(resolved)
     cmd = [sys.executable, "-m", "nlkit", "run", str(Path(resolved["params_file"])), "--seed", str(seed),
-           "--profile", resolved["profile"], "--executor", options["executor"]]
+           "--profile", resolved["profile"], "--executor", options["executor"], "--timeout-min", f"{limit:g}"]
     for flag, key in (("--data-root", "data_root"), ("--noise-root", "noise_root")):
         if options.get(key):
             cmd += [flag, str(options[key])]
+    label = f"{resolved['paper']}/{resolved['cell_id']} seed {seed}"
+    out_dir = run_dir(resolved, seed, options["root"])
     t0 = time.perf_counter()
     # own session: the terminal's Ctrl-C reaches this process only, which lets the runs finish
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(repo_root()), start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(repo_root()),
+                            start_new_session=True)
+    timed_out = False
+    try:
+        stdout, stderr = proc.communicate(timeout=limit * 60 + PROCESS_GRACE_S)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)   # its session: whatever it started goes with it
+        except OSError:
+            proc.kill()
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    seconds = time.perf_counter() - t0
     status = {0: "done", 2: "not_run", 3: "stopped", 4: "busy"}.get(proc.returncode, "failed")
-    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    lines = (stdout + stderr).strip().splitlines()
     message = next((ln for ln in reversed(lines)
                     if ln.startswith(("failed:", "not_run:", "stopped:", "busy:", "nlkit"))), "")
-    return RunResult(f"{resolved['paper']}/{resolved['cell_id']} seed {seed}", seed, status,
-                     run_dir(resolved, seed, options["root"]), time.perf_counter() - t0,
-                     message.split(": ", 2)[-1] if message else "")
+    message = message.split(": ", 2)[-1] if message else ""
+    why = ""
+    if timed_out:
+        why = f"the run's process was stopped at its time limit of {limit:g} min (resources.timeout_min)"
+    elif status == "done" and not is_current(resolved, seed, options["root"], data_root=options.get("data_root")):
+        why = "the run's process ended without writing a current metrics.json"
+    elif status == "failed" and not message:
+        why = f"the run's process {'was ' if proc.returncode < 0 else ''}{describe_exit(proc.returncode)}"
+    if why:
+        status, message = "failed", why
+        tail = "\n".join(lines[-40:])
+        _write_error(out_dir, f"{why}\n" + (f"\nits last output:\n{tail}\n" if tail else ""))
+    return RunResult(label, seed, status, out_dir, seconds, message)

@@ -21,7 +21,7 @@ import yaml
 
 from ..errors import UserError, check_choice, short_text
 from ..io import PACKAGED_KIT, kit_path, project_root
-from .schema import PROFILE_NAMES, check_overlay_keys, validate_cell
+from .schema import DEFAULT_TIMEOUT_MIN, PROFILE_NAMES, check_overlay_keys, validate_cell
 
 PROFILES = PROFILE_NAMES
 PROFILES_FILE = "_profiles.yaml"
@@ -142,6 +142,20 @@ def params_hash(resolved: dict, seed: int) -> str:
         if isinstance(resolved.get("noise"), dict) else resolved.get("noise")
     blob = json.dumps({"params": settings, "seed": seed}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def time_limit_min(resolved: dict) -> float:
+    """A run's time limit in minutes: its `resources.timeout_min` (profile overlay, cell, or `--timeout-min`),
+    else its profile's default (schema.DEFAULT_TIMEOUT_MIN)."""
+    return float((resolved.get("resources") or {}).get("timeout_min") or DEFAULT_TIMEOUT_MIN[resolved["profile"]])
+
+
+def with_time_limit(resolved: dict, minutes: float | None) -> dict:
+    """`resolved` with its time limit set to `minutes` (the command line's --timeout-min; None: unchanged). A
+    scheduling key: the run stays current."""
+    if minutes is None:
+        return resolved
+    return {**resolved, "resources": {**(resolved.get("resources") or {}), "timeout_min": float(minutes)}}
 
 
 def find_cells(paper: str | None = None, only: str | None = None, root: Path | None = None) -> list[Path]:

@@ -26,7 +26,9 @@ def plan_runs(profile: str, paper: str | None = None, only: str | None = None, s
     for cell in find_cells(paper, only):
         try:
             resolved = load_cell(cell, profile)
-        except UserError as e:
+            if profile != "paper":   # the cell's own settings must hold too, not only this profile's overlay
+                load_cell(cell, "paper")
+        except UserError as e:   # names the file and the profile it is invalid under
             bad.append((cell, str(e)))
             continue
         if resolved.get("skip"):  # cells this profile leaves out (`skip: <why>` in a profile overlay)

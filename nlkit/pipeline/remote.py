@@ -30,8 +30,8 @@ RESOURCE_KEYS = {
     "max_retries": "how often a run whose worker died is retried (Ray); default 3",
     "partition": "SLURM partition (optional)",
     "time_min": "SLURM time limit of one run, in minutes; default 60",
-    "timeout_min": "a papermill run whose kernel is still busy after this many minutes is stopped and fails "
-                   "(any backend); default none",
+    "timeout_min": "a run still busy after this many minutes is stopped and fails (any backend, either "
+                   "executor); default: the profile's limit (schema.DEFAULT_TIMEOUT_MIN), --timeout-min overrides",
 }
 
 SKIP_RETURN = ("checkpoints",)  # resume state stays with the worker; artefacts live in the run folder itself

@@ -17,7 +17,7 @@ from . import local_backend, ray_backend, slurm_backend
 from .backend import Backend, StopFlag
 from .currency import run_dir
 from .local_backend import auto_jobs  # noqa: F401 - imported from here too
-from .params import find_cells
+from .params import find_cells, with_time_limit
 from .planning import plan_runs, runs_to_do
 from .runner import RunResult, check_outputs_writable
 from .tables import build_tables
@@ -27,13 +27,15 @@ BACKENDS = ("local", "ray", "slurm")
 
 def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None = None, *, data_root=None,
               noise_root=None, executor: str = "auto", root: Path | None = None, stream=None, jobs: int | str = 1,
-              backend: str = "local", ray_address: str | None = None, slurm: dict | None = None) -> int:
+              backend: str = "local", ray_address: str | None = None, slurm: dict | None = None,
+              timeout_min: float | None = None) -> int:
     """Returns 0 when every run finished (or was current), 1 when any failed or a cell's params or `needs:` are
     invalid (those cells are reported as not run, with the reason; the others run). Cells whose data is missing are
     reported as not run and do not fail the whole (they are not errors of the kit). A cell another needs runs
     first, and with `jobs > 1` a dependent run starts only once what it needs has finished. `backend` ray or slurm
     fans the runs out on a Ray cluster (ray_backend.py) or SLURM jobs (slurm_backend.py) with the same semantics.
-    `jobs="auto"` runs as many at a time as this machine holds (see `auto_jobs`)."""
+    `jobs="auto"` runs as many at a time as this machine holds (see `auto_jobs`). `timeout_min` overrides every
+    run's time limit (params.time_limit_min)."""
     check_choice(backend, BACKENDS, "backend")
     stream = stream or sys.stderr
     if not find_cells(paper, only):
@@ -41,6 +43,7 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
         return 1
     check_outputs_writable(profile, root)
     plan, bad, blocked = plan_runs(profile, paper, only, stream, data_root)
+    plan = [(with_time_limit(r, timeout_min), s) for r, s in plan]
     for cell, message in bad:
         print(f"  invalid params: {message}", file=stream)
     unplanned = [RunResult(f"{r['paper']}/{r['cell_id']} seed {s}", s, "not_run", run_dir(r, s, root), 0.0, why)
@@ -75,7 +78,9 @@ def reproduce(profile: str = "smoke", paper: str | None = None, only: str | None
           f"by a time budget, {len(by_status['failed'])} failed, {len(bad)} invalid, "
           f"in {time.perf_counter() - t0:.0f} s", file=stream)
     for r in by_status["failed"]:
-        print(f"  FAILED {r.cell}: {r.message} (details: {r.out_dir / 'error.txt'})", file=stream)
+        details = r.out_dir / "error.txt"   # named only where it exists (a full disk may have prevented it)
+        print(f"  FAILED {r.cell}: {r.message or 'no reason given'}"
+              + (f" (details: {details})" if details.is_file() else ""), file=stream)
     try:
         for path in build_tables(profile, paper=paper, root=root, data_root=data_root):
             print(f"table: {path}", file=stream)

@@ -32,7 +32,7 @@ from .currency import (  # noqa: F401 - the run folders and currency, also impor
     run_key,
 )
 from .executors import (
-    KernelDied,
+    RunFailed,
     execute_direct,
     execute_papermill,
     notebook_path,
@@ -41,7 +41,7 @@ from .executors import (
 )
 from .locks import LOCK_NAME, run_lock
 from .needs import DependencyMissing
-from .params import load_cell, repo_root
+from .params import load_cell, repo_root, time_limit_min, with_time_limit
 
 
 @dataclass
@@ -85,9 +85,11 @@ def check_outputs_writable(profile: str, root: Path | None = None) -> None:
 
 
 def run_cell(params_file, profile: str = "smoke", seed: int | None = None, *, data_root=None, noise_root=None,
-             executor: str = "auto", force: bool = False, root: Path | None = None) -> list[RunResult]:
-    """Run one cell for one seed (or every seed its params list). Finished, current runs are skipped."""
-    resolved = load_cell(params_file, profile)
+             executor: str = "auto", force: bool = False, root: Path | None = None,
+             timeout_min: float | None = None) -> list[RunResult]:
+    """Run one cell for one seed (or every seed its params list). Finished, current runs are skipped.
+    `timeout_min` overrides the run's time limit (see params.time_limit_min)."""
+    resolved = with_time_limit(load_cell(params_file, profile), timeout_min)
     if seed is not None and not (isinstance(seed, int) and 0 <= seed < SEED_LIMIT):
         raise UserError(f"--seed must be an integer in [0, 2**32), got {seed}")
     check_outputs_writable(profile, root)
@@ -248,11 +250,8 @@ def _execute(resolved: dict, seed: int, out_dir: Path, label: str, *, data_root,
     t0 = time.perf_counter()
     try:
         notebook = notebook_path(resolved)
-        if executor == "papermill":
-            execute_papermill(notebook, out_dir, parameters, threads=run_threads(resolved),
-                              timeout_min=(resolved.get("resources") or {}).get("timeout_min"))
-        else:
-            execute_direct(notebook, out_dir, parameters, threads=run_threads(resolved))
+        execute = execute_papermill if executor == "papermill" else execute_direct
+        execute(notebook, out_dir, parameters, threads=run_threads(resolved), timeout_min=time_limit_min(resolved))
         if not results_file.is_file():
             raise RuntimeError(f"the notebook finished without writing {results_file.name}")
         results = _checked_results(json.loads(results_file.read_text()), resolved, seed)
@@ -271,7 +270,7 @@ def _execute(resolved: dict, seed: int, out_dir: Path, label: str, *, data_root,
     except ResultRefused as e:
         _write_error(out_dir, f"{e}\n")
         return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, str(e))
-    except KernelDied as e:  # out of memory, a segfault, its time limit: the reason is the whole story
+    except RunFailed as e:  # out of memory, a segfault, its time limit, sys.exit(): the reason is the whole story
         _write_error(out_dir, f"{e}\n")
         return RunResult(label, seed, "failed", out_dir, time.perf_counter() - t0, str(e)[:500])
     except Exception as e:  # noqa: BLE001 - one failing cell is reported, the others go on

@@ -35,6 +35,10 @@ from ..noise import ASYM_MAPS
 from ..noise.setting import NOISE_MODELS
 
 PROFILE_NAMES = ("smoke", "cpu", "quick", "paper")  # = params.PROFILES (params imports this module)
+# Each profile's time limit of one run, minutes, where its cell states no `resources.timeout_min`: a hung or stopped
+# run fails at this limit instead of blocking the rest. Generous: several times the longest run of the profile
+# (smoke: seconds; cpu: <= 30 min; quick: a few hours on one GPU; paper: 300 epochs of InstanceGM on one GPU).
+DEFAULT_TIMEOUT_MIN = {"smoke": 30, "cpu": 180, "quick": 720, "paper": 4320}
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
@@ -132,7 +136,7 @@ class Resources(_Block):
     max_retries: Annotated[StrictInt, Field(ge=0)] | None = None
     partition: Name | None = None
     time_min: Annotated[float, Field(gt=0)] | None = None      # SLURM's limit of one job
-    timeout_min: Annotated[float, Field(gt=0)] | None = None   # a papermill run's kernel is stopped after this
+    timeout_min: Annotated[float, Field(gt=0)] | None = None   # a run is stopped after this (DEFAULT_TIMEOUT_MIN)
 
 
 class Cell(_Block):

@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -31,9 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..io import TIME_BUDGET_ENV, env_seconds
 from .checkpoint import Checkpointer
 
-BUDGET_ENV = "NLKIT_TIME_BUDGET_SECONDS"
+BUDGET_ENV = TIME_BUDGET_ENV
 
 
 class TrainingStopped(RuntimeError):
@@ -90,8 +90,8 @@ class TrainLoop:
         self.progress = progress
         self.postfix = postfix
         self.checkpointer = Checkpointer(workdir, checkpoint_every_seconds) if workdir is not None else None
-        if time_budget_seconds is None and os.environ.get(BUDGET_ENV):
-            time_budget_seconds = float(os.environ[BUDGET_ENV])
+        if time_budget_seconds is None:
+            time_budget_seconds = env_seconds(BUDGET_ENV)
         self.time_budget_seconds = time_budget_seconds
         self.identity = identity
 

@@ -11,11 +11,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from ...data import DeviceBatcher
 from ...diffusion import (
@@ -34,6 +36,9 @@ from ...errors import UserError
 from ...io import atomic_write
 from ...train import EMA, TrainLoop, autocast_for, default_device, run_identity
 from ..contract import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
+
+# the sample metrics are a mean and a minimum over these seeds: at least one
+SamplingSeeds = Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], Field(min_length=1)]
 from .objective import forward_corrected_ce, tdsm_loss, volmin_loss
 from .weights import reverse_matrix, tdsm_weights, volmin_transition, weight_entropy
 
@@ -119,7 +124,7 @@ class TDSMConfig:
     num_steps: PositiveInt = 18
     affine_weight: float = 0.0
     samples_per_class: PositiveInt = 1000
-    sampling_seeds: list = field(default_factory=lambda: [0, 1])
+    sampling_seeds: SamplingSeeds = field(default_factory=lambda: [0, 1])
     sample_batch: PositiveInt = 500
     eval_arch: str = "small_cnn"     # the clean-trained evaluator (label consistency, feature-FID): a kit diagnostic
     cas_arch: str | None = None      # the CAS classifier; None: the original's for the dataset (metrics.CAS_ARCHS)
