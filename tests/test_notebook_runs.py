@@ -38,3 +38,29 @@ def test_notebook_run_by_hand_is_the_pipeline_run(kit_project, capsys):
     assert piped["params_hash"] == by_hand["params_hash"]
     for name in ("acc_last", "acc_best_test"):
         assert piped[name] == pytest.approx(by_hand[name], rel=1e-6), name
+
+
+def test_a_hand_run_sets_the_finished_run_aside_and_the_pipeline_puts_it_back(kit_project):
+    """Starting a notebook by hand on a finished run must not delete its evidence: it waits aside, and if the hand
+    run never records its metrics (an error, a closed kernel) the next pipeline run of the cell puts it back."""
+    from nlkit.pipeline import load_cell
+    from nlkit.pipeline.currency import run_dir
+    from nlkit.pipeline.notebook import _HAND_RUNS, run_folder
+    from nlkit.pipeline.runner import ASIDE, _recover_aside
+
+    cell = load_cell(CELL, "smoke")
+    folder = run_dir(cell, 0)
+    folder.mkdir(parents=True)
+    finished = {"metrics.json": '{"acc_last": 50.0}', "results.json": "{}", "notebook.ipynb": "{}"}
+    for name, text in finished.items():
+        (folder / name).write_text(text)
+    try:
+        assert run_folder(None, cell, 0) == folder
+        assert not (folder / "metrics.json").exists()          # not current while the hand run goes on
+        assert (folder / ASIDE / "metrics.json").read_text() == finished["metrics.json"]
+    finally:
+        _HAND_RUNS.pop(folder)[0].release()
+    _recover_aside(folder)                                     # what the runner does before deciding currency
+    for name, text in finished.items():
+        assert (folder / name).read_text() == text
+    assert not (folder / ASIDE).exists()

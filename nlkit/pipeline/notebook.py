@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from .describe import output_dir
 from .executors import portable
 from .locks import LOCK_NAME
 from .needs import DependencyMissing, dependency_cell, first_seed, need_entries, needs_of
-from .runner import _fresh_checkpoints, record_metrics, run_one, run_threads
+from .runner import ASIDE, _fresh_checkpoints, _recover_aside, _set_aside, record_metrics, run_one, run_threads
 
 # run folder -> (its lock, start time, perf_counter at start): the notebook runs of this kernel that record_run ends
 _HAND_RUNS: dict = {}
@@ -47,7 +48,11 @@ def run_folder(out_dir, cell: dict, seed: int, data_root=None, needs: dict | Non
     except Timeout:
         raise UserError(f"another process is running {cell_ref(cell)} seed {seed} ({cell['profile']}); "
                         f"see {portable(out)}") from None
-    (out / "metrics.json").unlink(missing_ok=True)   # not current again until this run records it
+    # not current again until this run records it; a finished run's evidence waits aside (.previous-run) and is
+    # put back by the next pipeline run of this cell if this one never records its metrics
+    _recover_aside(out)
+    if (out / "metrics.json").is_file():
+        _set_aside(out)
     (out / "results.json").unlink(missing_ok=True)
     try:
         _fresh_checkpoints(out, run_key(cell, seed, data_root=data_root))
@@ -80,6 +85,7 @@ def record_run(out: Path, cell: dict, seed: int, data_root=None) -> None:
         key = run_key(cell, seed, data_root=data_root)
         record_metrics(cell, seed, Path(out), results, key, needs.fingerprint, time.perf_counter() - t0,
                        "notebook", started)
+        shutil.rmtree(Path(out) / ASIDE, ignore_errors=True)
         print(f"recorded: {portable(Path(out) / 'metrics.json')}")
     finally:
         lock.release()
