@@ -51,6 +51,27 @@ def torch_report() -> dict:
     return rep
 
 
+# a DivideMix PreAct ResNet-18 SGD step, 2 threads, on a CPU with AMX: fp32 channels_last over bf16 channels_last
+# (docs/README.md, "Speed on CPUs"; benchmarks/bench_cpu.py)
+AMX_SPEEDUP_OVER_FP32 = 3
+
+
+def cpu_report() -> dict:
+    """The CPU's ISA (nlkit.hardware.cpu_isa) and whether bf16 'auto' (the cpu profile's setting) turns bf16 on."""
+    from .hardware import cpu_isa, use_bf16
+
+    return {**cpu_isa(), "auto_bf16": use_bf16("auto", "cpu")}
+
+
+def cpu_expectation(cpu: dict) -> str:
+    """What the cpu profile (bf16 'auto', channels_last) computes in on this CPU; smoke and paper stay fp32 NCHW."""
+    if cpu["auto_bf16"]:
+        return f"bf16 autocast + channels_last ({cpu['isa']} computes bf16 natively)"
+    return (f"fp32 + channels_last (no native bf16 on {cpu['isa']}"
+            + (f", capped by ONEDNN_MAX_CPU_ISA={cpu['onednn_max_cpu_isa']}" if cpu["onednn_max_cpu_isa"] else "")
+            + f"); about {AMX_SPEEDUP_OVER_FP32}x slower than a CPU with AMX")
+
+
 def faiss_report() -> dict:
     if not _has("faiss"):
         return {"installed": False, "gpu": False}
@@ -128,6 +149,7 @@ def report(data_root=None) -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch": torch_report(),
+        "cpu": cpu_report(),
         "packages": {
             "torchvision": _version("torchvision"),
             "numpy": _version("numpy"),
@@ -156,6 +178,10 @@ def format_report(rep: dict) -> str:
     cuda = f"CUDA {t['cuda_version']}, cuDNN {t['cudnn']}" if t["cuda_available"] else "no CUDA device"
     lines = [f"nlkit {rep['nlkit']}  Python {rep['python']}  ({rep['platform']}, {rep['cpu_count']} CPUs)",
              f"torch {t['version']}: {cuda}; {t['cpu_threads']} CPU threads"]
+    cpu = rep["cpu"]
+    lines.append(f"CPU: {cpu['isa']} (amx_bf16 {_yes(cpu['amx_bf16'])}, avx512_bf16 {_yes(cpu['avx512_bf16'])}, "
+                 f"avx512f {_yes(cpu['avx512f'])})")
+    lines.append(f"  the cpu profile computes in: {cpu_expectation(cpu)}; smoke and paper: fp32 NCHW")
     for g in t["gpus"]:
         lines.append(f"  GPU {g['index']}: {g['name']}, {g['memory_gib']} GiB, compute {g['capability']}, "
                      f"bf16 {_yes(t['bf16'])}")
