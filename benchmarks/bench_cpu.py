@@ -98,8 +98,10 @@ def case(name: str, originals: Path | None):
                 self.vae = GenerativeModule(3, 32, 10, z_dim=25)
 
             def forward(self, x, x01, noisy):
-                out = self.vae(x01, self.net(x01), torch.Generator().manual_seed(0))
-                return vae_loss(out, x01, noisy)[0]
+                c = self.net(x01)
+                with torch.autocast("cpu", enabled=False):  # the kit runs the generative module in fp32
+                    out = self.vae(x01, c.float(), torch.Generator().manual_seed(0))
+                    return vae_loss(out, x01, noisy)[0]
 
         kit = KitInstanceGM()
         if originals and (originals / "InstanceGM").is_dir():
@@ -232,6 +234,31 @@ def run_case(name: str, originals: Path | None, rounds: int, with_compile: bool)
             "variants": out}
 
 
+def eval_batches(sizes, n_images: int = 2000, rounds: int = 3) -> dict:
+    """Seconds per eval pass (DivideMix's eval_train: no-grad forward over every training image) of the cpu
+    profile's network (PreAct ResNet-18 at 1/4 width, 16x16) at each batch size, fp32 NCHW and bf16 channels_last,
+    interleaved; the fastest size is what the cpu profile's eval_batch_size should be."""
+    from nlkit.models import build_model
+
+    x = torch.randn(n_images, 3, 16, 16)
+    nets = {"fp32 NCHW": (build_model("preact_resnet18_dividemix", num_classes=10, in_channels=3, width_mult=0.25)
+                          .eval(), False)}
+    cl = build_model("preact_resnet18_dividemix", num_classes=10, in_channels=3, width_mult=0.25).eval()
+    nets["bf16 channels_last"] = (cl.to(memory_format=torch.channels_last), True)
+    times = {(label, b): [] for label in nets for b in sizes}
+    with torch.no_grad():
+        for _ in range(rounds + 1):  # the first round warms oneDNN's kernels for each shape up
+            for (label, b), t in times.items():
+                net, bf16 = nets[label]
+                xs = x.contiguous(memory_format=torch.channels_last) if bf16 else x
+                t0 = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+                    for i in range(0, n_images, b):
+                        net(xs[i:i + b])
+                t.append(time.perf_counter() - t0)
+    return {label: {str(b): statistics.median(times[(label, b)][1:]) for b in sizes} for label in nets}
+
+
 def machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in
                   subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
@@ -247,6 +274,8 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=5, help="timed iterations per variant, interleaved")
     ap.add_argument("--originals", type=Path, help="a folder holding the originals' checkouts (DivideMix, SLN, ...)")
     ap.add_argument("--compile", action="store_true", help="also time the bf16 channels_last step under torch.compile")
+    ap.add_argument("--eval-batches", type=int, nargs="*", default=[],
+                    help="also time an eval pass at these batch sizes (e.g. 128 256 500 1000 2000)")
     ap.add_argument("--note", default="", help="recorded as is, e.g. 'machine shared with other work'")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
@@ -261,6 +290,11 @@ def main(argv=None) -> None:
             speed = next(val for key, val in v.items() if key.startswith("speedup"))
             print(f"{name:11s} {label:34s} {v['median_s']:7.3f} s/iter  x{speed:5.2f} vs {res['baseline']}"
                   f"  (first call {v['first_call_s']:.1f} s)", flush=True)
+    if args.eval_batches:
+        ev = eval_batches(args.eval_batches)
+        for label, per in ev.items():
+            print("eval pass, 2000 images,", label, {b: round(s, 3) for b, s in per.items()}, flush=True)
+        results.append({"case": "eval_batches", "seconds_per_pass": ev})
     record = {"benchmark": "cpu", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "commit": git_commit(), "nlkit": __version__, "machine": info, "rounds": args.rounds,
               "note": args.note, "results": results}
