@@ -282,26 +282,29 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     info = machine()
-    results = []
+    record = {"benchmark": "cpu", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "commit": git_commit(), "nlkit": __version__, "machine": info, "rounds": args.rounds,
+              "note": args.note, "results": []}
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"cpu-{info['isa']}-{args.threads}t-{'-'.join(args.cases)}-{(record['commit'] or 'nocommit')[:8]}.json"
+
+    def save(result):  # after every case: a long run cut short keeps what it measured
+        record["results"].append(result)
+        out.write_text(json.dumps(record, indent=1) + "\n")
+
     for name in args.cases:
         res = run_case(name, args.originals, args.rounds, args.compile)
-        results.append(res)
         for label, v in res["variants"].items():
             speed = next(val for key, val in v.items() if key.startswith("speedup"))
             print(f"{name:11s} {label:34s} {v['median_s']:7.3f} s/iter  x{speed:5.2f} vs {res['baseline']}"
                   f"  (first call {v['first_call_s']:.1f} s)", flush=True)
+        save(res)
     if args.eval_batches:
         ev = eval_batches(args.eval_batches)
         for label, per in ev.items():
             print("eval pass, 2000 images,", label, {b: round(s, 3) for b, s in per.items()}, flush=True)
-        results.append({"case": "eval_batches", "seconds_per_pass": ev})
-    record = {"benchmark": "cpu", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "commit": git_commit(), "nlkit": __version__, "machine": info, "rounds": args.rounds,
-              "note": args.note, "results": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = f"cpu-{info['isa']}-{args.threads}t-{(record['commit'] or 'nocommit')[:8]}.json"
-    (args.out / name).write_text(json.dumps(record, indent=1) + "\n")
-    print("wrote", args.out / name)
+        save({"case": "eval_batches", "seconds_per_pass": ev})
+    print("wrote", out)
 
 
 if __name__ == "__main__":

@@ -285,3 +285,26 @@ def test_ce_companion_of_an_sln_cell_is_the_ce_cell_of_the_same_setting(monkeypa
     assert ce_companion("params/sln/cifar10-sym-0.40-paper-sln.yaml") == \
         repo_root() / "params/sln/cifar10-sym-0.40-paper-ce.yaml"
     assert ce_companion("params/sln/cifar10-sym-0.40-paper-ce.yaml") is None
+
+
+def test_cpu_profile_switches_follow_the_cpu(digits_data, monkeypatch):
+    """The cpu profile's `bf16: auto` + `channels_last: true`: bf16 autocast on a CPU with native bf16 (the run's
+    numbers move off the fp32 run's), fp32 on one without (the same run as bf16 false), channels_last either way."""
+    import nlkit.hardware as hw
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    fp32 = sln.train_sln(digits_data, small_config(sigma=1.0, epochs=1, channels_last=True), seed=0, progress=False)
+    for native in (True, False):
+        flags = {"avx2", "avx512f"} | ({"avx512_bf16", "amx_bf16"} if native else set())
+        monkeypatch.setattr(hw, "_cpu_flags", lambda flags=flags: flags)
+        hw._cpu_isa.cache_clear()
+        try:
+            auto = sln.train_sln(digits_data, small_config(sigma=1.0, epochs=1, bf16="auto", channels_last=True),
+                                 seed=0, progress=False)
+        finally:
+            hw._cpu_isa.cache_clear()
+        weight = next(p for p in auto.trainer.model.parameters() if p.dim() == 4)
+        assert weight.is_contiguous(memory_format=torch.channels_last)
+        assert np.isfinite(auto.history["loss"]).all()
+        same = np.array_equal(auto.history["loss"].to_numpy(), fp32.history["loss"].to_numpy())
+        assert same is (not native), native
