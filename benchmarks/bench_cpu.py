@@ -16,7 +16,8 @@ model and batch size, on random inputs (no dataset needed):
 
 The `-cpu` cases are the cpu profile's models (kit only; params/*/_profiles.yaml): SLN's small CNN on 32x32 at
 batch 64, DivideMix's PreAct ResNet-18 at 1/4 width on 16x16 at batch 64, the shrunk UNet (16 ch, [1, 2], one block,
-attention at 4 px) on 8x8 at batch 64; run them with --threads 1 as the profile does.
+attention at 4 px) on 8x8 at batch 64, LRA-Diffusion's cached-features variant (64-d SimCLR features, hidden 512)
+at batch 200; run them with --threads 1 as the profile does.
 
 The variants run interleaved in one process (A, B, C, A, B, C, ...) and each one's median is reported, so a
 machine shared with other work loads every variant alike. One JSON per run under benchmarks/results/, with the
@@ -47,7 +48,7 @@ from nlkit import __version__
 from nlkit.hardware import cpu_isa
 from nlkit.pipeline.runner import git_commit
 
-CASES = ("sln", "dividemix", "instancegm", "lra", "dsm", "sln-cpu", "dividemix-cpu", "dsm-cpu")
+CASES = ("sln", "dividemix", "instancegm", "lra", "dsm", "sln-cpu", "dividemix-cpu", "dsm-cpu", "lra-cpu")
 
 
 @contextlib.contextmanager
@@ -125,14 +126,15 @@ def case(name: str, originals: Path | None):
         x, y = _images(128)
         x01 = torch.rand(x.shape, generator=torch.Generator().manual_seed(1))
         return kit, orig, (x, x01, y), lambda m, inp: m(*inp)
-    if name == "lra":
+    if name in ("lra", "lra-cpu"):
         from nlkit.methods.lra_diffusion.model import LRAModel
 
-        kit = LRAModel(10, 512, image_encoder="resnet34")
-        x, y = _images(256)
+        n, dim = (256, 512) if name == "lra" else (200, 64)
+        kit = LRAModel(10, dim, image_encoder="resnet34" if name == "lra" else "none")
+        x, y = _images(n)
         g = torch.Generator().manual_seed(2)
-        fp, y_t, eps = torch.randn(256, 512, generator=g), torch.randn(256, 10, generator=g), torch.randn(256, 10)
-        t = torch.randint(0, 1000, (256,), generator=g)
+        fp, y_t, eps = torch.randn(n, dim, generator=g), torch.randn(n, 10, generator=g), torch.randn(n, 10)
+        t = torch.randint(0, 1000, (n,), generator=g)
 
         def loss(m, inp):
             x, fp, y_t, t, eps = inp

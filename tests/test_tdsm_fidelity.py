@@ -168,7 +168,7 @@ def test_precision_per_profile():
     from nlkit.methods.tdsm.train import TDSMConfig
     from nlkit.pipeline import find_cells, load_cell
 
-    expected = {"smoke": ("fp32", False), "cpu": ("auto", False), "quick": ("bf16", True), "paper": ("fp32", False)}
+    expected = {"smoke": ("fp32", False), "cpu": ("fp32", False), "quick": ("bf16", True), "paper": ("fp32", False)}
     for path in find_cells("tdsm"):
         for profile, (precision, tf32) in expected.items():
             cfg = TDSMConfig.from_cell(load_cell(path, profile))
