@@ -288,7 +288,8 @@ def main(argv=None) -> None:
               "commit": git_commit(), "nlkit": __version__, "machine": info, "rounds": args.rounds,
               "note": args.note, "results": []}
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"cpu-{info['isa']}-{args.threads}t-{'-'.join(args.cases)}-{(record['commit'] or 'nocommit')[:8]}.json"
+    commit = (record["commit"] or "nocommit")[:8]
+    out = args.out / f"cpu-{info['isa']}-{args.threads}t-{'-'.join(args.cases)}-{commit}.json"
 
     def save(result):  # after every case: a long run cut short keeps what it measured
         record["results"].append(result)

@@ -182,8 +182,8 @@ def format_report(rep: dict) -> str:
     cpu = rep["cpu"]
     lines.append(f"CPU: {cpu['isa']} (amx_bf16 {_yes(cpu['amx_bf16'])}, avx512_bf16 {_yes(cpu['avx512_bf16'])}, "
                  f"avx512f {_yes(cpu['avx512f'])})")
-    lines.append(f"  the cpu profile (SLN, DivideMix, InstanceGM) computes in: {cpu_expectation(cpu)}; smoke and paper: "
-                 "fp32 NCHW")
+    lines.append(f"  the cpu profile (SLN, DivideMix, InstanceGM) computes in: {cpu_expectation(cpu)}; "
+                 "smoke and paper: fp32 NCHW")
     for g in t["gpus"]:
         lines.append(f"  GPU {g['index']}: {g['name']}, {g['memory_gib']} GiB, compute {g['capability']}, "
                      f"bf16 {_yes(t['bf16'])}")

@@ -21,8 +21,8 @@ import torch
 
 from ...data import DeviceBatcher
 from ...errors import UserError, check_choice
-from ...models import build_model
 from ...hardware import Switch, use_channels_last
+from ...models import build_model
 from ...train import TrainLoop, autocast_for, default_device, run_identity
 from ..contract import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, config_from_cell
 from .data import IGMData
