@@ -32,7 +32,6 @@ from ...diffusion import (
 )
 from ...errors import UserError
 from ...io import atomic_write
-from ...hardware import use_bf16
 from ...train import EMA, TrainLoop, autocast_for, default_device, run_identity
 from ..contract import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 from .objective import forward_corrected_ce, tdsm_loss, volmin_loss
@@ -388,8 +387,6 @@ def train_diffusion(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: T
         raise UserError(f"the UNet needs square images, got {h}x{w}")
     net = EDMPrecond(build_unet(cfg.arch, img_resolution=h, in_channels=ch, label_dim=k, augment_dim=AUGMENT_DIM,
                                 dropout=cfg.dropout, **unet_overrides(cfg))).to(dev)
-    if dev.type == "cpu" and use_bf16(cfg.bf16, dev):  # oneDNN's bf16 convolutions want channels_last (the GPU
-        net = net.to(memory_format=torch.channels_last)  # runs keep the layout they were measured with)
     ema = EMA(net, decay=0.0, buffers=True)
     cuda = dev.type == "cuda"
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, fused=cuda or None,
