@@ -43,11 +43,11 @@ def measure(device: str, steps: int, batch_size: int, n_images: int, compile: bo
     labels = torch.as_tensor(np.asarray(labels[:n_images], dtype=np.int64))
     torch.manual_seed(0)
     trainer = Trainer(build_model(arch, num_classes=10, in_channels=3), lr=0.001, weight_decay=5e-4, ema_decay=0.999,
-                      device=device, compile=compile)
+                      device=device, bf16=torch.device(device).type == "cuda", compile=compile)
     dev = trainer.device
     mean, std = NORMALISATION["cifar10"]
     batcher = DeviceBatcher(images, batch_size=batch_size, device=dev, crop_padding=4, flip=True, mean=mean,
-                            std=std, channels_last=dev.type == "cuda")
+                            std=std, channels_last=trainer.channels_last)
     targets = torch.nn.functional.one_hot(labels.to(dev), 10).float()
     gen = torch.Generator(device=dev).manual_seed(1)
 
@@ -60,7 +60,7 @@ def measure(device: str, steps: int, batch_size: int, n_images: int, compile: bo
 
     # warm-up (compilation, cudnn autotuning), then time whole passes over `steps` batches
     subset = DeviceBatcher(images[: steps * batch_size], batch_size=batch_size, device=dev, crop_padding=4,
-                           flip=True, mean=mean, std=std, channels_last=dev.type == "cuda")
+                           flip=True, mean=mean, std=std, channels_last=trainer.channels_last)
     trainer.train_epoch(subset, loss_fn)
     sync()
     t0 = time.perf_counter()

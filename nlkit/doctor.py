@@ -51,6 +51,28 @@ def torch_report() -> dict:
     return rep
 
 
+# one training step in fp32 channels_last over the same step in bf16 channels_last on a CPU with AMX: 1.3x (the cpu
+# profile's 1/4-width PreAct ResNet-18) to 2.4x (its small CNN) and 3.2x (DivideMix's full PreAct ResNet-18, 2 threads)
+# (docs/README.md, "Speed on CPUs"; benchmarks/bench_cpu.py)
+AMX_SPEEDUP_OVER_FP32 = "1.3-3"
+
+
+def cpu_report() -> dict:
+    """The CPU's ISA (nlkit.hardware.cpu_isa) and whether bf16 'auto' (the cpu profile's setting) turns bf16 on."""
+    from .hardware import cpu_isa, use_bf16
+
+    return {**cpu_isa(), "auto_bf16": use_bf16("auto", "cpu")}
+
+
+def cpu_expectation(cpu: dict) -> str:
+    """What the cpu profile (bf16 'auto', channels_last) computes in on this CPU; smoke and paper stay fp32 NCHW."""
+    if cpu["auto_bf16"]:
+        return f"bf16 autocast + channels_last ({cpu['isa']} computes bf16 natively)"
+    return (f"fp32 + channels_last (no native bf16 on {cpu['isa']}"
+            + (f", capped by ONEDNN_MAX_CPU_ISA={cpu['onednn_max_cpu_isa']}" if cpu["onednn_max_cpu_isa"] else "")
+            + f"); about {AMX_SPEEDUP_OVER_FP32}x slower than a CPU with AMX")
+
+
 def faiss_report() -> dict:
     if not _has("faiss"):
         return {"installed": False, "gpu": False}
@@ -128,6 +150,7 @@ def report(data_root=None) -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch": torch_report(),
+        "cpu": cpu_report(),
         "packages": {
             "torchvision": _version("torchvision"),
             "numpy": _version("numpy"),
@@ -156,6 +179,11 @@ def format_report(rep: dict) -> str:
     cuda = f"CUDA {t['cuda_version']}, cuDNN {t['cudnn']}" if t["cuda_available"] else "no CUDA device"
     lines = [f"nlkit {rep['nlkit']}  Python {rep['python']}  ({rep['platform']}, {rep['cpu_count']} CPUs)",
              f"torch {t['version']}: {cuda}; {t['cpu_threads']} CPU threads"]
+    cpu = rep["cpu"]
+    lines.append(f"CPU: {cpu['isa']} (amx_bf16 {_yes(cpu['amx_bf16'])}, avx512_bf16 {_yes(cpu['avx512_bf16'])}, "
+                 f"avx512f {_yes(cpu['avx512f'])})")
+    lines.append(f"  the cpu profile (SLN, DivideMix, InstanceGM) computes in: {cpu_expectation(cpu)}; "
+                 "smoke and paper: fp32 NCHW")
     for g in t["gpus"]:
         lines.append(f"  GPU {g['index']}: {g['name']}, {g['memory_gib']} GiB, compute {g['capability']}, "
                      f"bf16 {_yes(t['bf16'])}")

@@ -4,6 +4,7 @@ import json
 import pickle
 
 import pytest
+import torch
 
 from nlkit.cli import main
 from nlkit.data.locate import locate_dataset
@@ -79,3 +80,61 @@ def test_a_home_folder_of_no_user_is_one_line(capsys):
     assert main(["doctor", "--data-root", "~nosuchuser-of-nlkit/x"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "~nosuchuser-of-nlkit" in err
+
+
+@pytest.mark.parametrize("flags, cap, isa, native", [
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, None, "AMX-BF16", True),
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "AVX512_CORE_BF16", "AVX512-BF16", True),
+    ({"avx2", "avx512f", "avx512_bf16"}, None, "AVX512-BF16", True),
+    ({"avx2", "avx512f"}, None, "AVX-512", False),
+    ({"avx2"}, None, "AVX2", False),
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "AVX2", "AVX2", False),   # oneDNN capped: no bf16 kernels
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16"}, "avx512_core", "AVX-512", False),
+])
+def test_cpu_isa_reads_flags_and_respects_the_onednn_cap(monkeypatch, flags, cap, isa, native):
+    """bf16 'auto' turns on only where oneDNN has native bf16 kernels; ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16
+    (a CPU without native bf16, simulated) keeps the kit in fp32 and the doctor says what to expect."""
+    import nlkit.hardware as hw
+    from nlkit.doctor import cpu_expectation, cpu_report
+
+    monkeypatch.setattr(hw, "_cpu_flags", lambda: set(flags))
+    hw._cpu_isa.cache_clear()
+    if cap:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    else:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    try:
+        got = hw.cpu_isa()
+        assert (got["isa"], got["native_bf16"]) == (isa, native)
+        assert hw.use_bf16("auto", "cpu") is native and hw.use_bf16(True, "cpu") and not hw.use_bf16(False, "cpu")
+        # channels_last 'auto' on the CPU follows bf16; True is on everywhere; fp32 runs keep NCHW under 'auto'
+        assert hw.use_channels_last("auto", "cpu", "auto") is native
+        assert hw.use_channels_last("auto", "cpu", False) is False and hw.use_channels_last(True, "cpu")
+        text = cpu_expectation(cpu_report())
+        assert ("bf16 autocast + channels_last" in text) is native
+        assert ("fp32 + channels_last" in text and "slower than a CPU with AMX" in text) is (not native)
+        with pytest.raises(ValueError):
+            hw.use_bf16("yes", "cpu")
+    finally:
+        hw._cpu_isa.cache_clear()
+
+
+def test_autocast_follows_the_switch_on_the_cpu(monkeypatch):
+    import nlkit.hardware as hw
+    from nlkit.train import autocast_for
+
+    monkeypatch.setattr(hw, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+    hw._cpu_isa.cache_clear()
+    layer = torch.nn.Linear(4, 4)
+    try:
+        for cap, switch, dtype in ((None, "auto", torch.bfloat16), ("AVX2", "auto", torch.float32),
+                                   ("AVX2", True, torch.bfloat16), (None, False, torch.float32)):
+            if cap:
+                monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+            else:
+                monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+            with autocast_for("cpu", switch):
+                assert layer(torch.ones(2, 4)).dtype == dtype, (cap, switch)
+    finally:
+        hw._cpu_isa.cache_clear()

@@ -89,8 +89,12 @@ def test_run_writes_metrics_and_skips_when_current(project):
     m = json.loads((project / "outputs/smoke/demo/alpha/seed1/metrics.json").read_text())
     assert m["acc_last"] == 6.0 and m["acc_best_test"] == 1.0 and m["acc_val_selected"] is None
     for key in ("paper", "cell", "profile", "seed", "params", "wall_seconds", "device", "git_commit",
-                "nlkit_version", "started_at", "finished_at", "params_hash"):
+                "nlkit_version", "started_at", "finished_at", "params_hash", "hardware"):
         assert key in m
+    # the CPU's ISA and what the run's precision switches resolved to (the demo cell sets none: fp32 NCHW on a CPU)
+    assert m["hardware"]["cpu_isa"] and isinstance(m["hardware"]["native_bf16"], bool)
+    if m["hardware"]["device_type"] == "cpu":
+        assert m["hardware"]["bf16"] is False and m["hardware"]["channels_last"] is False
     assert m["params"]["value"] == 5.0
     again = run_cell(project / "params/demo/alpha.yaml", "smoke", executor="direct")
     assert [r.status for r in again] == ["skipped", "skipped"]

@@ -99,16 +99,21 @@ def test_label_correction_keeps_losses_beyond_fp32_probabilities():
     torch.testing.assert_close(new[1, 0], w[1])  # label 0, prediction 1: the label's share is w
 
 
-@pytest.mark.parametrize("profile, bf16, lc_float64", [("paper", False, True), ("quick", True, False),
-                                                       ("cpu", False, False), ("smoke", False, False)])
-def test_precision_per_profile(profile, bf16, lc_float64):
+@pytest.mark.parametrize("profile, bf16, lc_float64, cpu_channels_last", [
+    ("paper", False, True, False), ("quick", True, False, True), ("cpu", "auto", False, True),
+    ("smoke", False, False, False)])
+def test_precision_per_profile(profile, bf16, lc_float64, cpu_channels_last):
     """The paper profile computes at the original's precision: fp32 (no bf16, no TF32) and LC's targets and the
-    loss on them in float64. quick switches bf16 on; cpu and smoke run fp32 on CPU."""
+    loss on them in float64, NCHW on the CPU. quick switches bf16 on; cpu uses bf16 where the CPU has it natively
+    ('auto') and channels_last; smoke runs fp32 NCHW on the CPU."""
+    from nlkit.hardware import use_channels_last
     from nlkit.pipeline.params import load_cell, repo_root
 
     for cell in ("cifar10-sym-0.40-paper-slnmolc", "animal10n-real-sln"):
         cfg = sln.SLNConfig.from_cell(load_cell(repo_root() / "params" / "sln" / f"{cell}.yaml", profile))
         assert (cfg.bf16, cfg.lc_float64) == (bf16, lc_float64), (cell, profile)
+        assert type(cfg.bf16) is type(bf16)
+        assert use_channels_last(cfg.channels_last, "cpu", cfg.bf16) is cpu_channels_last, (cell, profile)
     assert sln.SLNConfig().bf16 is False  # a config built in code is fp32 too
 
 
@@ -306,3 +311,26 @@ def test_ce_companion_of_an_sln_cell_is_the_ce_cell_of_the_same_setting(monkeypa
     assert ce_companion("params/sln/cifar10-sym-0.40-paper-sln.yaml") == \
         repo_root() / "params/sln/cifar10-sym-0.40-paper-ce.yaml"
     assert ce_companion("params/sln/cifar10-sym-0.40-paper-ce.yaml") is None
+
+
+def test_cpu_profile_switches_follow_the_cpu(digits_data, monkeypatch):
+    """The cpu profile's `bf16: auto` + `channels_last: true`: bf16 autocast on a CPU with native bf16 (the run's
+    numbers move off the fp32 run's), fp32 on one without (the same run as bf16 false), channels_last either way."""
+    import nlkit.hardware as hw
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    fp32 = sln.train_sln(digits_data, small_config(sigma=1.0, epochs=1, channels_last=True), seed=0, progress=False)
+    for native in (True, False):
+        flags = {"avx2", "avx512f"} | ({"avx512_bf16", "amx_bf16"} if native else set())
+        monkeypatch.setattr(hw, "_cpu_flags", lambda flags=flags: flags)
+        hw._cpu_isa.cache_clear()
+        try:
+            auto = sln.train_sln(digits_data, small_config(sigma=1.0, epochs=1, bf16="auto", channels_last=True),
+                                 seed=0, progress=False)
+        finally:
+            hw._cpu_isa.cache_clear()
+        weight = next(p for p in auto.trainer.model.parameters() if p.dim() == 4)
+        assert weight.is_contiguous(memory_format=torch.channels_last)
+        assert np.isfinite(auto.history["loss"]).all()
+        same = np.array_equal(auto.history["loss"].to_numpy(), fp32.history["loss"].to_numpy())
+        assert same is (not native), native

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import DataMissingError, UserError, check_choice
+from ..train import autocast_for
 
 ENCODERS = ("pixels", "pca", "clip", "model")
 
@@ -104,7 +105,8 @@ def clip_features(images: np.ndarray, model_name: str = "ViT-L-14", pretrained: 
     mean = torch.tensor(OPENAI_DATASET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(OPENAI_DATASET_STD, device=device).view(1, 3, 1, 1)
     out = []
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" and device.startswith("cuda") \
+    # bf16 on CUDA as before; on a CPU only where it is native (emulated bf16 is slower than fp32)
+    amp = autocast_for(device, True if device.startswith("cuda") else "auto") if precision == "bf16" \
         else contextlib.nullcontext()
     for start in tqdm(range(0, len(images), batch_size), desc=f"CLIP {model_name}", leave=False):
         x = _as_float_nchw(images[start:start + batch_size]).to(device, non_blocking=True)

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import DataMissingError, UserError, check_choice
 from ..models import SmallCNN
+from ..hardware import use_channels_last
 from ..train import autocast_for, default_device
 
 
@@ -223,15 +224,19 @@ def simclr_features(model: SimCLRModel, images: np.ndarray, device=None, mean=(0
                     std=(0.2023, 0.1994, 0.2010), batch_size: int = 512, augment_seed: int | None = None,
                     bf16: bool = False) -> np.ndarray:
     """L2-normalised backbone features; `augment_seed` draws one random crop (pad 4) and flip per image, as the
-    LRA code's cached training features. fp32 as the LRA code; `bf16` autocasts on CUDA (a speed switch)."""
+    LRA code's cached training features. fp32 as the LRA code; `bf16` (False, True or 'auto': nlkit.hardware)
+    autocasts, in channels_last where it resolves to on (a speed switch)."""
     from ..data import DeviceBatcher
 
     device = torch.device(device or default_device())
     model = model.to(device).eval()
+    last = use_channels_last("auto", device, bf16)
+    if last:
+        model = model.to(memory_format=torch.channels_last)
     in_ch = images.shape[-1]
     batcher = DeviceBatcher(images, batch_size=batch_size, device=device, shuffle=False,
                             crop_padding=4 if augment_seed is not None else 0, flip=augment_seed is not None,
-                            seed=augment_seed or 0, mean=mean[:in_ch], std=std[:in_ch])
+                            seed=augment_seed or 0, mean=mean[:in_ch], std=std[:in_ch], channels_last=last)
     out = torch.empty(len(images), model.feature_dim, device=device)
     for batch in batcher.epoch(0):
         with autocast_for(device, bf16):

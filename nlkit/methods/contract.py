@@ -118,6 +118,8 @@ def _field_checker(config_class):
     for f in dataclasses.fields(config_class):
         hint = hints.get(f.name, Any)
         strict = "tuple" not in repr(hint).lower() and "sequence" not in repr(hint).lower()
+        if "Literal" in repr(hint):  # a union with a Literal (e.g. bool | 'auto') takes no per-field `strict`; the
+            strict = None            # model's strict mode still refuses 1 or "true" for the bool
         if f.default is not dataclasses.MISSING:
             spec = Field(default=f.default, strict=strict)
         elif f.default_factory is not dataclasses.MISSING:

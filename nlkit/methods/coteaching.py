@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..data import DeviceBatcher
 from ..errors import UserError, check_choice
+from ..hardware import Switch, use_bf16
 from ..models import build_model
 from ..noise import noise_report
 from ..noise.issues import write_per_sample
@@ -95,7 +96,7 @@ class CoteachingConfig:
     width_mult: PositiveFloat | None = None
     crop_padding: NonNegativeInt = 0  # the paper trains without augmentation
     flip: bool = False
-    bf16: bool = False
+    bf16: Switch = False   # False, True or 'auto' (nlkit.hardware)
     checkpoint_every_seconds: PositiveFloat = 300.0
     time_budget_seconds: PositiveFloat | None = None
 
@@ -155,7 +156,7 @@ def run(data: sln.SLNData, config: CoteachingConfig, seed: int, workdir=None, *,
     net2 = _trainer(cfg, data, net1.device)  # a second initialisation from the same generator stream
     dev = net1.device
     if dev.type == "cuda":  # fp32 means fp32; the bf16 switch allows TF32 too
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.bf16
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = use_bf16(cfg.bf16, dev)
     common = dict(device=dev, mean=data.mean, std=data.std)
     train = DeviceBatcher(data.train_images, batch_size=cfg.batch_size, shuffle=True,
                           crop_padding=cfg.crop_padding, flip=cfg.flip, seed=seed, **common)

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from ..data import DeviceBatcher
+from ..hardware import Switch, use_bf16
 from ..models import build_model
 from ..noise import noise_report
 from ..noise.issues import write_per_sample
@@ -81,7 +82,7 @@ class GCEConfig:
     width_mult: PositiveFloat | None = None
     crop_padding: NonNegativeInt = 4
     flip: bool = True
-    bf16: bool = False
+    bf16: Switch = False   # False, True or 'auto' (nlkit.hardware)
     checkpoint_every_seconds: PositiveFloat = 300.0
     time_budget_seconds: PositiveFloat | None = None
 
@@ -116,7 +117,7 @@ def run(data: sln.SLNData, config: GCEConfig, seed: int, workdir=None, *, device
                       bf16=cfg.bf16, channels_last=False)
     dev = trainer.device
     if dev.type == "cuda":  # fp32 means fp32; the bf16 switch allows TF32 too
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.bf16
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = use_bf16(cfg.bf16, dev)
     common = dict(device=dev, mean=data.mean, std=data.std)
     train = DeviceBatcher(data.train_images, batch_size=cfg.batch_size, shuffle=True,
                           crop_padding=cfg.crop_padding, flip=cfg.flip, seed=seed, **common)

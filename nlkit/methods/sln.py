@@ -22,6 +22,7 @@ from ..models import build_model
 from ..noise import noise_report, openset
 from ..noise.issues import loss_verdicts, write_per_sample
 from ..noise.setting import apply_noise_model, restrict, setting_from_params
+from ..hardware import Switch, use_bf16
 from ..train import Trainer, TrainLoop, predict, run_identity
 from .contract import (
     PROTOCOL_METRICS,
@@ -215,9 +216,10 @@ class SLNConfig:
     width_mult: PositiveFloat | None = None  # a narrower net for reduced profiles (PreAct ResNets)
     crop_padding: NonNegativeInt = 4
     flip: bool = True
-    bf16: bool = False          # bf16 autocast (and TF32) on CUDA for training, testing and LC; False: fp32
+    bf16: Switch = False        # bf16 autocast (and TF32 on CUDA) for training, testing and LC; False: fp32;
+                                # 'auto': where the device has native bf16 (nlkit.hardware)
     lc_float64: bool = False    # LC's targets and the loss on them in float64, as the original's numpy targets
-    channels_last: bool = True
+    channels_last: Switch = "auto"  # 'auto': on CUDA, on the CPU with bf16 (nlkit.hardware)
     compile: bool = False
     checkpoint_every_seconds: PositiveFloat = 300.0
     time_budget_seconds: PositiveFloat | None = None
@@ -265,8 +267,8 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
                       channels_last=cfg.channels_last, compile=cfg.compile)
     dev = trainer.device
     if dev.type == "cuda":  # fp32 means fp32 (the original predates TF32); the bf16 switch allows TF32 too
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.bf16
-    common = dict(device=dev, mean=data.mean, std=data.std, channels_last=cfg.channels_last and dev.type == "cuda")
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = use_bf16(cfg.bf16, dev)
+    common = dict(device=dev, mean=data.mean, std=data.std, channels_last=trainer.channels_last)
     train = DeviceBatcher(data.train_images, batch_size=cfg.batch_size, shuffle=True, crop_padding=cfg.crop_padding,
                           flip=cfg.flip, seed=seed, **common)
     lc_batcher = DeviceBatcher(data.train_images, batch_size=512, shuffle=False,

@@ -64,6 +64,21 @@ def device_name() -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
+def run_hardware(resolved: dict) -> dict:
+    """The CPU's ISA and what a run's speed switches resolved to on the device it ran on (nlkit.hardware)."""
+    import torch
+
+    from ..hardware import precision_report
+
+    train = resolved.get("train") or {}
+    bf16 = train.get("bf16", {"bf16": True, "auto": "auto"}.get(train.get("precision"), False))
+    try:
+        return precision_report("cuda" if torch.cuda.is_available() else "cpu", bf16,
+                                train.get("channels_last", "auto"))
+    except ValueError:  # a method with its own meaning of these keys: the ISA alone
+        return precision_report("cpu")
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "-C", str(repo_root()), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -293,6 +308,7 @@ def record_metrics(resolved: dict, seed: int, out_dir: Path, results: dict, key:
         **results,
         "params": resolved, "params_hash": key, "needs": needs_fingerprint,
         "wall_seconds": round(seconds, 2), "device": results.get("device") or device_name(),
+        "hardware": results.get("hardware") or run_hardware(resolved),
         "executor": executor, "git_commit": git_commit(), "nlkit_version": __version__,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

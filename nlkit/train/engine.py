@@ -1,7 +1,8 @@
 """A small training engine: the loop's hot path runs on the device without host synchronisation.
 
-Per step: a batch gathered and augmented on the device (nlkit.data.DeviceBatcher), a bf16-autocast forward
-pass (CUDA), the method's loss in fp32, a foreach/fused SGD step and a fused EMA update. Statistics are
+Per step: a batch gathered and augmented on the device (nlkit.data.DeviceBatcher), a forward pass under bf16
+autocast where the `bf16` switch resolves to on (nlkit.hardware: a GPU, or a CPU with AMX-BF16/AVX512-BF16), the
+method's loss in fp32, a foreach/fused SGD step and a fused EMA update. Statistics are
 accumulated in device tensors and read once per epoch.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..hardware import Switch, use_bf16, use_channels_last
 from .ema import EMA, _unwrap
 
 
@@ -20,15 +22,17 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def autocast_for(device, enabled: bool = True):
-    """bf16 autocast on CUDA; plain fp32 elsewhere (CPU bf16 is slower than fp32 for these convnets)."""
-    if enabled and torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast_for(device, enabled: Switch = True):
+    """bf16 autocast where the `bf16` switch (False, True or 'auto') resolves to on for `device`
+    (nlkit.hardware.use_bf16); plain fp32 otherwise."""
+    dev = torch.device(device)
+    if use_bf16(enabled, dev):
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batcher, num_samples: int, num_classes: int, *, bf16: bool = True,
+def predict(model: nn.Module, batcher, num_samples: int, num_classes: int, *, bf16: Switch = False,
             epoch: int = 0, log: bool = False) -> torch.Tensor:
     """Softmax probabilities (num_samples x C, fp32, on the device) in dataset index order, or with `log` their
     log-softmax; `epoch` picks the batcher's augmentation draw when it augments."""
@@ -53,11 +57,14 @@ class Trainer:
 
     def __init__(self, model: nn.Module, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
                  nesterov: bool = False, ema_decay: float | None = None, ema_buffers: bool = True,
-                 device: str | None = None, bf16: bool = True, channels_last: bool = True, compile: bool = False):
+                 device: str | None = None, bf16: Switch = False, channels_last: Switch = "auto",
+                 compile: bool = False):
         self.device = torch.device(device or default_device())
         self.bf16 = bf16
         model = model.to(self.device)
-        if channels_last and self.device.type == "cuda":
+        # the batcher feeding the model should match: DeviceBatcher(channels_last=trainer.channels_last)
+        self.channels_last = use_channels_last(channels_last, self.device, bf16)
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.ema = EMA(model, ema_decay, ema_buffers) if ema_decay else None

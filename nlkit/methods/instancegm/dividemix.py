@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...data import DeviceBatcher
+from ...hardware import Switch
 from ...train import autocast_for
 from ..contract import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -56,8 +57,8 @@ class DivideMixConfig:
     gmm_reg_covar: NonNegativeFloat = 5e-4
     gmm_loss_average: PositiveInt = 1             # epochs of normalised losses averaged before the GMM (DivideMix: 5 at r=0.9)
     warmup_neg_entropy: bool = False      # DivideMix's confidence penalty during warm-up (asymmetric noise only)
-    bf16: bool = False                    # bf16 autocast on CUDA (a speed switch, on in `quick`); the original code
-                                          # and the `paper` profile compute in fp32. CPU always runs fp32
+    bf16: Switch = False                  # bf16 autocast (a speed switch: true in `quick`, 'auto' in `cpu`: on where
+                                          # the device has native bf16); the original code and `paper` use fp32
 
 
 # ---------------------------------------------------------------------------------------------- pieces

@@ -21,6 +21,7 @@ import torch
 
 from ...data import DeviceBatcher
 from ...errors import UserError, check_choice
+from ...hardware import Switch, use_channels_last
 from ...models import build_model
 from ...train import TrainLoop, autocast_for, default_device, run_identity
 from ..contract import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, config_from_cell
@@ -51,7 +52,7 @@ class InstanceGMConfig(DivideMixConfig):
     kl_reduction: str = "sum"             # code: KL summed over the batch; "mean" averages it
     t_decoder_input: str = "xhat"         # code: p(Ŷ | X̂, Y) reads the reconstruction; "x" the image
     gumbel_tau: PositiveFloat = 1.0
-    channels_last: bool = True
+    channels_last: Switch = "auto"       # the networks' layout; 'auto': CUDA, or the CPU with bf16
     checkpoint_every_seconds: NonNegativeFloat = 300.0  # 0: after every epoch
     time_budget_seconds: PositiveFloat | None = None
     method: str = "instancegm"            # from the cell's top-level `method`, not the train block
@@ -153,7 +154,7 @@ def train_instancegm(data: IGMData, cfg: InstanceGMConfig, seed: int, out_dir=No
     torch.manual_seed(seed)   # initial weights; every later random draw comes from per-epoch generators
     dev = torch.device(device or default_device())
     c, channels, side = data.num_classes, data.train_images.shape[-1], data.train_images.shape[1]
-    last = cfg.channels_last and dev.type == "cuda"
+    last = use_channels_last(cfg.channels_last, dev, cfg.bf16)
     nets = []
     for _ in range(cfg.num_nets):
         net = build_classifier(cfg.arch, c, channels, cfg.width_mult).to(dev)
@@ -170,6 +171,8 @@ def train_instancegm(data: IGMData, cfg: InstanceGMConfig, seed: int, out_dir=No
     generative, extra = [], None
     if cfg.vae:
         generative = [GenerativeModule(channels, side, c, cfg.z_dim).to(dev) for _ in range(2)]
+        if last:  # the batches it reads are channels_last; fp32 convolutions gain from it on CPU and GPU alike
+            generative = [m.to(memory_format=torch.channels_last) for m in generative]
         extra = vae_extra_loss(generative, train_b, noisy, cfg)
     dm = DivideMix(nets, cfg, train_b, eval_b, noisy, c, seed, extra)
     clean_mask = data.clean_mask

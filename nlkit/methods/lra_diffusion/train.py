@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ...errors import UserError
+from ...hardware import Switch, use_channels_last
 from ...train import TrainLoop, autocast_for, default_device, run_identity
 from ..contract import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, config_from_cell
 from .data import LRAData
@@ -50,8 +51,8 @@ class LRAConfig:
     eval_every: PositiveInt = 5
     crop_padding: NonNegativeInt = 4
     flip: bool = True
-    bf16: bool = False   # the code trains in fp32; bf16 autocast on CUDA is a speed switch (on in quick)
-    channels_last: bool = True
+    bf16: Switch = False   # the code trains in fp32; bf16 autocast is a speed switch (quick: true; cpu: 'auto')
+    channels_last: Switch = "auto"  # the ResNet-34 encoder's layout; 'auto': CUDA, or the CPU with bf16
     checkpoint_every_seconds: PositiveFloat = 300.0
     time_budget_seconds: PositiveFloat | None = None
 
@@ -164,7 +165,7 @@ def train_lra(data: LRAData, feats: dict, cfg: LRAConfig, seed: int, *, out_dir=
     noisy_dev = torch.as_tensor(data.noisy, device=dev)
     in_ch = data.train_images.shape[-1]
     model = LRAModel(c, train_f.shape[1], cfg.hidden, cfg.image_encoder, in_ch).to(dev)
-    channels_last = cfg.channels_last and dev.type == "cuda" and cfg.image_encoder == "resnet34"
+    channels_last = use_channels_last(cfg.channels_last, dev, cfg.bf16) and cfg.image_encoder == "resnet34"
     if channels_last:
         model.encoder = model.encoder.to(memory_format=torch.channels_last)
     trainable = list(model.denoiser.parameters())

@@ -273,7 +273,7 @@ def _run_diffusion(data: TDSMData, cfg: TDSMConfig, seed: int, workdir, dev, pro
     for s in cfg.sampling_seeds:
         images, labels = generate(run.ema, k, cfg.samples_per_class, shape, seed * 1000 + int(s), device=dev,
                                   num_steps=cfg.num_steps, batch=cfg.sample_batch, other=other,
-                                  affine_weight=cfg.affine_weight, bf16=cfg.precision == "bf16")
+                                  affine_weight=cfg.affine_weight, bf16=cfg.bf16)
         scores = tdsm_metrics.score_samples(ref, images, labels, cas_arch=cas_arch, cas_epochs=cfg.cas_epochs,
                                             seed=seed, device=dev)
         per_seed.append(scores)

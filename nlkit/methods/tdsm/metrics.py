@@ -51,7 +51,8 @@ def train_image_classifier(images: np.ndarray, labels: np.ndarray, num_classes: 
     dev = torch.device(device or default_device())
     torch.manual_seed(seed)
     model = build_model(arch, **architecture_kwargs(arch, num_classes, images.shape[-1], images.shape[1]))
-    trainer = Trainer(model, lr=lr, momentum=0.9, weight_decay=5e-4, device=dev, channels_last=False)
+    trainer = Trainer(model, lr=lr, momentum=0.9, weight_decay=5e-4, device=dev, bf16=dev.type == "cuda",
+                      channels_last=False)
     batcher = _batcher(images, min(batch_size, len(images)), dev, shuffle=True, seed=seed)
     y = torch.as_tensor(labels, device=dev)
 

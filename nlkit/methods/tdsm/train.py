@@ -101,7 +101,8 @@ class TDSMConfig:
     ema_halflife_kimg: PositiveFloat = 500
     ema_rampup: PositiveFloat | None = 0.05
     augment_p: Fraction = 0.12
-    precision: str = "fp32"          # the UNet's autocast: fp32 (the original) or bf16
+    precision: str = "fp32"          # the UNet's autocast: fp32 (the original), bf16, or auto (bf16 where the
+                                     # device has native bf16: nlkit.hardware)
     tf32: bool | None = None         # TF32 matmuls/convolutions in the classifier and the UNet; None: on only with bf16
     # TDSM (docs/tdsm.md §5, §12)
     tau: NonNegativeFloat = 0.01
@@ -152,15 +153,20 @@ class TDSMConfig:
             raise UserError(f"unknown TDSM method {cfg.method!r}; choose one of: {', '.join(METHODS)}")
         if cfg.label_dropout > 0:
             raise UserError("label dropout > 0 is incompatible with TDSM (dropped labels become all-zero one-hots)")
-        if cfg.precision not in ("fp32", "bf16"):
-            raise UserError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+        if cfg.precision not in ("fp32", "bf16", "auto"):
+            raise UserError(f"precision must be fp32, bf16 or auto, got {cfg.precision!r}")
         cfg.tf32 = cfg.allow_tf32  # resolved: the original disables TF32 in both loops; the bf16 setting allows it
         return cfg
 
     @property
     def allow_tf32(self) -> bool:
         """TF32 as set (`tf32`), else on only with bf16: the original runs fp32 with TF32 off."""
-        return self.precision == "bf16" if self.tf32 is None else bool(self.tf32)
+        return self.precision != "fp32" if self.tf32 is None else bool(self.tf32)
+
+    @property
+    def bf16(self):
+        """`precision` as the kit's bf16 switch (False, True or 'auto'; nlkit.hardware)."""
+        return {"fp32": False, "bf16": True, "auto": "auto"}[self.precision]
 
     def ticks(self, duration_kimg: float) -> int:
         return max(1, math.ceil(duration_kimg / self.kimg_per_tick))
@@ -405,7 +411,7 @@ def train_diffusion(images: np.ndarray, noisy: np.ndarray, S: np.ndarray, cfg: T
     pipe = AugmentPipe(cfg.augment_p) if cfg.augment_p > 0 else None
     gen = torch.Generator(device=dev).manual_seed(seed + 17)
     steps = _steps_per_tick(cfg.kimg_per_tick, batch)
-    bf16 = cfg.precision == "bf16"
+    bf16 = cfg.bf16
     if classifier is not None:
         classifier = classifier.to(dev).eval()
     nimg = 0
