@@ -23,7 +23,8 @@ ENDINGS = {
     "KeyboardInterrupt": "raise KeyboardInterrupt",
     "os._exit(0)": "import os\nos._exit(0)",     # a process that ends 'successfully' without a result
     "kill -9": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",   # what the OOM killer does
-    "sleep": "import time\ntime.sleep(300)",
+    # the marker says the notebook's code is running (before it, a SIGINT may land in start-up, not in the run)
+    "sleep": "import pathlib, time\npathlib.Path('sleeping').touch()\ntime.sleep(300)",
     "SIGSTOP": "import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)",
 }
 
@@ -85,11 +86,12 @@ def test_the_users_ctrl_c_still_stops_a_direct_run(kernel_project):
 
     project = project_with(kernel_project, "sleep")
     proc = nlkit_process(project, "run", project / "params/demo/alpha.yaml", "--executor", "direct")
-    checkpoints = project / "outputs/smoke/demo/alpha/seed0/checkpoints"
-    deadline = time.monotonic() + 120
-    while not checkpoints.is_dir() and time.monotonic() < deadline and proc.poll() is None:
+    sleeping = project / "sleeping"   # written by the notebook's code just before it sleeps (the run's cwd)
+    deadline = time.monotonic() + 240
+    while not sleeping.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(1.0)   # inside the notebook's sleep
+    assert sleeping.exists(), "the notebook's code never started"
+    time.sleep(0.5)   # inside the notebook's sleep
     proc.send_signal(signal.SIGINT)
     code, err = finish(proc, 60)
     assert code == 130 and "nlkit: interrupted" in err and "failed" not in err, err

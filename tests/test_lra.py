@@ -237,9 +237,10 @@ def _digits_run(monkeypatch, **changes):
 
 def test_evaluation_uses_the_training_batch_size(monkeypatch):
     """The code's val/test loaders share the training batch size (200); with head_compat the untrained encoder's
-    BN normalises by each evaluation batch, so the size matters."""
+    BN normalises by each evaluation batch, so the size matters. The third unshuffled pass is the training set's,
+    for per_sample.csv, at the same size."""
     _, made, _, _ = _digits_run(monkeypatch, batch_size=40)
-    assert [m["batch_size"] for m in made if not m["shuffle"]] == [40, 40]
+    assert [m["batch_size"] for m in made if not m["shuffle"]] == [40, 40, 40]
 
 
 def test_dynamic_knn_weighting_reaches_the_per_batch_retrieval():

@@ -222,7 +222,8 @@ def test_an_odd_value_in_metrics_makes_that_run_not_run_and_the_tables_are_writt
         warnings.simplefilter("always")
         table = collect("smoke", "demo").set_index("row")
         written = build_tables("smoke", "demo")
-    lines = [str(w.message) for w in caught]
+    # the kit's own warnings (ResourceWarnings of sockets that an earlier test's kernel left may land here too)
+    lines = [str(w.message) for w in caught if not issubclass(w.category, ResourceWarning)]
     assert lines and all(str(path) in line and expected in line and "\n" not in line for line in lines), lines
     assert table.loc["alpha", "n_seeds"] == 1 and table.loc["alpha", "reproduced_mean"] == 6.0   # seed 1's value
     assert any(p.suffix == ".md" for p in written)
