@@ -58,14 +58,14 @@ AMX_SPEEDUP_OVER_FP32 = "1.3-3"
 
 
 def cpu_report() -> dict:
-    """The CPU's ISA (nlkit.hardware.cpu_isa) and whether bf16 'auto' (the cpu profile's setting) turns bf16 on."""
+    """The CPU's ISA (nlkit.hardware.cpu_isa) and whether the switch bf16 'auto' turns bf16 on."""
     from .hardware import cpu_isa, use_bf16
 
     return {**cpu_isa(), "auto_bf16": use_bf16("auto", "cpu")}
 
 
 def cpu_expectation(cpu: dict) -> str:
-    """What the cpu profile (bf16 'auto', channels_last) computes in on this CPU; smoke and paper stay fp32 NCHW."""
+    """What a run with bf16 'auto' and channels_last computes in on this CPU."""
     if cpu["auto_bf16"]:
         return f"bf16 autocast + channels_last ({cpu['isa']} computes bf16 natively)"
     return (f"fp32 + channels_last (no native bf16 on {cpu['isa']}"
@@ -182,8 +182,8 @@ def format_report(rep: dict) -> str:
     cpu = rep["cpu"]
     lines.append(f"CPU: {cpu['isa']} (amx_bf16 {_yes(cpu['amx_bf16'])}, avx512_bf16 {_yes(cpu['avx512_bf16'])}, "
                  f"avx512f {_yes(cpu['avx512f'])})")
-    lines.append(f"  the cpu profile (SLN, DivideMix, InstanceGM) computes in: {cpu_expectation(cpu)}; "
-                 "smoke and paper: fp32 NCHW")
+    lines.append(f"  with bf16 'auto' + channels_last (SLN, DivideMix, InstanceGM): {cpu_expectation(cpu)}; "
+                 "the profiles as committed compute in fp32 NCHW on the CPU")
     for g in t["gpus"]:
         lines.append(f"  GPU {g['index']}: {g['name']}, {g['memory_gib']} GiB, compute {g['capability']}, "
                      f"bf16 {_yes(t['bf16'])}")

@@ -469,7 +469,16 @@ def nlkit_process(project: Path, *args, **env):
 
     return subprocess.Popen([sys.executable, "-m", "nlkit", *map(str, args)], cwd=project,
                             env={**os.environ, "NLKIT_ROOT": str(project), "PYTHONPATH": str(ROOT), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """The child takes Ctrl-C as a terminal's process would, also when the suite itself runs with SIGINT ignored
+    (a background job of a shell, nohup): a process started with SIGINT ignored never sees KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_kill_9_mid_run_then_resume_gives_identical_metrics(project):

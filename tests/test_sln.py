@@ -100,12 +100,12 @@ def test_label_correction_keeps_losses_beyond_fp32_probabilities():
 
 
 @pytest.mark.parametrize("profile, bf16, lc_float64, cpu_channels_last", [
-    ("paper", False, True, False), ("quick", True, False, True), ("cpu", "auto", False, True),
+    ("paper", False, True, False), ("quick", True, False, True), ("cpu", False, False, False),
     ("smoke", False, False, False)])
 def test_precision_per_profile(profile, bf16, lc_float64, cpu_channels_last):
     """The paper profile computes at the original's precision: fp32 (no bf16, no TF32) and LC's targets and the
-    loss on them in float64, NCHW on the CPU. quick switches bf16 on; cpu uses bf16 where the CPU has it natively
-    ('auto') and channels_last; smoke runs fp32 NCHW on the CPU."""
+    loss on them in float64, NCHW on the CPU. quick switches bf16 on; cpu (the setting its committed runs were made
+    with) and smoke run fp32 NCHW on the CPU."""
     from nlkit.hardware import use_channels_last
     from nlkit.pipeline.params import load_cell, repo_root
 
@@ -314,7 +314,7 @@ def test_ce_companion_of_an_sln_cell_is_the_ce_cell_of_the_same_setting(monkeypa
 
 
 def test_cpu_profile_switches_follow_the_cpu(digits_data, monkeypatch):
-    """The cpu profile's `bf16: auto` + `channels_last: true`: bf16 autocast on a CPU with native bf16 (the run's
+    """The switches `bf16: auto` + `channels_last: true`: bf16 autocast on a CPU with native bf16 (the run's
     numbers move off the fp32 run's), fp32 on one without (the same run as bf16 false), channels_last either way."""
     import nlkit.hardware as hw
 
