@@ -19,7 +19,7 @@ NOISE_ROOT ?=
 PYTEST_ARGS ?=
 MUTATION_ARGS ?=
 
-.PHONY: all install hooks git-hooks test test-browser mutation reproduce tables notebooks clean-venv \
+.PHONY: all install hooks git-hooks test test-extended test-browser mutation reproduce tables notebooks clean-venv \
 	gpu-check gpu-check-dry
 
 all: test
@@ -51,7 +51,12 @@ git-hooks:
 		> $(VENV)/etc/jupyter/jupyter_server_config.json
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not extended" $(PYTEST_ARGS)
+
+# The longest end-to-end checks (an installed wheel's notebook, the GPU check's dry run, Ray and SLURM runs,
+# time limits), kept out of `make test` so that it stays under 10 minutes on 2 cores; CI runs both.
+test-extended: $(STAMP)
+	$(PY) -m pytest -q -m extended $(PYTEST_ARGS)
 
 # Plants the one-line bugs listed in tests/mutation/*.yaml one at a time in a copy of the project and checks the
 # tests catch them (tests/mutation/README.md); not part of `make test`. E.g. MUTATION_ARGS='--method sln --jobs 4'.

@@ -145,6 +145,7 @@ def test_every_profile_of_every_paper_has_a_time_limit():
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_a_stopped_direct_run_process_is_killed_at_its_time_limit(kernel_project, monkeypatch):
     """A run process stopped by SIGSTOP never reaches its own time limit: the parent kills it."""
     from nlkit.pipeline import local_backend

@@ -14,6 +14,7 @@ _spec.loader.exec_module(gpu_check)
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_dry_run_runs_every_step_and_packs_at_most_eight_files(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     assert gpu_check.main(["--dry-run", "--out", str(out), "--work", str(work)]) == 0

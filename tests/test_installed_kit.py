@@ -12,6 +12,7 @@ from installed_kit import clean_env, installed_env, run_notebook_alone
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_paper_notebook_runs_from_an_installed_kit_in_an_empty_folder(tmp_path):
     python = installed_env(tmp_path / "kit")
     found = subprocess.run([str(python), "-c", "import nlkit, nlkit.io as io; print(nlkit.__file__); "

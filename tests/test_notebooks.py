@@ -57,6 +57,7 @@ def test_noise_explorer_pmd_and_label_file(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_tsne_with_pca_and_a_saved_model(tmp_path):
     import torch
 

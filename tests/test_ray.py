@@ -157,6 +157,7 @@ def test_resources_are_checked():
         resources_of({"resources": {"num_cpus": "two"}})
 
 
+@pytest.mark.extended
 def test_ctrl_c_cancels_the_runs_not_started_and_lets_the_others_finish(ray_cluster, project):
     for name in ("alpha", "beta"):  # four runs of 3 s, two at a time
         path = project / f"params/demo/{name}.yaml"

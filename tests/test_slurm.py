@@ -37,6 +37,7 @@ def project(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_slurm_jobs_give_the_local_tables_dependencies_first(project, monkeypatch):
     from nlkit.pipeline import slurm_backend
 
