@@ -143,6 +143,25 @@ def test_wrn28_2_parameter_count():
     assert net.features(torch.zeros(2, 3, 32, 32)).shape == (2, 128)
 
 
+def test_resnet9_layout_and_a_bf16_channels_last_step_on_the_cpu():
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    sizes = {w: count(build_model("resnet9", num_classes=10, in_channels=3, width_mult=w)) for w in (1.0, 0.5, 0.25)}
+    assert sizes == {1.0: 6_573_120, 0.5: 1_646_112, 0.25: 412_944}
+    net = build_model("resnet9", num_classes=10, in_channels=3, width_mult=0.25)
+    assert net.feature_dim == 128 and net.features(torch.zeros(2, 3, 32, 32)).shape == (2, 128)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():   # the 1/8 output scale of the speed runs
+        assert torch.allclose(net(x), net.head(net.features(x)) / 8)
+    net = net.to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", torch.bfloat16):
+        loss = torch.nn.functional.cross_entropy(net(x.contiguous(memory_format=torch.channels_last)),
+                                                 torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    with pytest.raises(Exception, match="width_mult"):
+        build_model("resnet9", width_mult=0)
+
+
 def test_dissection_shares_sum_to_one():
     import pandas as pd
 

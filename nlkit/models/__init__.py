@@ -6,6 +6,7 @@ from .classifiers import (
            CasCNN,
            CasResNet50,
            PreActResNet,
+           ResNet9,
            SmallCNN,
            WideResNet,
            architecture_kwargs,
@@ -16,6 +17,6 @@ from .classifiers import (
            wrn_state_dict_from_sln,
 )
 
-__all__ = ["ARCHITECTURES", "CasCNN", "CasResNet50", "CifarResNet34", "PreActResNet", "SmallCNN", "WideResNet",
+__all__ = ["ARCHITECTURES", "CasCNN", "CasResNet50", "CifarResNet34", "PreActResNet", "ResNet9", "SmallCNN", "WideResNet",
            "architecture_kwargs", "build_model", "load_model", "preact_state_from_dividemix", "save_model",
            "wrn_state_dict_from_sln"]

@@ -179,6 +179,51 @@ class PreActResNet(nn.Module):
         return self.head(self.features(x))
 
 
+def _conv_bn(in_ch: int, out_ch: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch),
+                         nn.ReLU(inplace=True))
+
+
+class _ResidualPair(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(ch, ch), _conv_bn(ch, ch))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class ResNet9(nn.Module):
+    """The residual network of the CIFAR-10 speed runs (Page's DAWNBench ResNet-9, as in airbench's lineage): a
+    prep conv, then three stages conv-BN-ReLU + 2x2 max-pool at widths 2w, 4w, 8w, the first and last followed by
+    a residual pair of convs; global max-pool and a linear head whose logits are scaled by 1/8. w = 64 x
+    `width_mult`: 6.57M parameters at 1.0, 1.65M at 0.5, 0.41M at 0.25; a 32x32 forward pass costs 95M
+    multiply-adds at 0.5 and 24M at 0.25, against 555M for DivideMix's PreAct ResNet-18. At 0.25 it is the cpu
+    profile's CIFAR-10 network (docs/bench.md §3)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0):
+        super().__init__()
+        if not width_mult > 0:
+            raise UserError(f"width_mult must be positive, got {width_mult}")
+        w = [max(1, int(round(c * width_mult))) for c in (64, 128, 256, 512)]
+        self.body = nn.Sequential(
+            _conv_bn(in_channels, w[0]),
+            _conv_bn(w[0], w[1]), nn.MaxPool2d(2), _ResidualPair(w[1]),
+            _conv_bn(w[1], w[2]), nn.MaxPool2d(2),
+            _conv_bn(w[2], w[3]), nn.MaxPool2d(2), _ResidualPair(w[3]),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        )
+        self.feature_dim = w[3]
+        self.head = nn.Linear(w[3], num_classes, bias=False)
+        self.logit_scale = 0.125   # the speed runs' fixed output scale: softer early logits at a high lr
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)) * self.logit_scale
+
+
 class CasCNN(nn.Module):
     """The CAS classifier the TDSM code defines for MNIST (`ClassifierCAS_CNN_MNIST`): a 5x5 conv to 16 channels
     (padding 2) + ReLU + 2x2 max-pool, a 5x5 conv to 32 channels (padding 2) + ReLU + 2x2 max-pool, flatten, and one
@@ -273,7 +318,7 @@ def _wrn28_2(**kw):
     return WideResNet(depth=28, widen=2, **kw)
 
 
-ARCHITECTURES = {"small_cnn": SmallCNN, "wrn28_2": _wrn28_2, "preact_resnet18": _preact18,
+ARCHITECTURES = {"small_cnn": SmallCNN, "resnet9": ResNet9, "wrn28_2": _wrn28_2, "preact_resnet18": _preact18,
                  "preact_resnet34": _preact34, "preact_resnet18_dividemix": _preact18_dividemix,
                  "cas_cnn_mnist": CasCNN, "cas_resnet50": CasResNet50}
 

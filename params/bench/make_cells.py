@@ -21,6 +21,7 @@ PARAMS = HERE.parent
 
 # column id -> (table label, noise block, SLN's sigma for this noise type: docs/sln.md §3.2)
 SETTINGS = {
+    "clean": ("clean", {"model": "clean"}, 0.0),
     "sym-0.2": ("sym 0.2", {"model": "sym", "rate": 0.2}, 1.0),
     "sym-0.5": ("sym 0.5", {"model": "sym", "rate": 0.5}, 1.0),
     "sym-0.8": ("sym 0.8", {"model": "sym", "rate": 0.8}, 1.0),
@@ -45,9 +46,21 @@ for _rate, _sha in PMD_FILES.items():
         "model": "file", "file": f"lra-pmd/cifar10-1-{_rate}.npy", "sha256": _sha, "label_range": [0, 45000],
         "source": "LRA-Diffusion's published PMD labels (PLC's polynomial-margin diminishing noise), "
                   f"cifar10-1-{_rate}.npy (docs/noise.md §2, §9.1)"}, 0.5)
-# The cpu profile's CIFAR-10 columns (CIFAR-10N and PMD label files: they index CIFAR-10's own images): the reduced
-# real CIFAR-10 of the kit's cpu profiles, every row at the same budget as on MNIST.
-CIFAR_CPU = {"dataset": "cifar10", "image_size": None, "train_subset": 5000, "test_subset": 2000}
+# The cpu profile's CIFAR-10 scale (docs/bench.md §3): full-resolution CIFAR-10, a seeded class-stratified subset of
+# 20,000 training images (the noise drawn on all 50,000 first, so a published label file keeps its indices) and the
+# whole 10,000-image test set; the speed runs' ResNet-9 at quarter width (0.41M parameters; at half width a CE
+# epoch took 47 s on 2 cores, which would put DivideMix's six-fold epoch far past 30 minutes a run) with
+# RandomCrop(4) + flip; bf16 autocast where the CPU has native bf16 units, and channels_last (docs/README.md,
+# "Speed on CPUs"); both CPU cores a run. The clean column runs at this scale; the MNIST columns and the reduced
+# CIFAR-10 label-file columns keep their committed runs until they are run again at it.
+CIFAR_CPU = {"dataset": "cifar10", "image_size": None, "train_subset": 20000, "test_subset": 10000,
+             "train": {"arch": "resnet9", "width_mult": 0.25, "crop_padding": 4, "flip": True, "bf16": "auto",
+                       "channels_last": True},
+             "resources": {"num_cpus": 2}}
+CIFAR_CPU_EPOCHS = 30
+CIFAR_CPU_COLUMNS = {"clean"}
+# the label-file columns' present cpu budget: reduced CIFAR-10 at the MNIST columns' small CNN and 30 epochs
+CIFAR_CPU_SMALL = {"dataset": "cifar10", "image_size": None, "train_subset": 5000, "test_subset": 2000}
 NOISE_SOURCE = {
     "sym": "the kit's symmetric generator (nlkit.noise, docs/noise.md): a label flips to one of the other classes "
            "with probability `rate`; noise seed 1 for every method and run seed",
@@ -55,10 +68,12 @@ NOISE_SOURCE = {
             "bird->airplane, deer->horse, cat<->dog) with probability `rate`; MNIST's (2->7, 3->8, 5<->6, 7->1) on "
             "MNIST and digits (Patrini et al. 2017); noise seed 1",
     "file": "CIFAR-N human labels, UCSC-REAL/cifar-10-100n data/CIFAR-10_human.pt (docs/noise.md §7.1)",
+    "clean": "CIFAR-10's own labels: the ceiling every noisy column is read against",
     "idn": "the kit's PTD part-dependent instance noise (Xia et al. 2020, as InstanceGM uses it; nlkit.noise.idn_ptd), "
            "nominal rate `rate`; noise seed 1",
 }
 SMOKE_COLUMNS = {"sym-0.5"}   # smoke runs one column of every method: a pipeline check
+SETTING_ROWS = {"clean": ("ce",)}   # the clean column: CE only, the reference the noisy columns are read against
 
 # row -> (registered method, table label[s] with the metric suffix each reads)
 ROWS = {
@@ -153,7 +168,7 @@ def cell(row: str, setting: str, budgets: dict) -> dict:
     train = {k: v for k, v in train.items() if k not in SHARED}
     if method == "sln":
         train["sigma"] = 0.0 if row == "ce" else sigma
-    noise = {**noise, **({} if noise["model"] == "file" else {"seed": 1}),
+    noise = {**noise, **({} if noise["model"] in ("file", "clean") else {"seed": 1}),
              "source": noise.get("source") or NOISE_SOURCE[noise["model"]]}
     tables = [{"table": t, "row": name, "column": label,
                "metric": metric + suffix if suffix else metric}
@@ -162,15 +177,22 @@ def cell(row: str, setting: str, budgets: dict) -> dict:
         tables.insert(1, {"table": "B1", "row": KNN_ROW, "column": label, "metric": "knn_majority_acc"})
     profiles = {}
     for profile, epochs in budgets.items():
+        cifar_scale = profile == "cpu" and setting in CIFAR_CPU_COLUMNS
+        if cifar_scale:
+            epochs = CIFAR_CPU_EPOCHS
         entry = {"train": scaled(row, epochs, profile)}
         if noise["model"] == "asym" and profile in ("smoke", "cpu"):
             entry["noise"] = {"asym_map": "asym_mnist_patrini"}   # digits and MNIST: MNIST's class flips
         if profile == "smoke" and setting not in SMOKE_COLUMNS:
             entry["skip"] = "the smoke profile runs the sym 0.5 column only (a pipeline check)"
+        elif cifar_scale:
+            scale = copy.deepcopy(CIFAR_CPU)
+            entry["train"] = {**scale.pop("train"), "epochs": epochs, **entry["train"]}
+            entry.update(scale)
         elif profile == "cpu" and noise["model"] == "file":
-            entry.update(copy.deepcopy(CIFAR_CPU))
+            entry.update(copy.deepcopy(CIFAR_CPU_SMALL))
         profiles[profile] = entry
-        if row == "lra" and profile in ("smoke", "cpu") and noise["model"] != "file":   # CIFAR-10: its SimCLR
+        if row == "lra" and profile in ("smoke", "cpu") and noise["model"] != "file" and not cifar_scale:
             entry.update(copy.deepcopy(LRA_ENCODER_CPU))
     header = {"bench_method": row, "noise": noise, "train": train,
               **(copy.deepcopy(LRA_ENCODER) if row == "lra" else {})}
@@ -191,7 +213,7 @@ def main(out: Path = HERE) -> None:
         if not old.name.startswith("_"):
             old.unlink()
     for setting in SETTINGS:
-        for row in ROWS:
+        for row in SETTING_ROWS.get(setting, ROWS):
             data = cell(row, setting, budgets)
             data["sources"] = {k: v for k, v in data["sources"].items() if v}
             text = (f"# Benchmark cell: {ROWS[row][1][0][0]} on {SETTINGS[setting][0]} (written by "

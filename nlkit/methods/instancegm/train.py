@@ -100,9 +100,9 @@ def build_classifier(arch: str, num_classes: int, in_channels: int, width_mult: 
         if in_channels != 3:
             net.features[0] = torch.nn.Conv2d(in_channels, 64, 3, padding=1)
         return net
-    extra = {"width_mult": width_mult} if arch.startswith("preact_resnet") else {}
+    extra = {"width_mult": width_mult} if arch.startswith("preact_resnet") or arch == "resnet9" else {}
     if width_mult != 1.0 and not extra:
-        raise UserError(f"width_mult applies to the PreAct ResNets only, not {arch!r}")
+        raise UserError(f"width_mult applies to the PreAct ResNets and resnet9 only, not {arch!r}")
     return build_model(arch, num_classes=num_classes, in_channels=in_channels, **extra)
 
 
