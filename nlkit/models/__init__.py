@@ -3,6 +3,7 @@
 from .cifar_resnet import CifarResNet34
 from .classifiers import (
            ARCHITECTURES,
+           WIDTH_SCALABLE,
            CasCNN,
            CasResNet50,
            PreActResNet,
@@ -17,6 +18,6 @@ from .classifiers import (
            wrn_state_dict_from_sln,
 )
 
-__all__ = ["ARCHITECTURES", "CasCNN", "CasResNet50", "CifarResNet34", "PreActResNet", "ResNet9", "SmallCNN", "WideResNet",
-           "architecture_kwargs", "build_model", "load_model", "preact_state_from_dividemix", "save_model",
+__all__ = ["ARCHITECTURES", "WIDTH_SCALABLE", "CasCNN", "CasResNet50", "CifarResNet34", "PreActResNet", "ResNet9",
+           "SmallCNN", "WideResNet", "architecture_kwargs", "build_model", "load_model", "preact_state_from_dividemix", "save_model",
            "wrn_state_dict_from_sln"]

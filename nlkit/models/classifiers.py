@@ -321,6 +321,8 @@ def _wrn28_2(**kw):
 ARCHITECTURES = {"small_cnn": SmallCNN, "resnet9": ResNet9, "wrn28_2": _wrn28_2, "preact_resnet18": _preact18,
                  "preact_resnet34": _preact34, "preact_resnet18_dividemix": _preact18_dividemix,
                  "cas_cnn_mnist": CasCNN, "cas_resnet50": CasResNet50}
+# the architectures whose widths scale with `width_mult` (the reduced CPU profiles' narrower networks)
+WIDTH_SCALABLE = frozenset({"preact_resnet18", "preact_resnet34", "preact_resnet18_dividemix", "resnet9"})
 
 
 def architecture_kwargs(arch: str, num_classes: int, in_channels: int, img_resolution: int) -> dict:

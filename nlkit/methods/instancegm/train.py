@@ -22,7 +22,7 @@ import torch
 from ...data import DeviceBatcher
 from ...errors import UserError, check_choice
 from ...hardware import Switch, use_channels_last
-from ...models import build_model
+from ...models import WIDTH_SCALABLE, build_model
 from ...train import TrainLoop, autocast_for, default_device, run_identity
 from ..contract import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, config_from_cell
 from .data import IGMData
@@ -36,7 +36,7 @@ METHODS = ("ce", "dividemix", "instancegm")
 class InstanceGMConfig(DivideMixConfig):
     epochs: PositiveInt = 300
     arch: str = "preact_resnet18_dividemix"
-    width_mult: PositiveFloat = 1.0               # preact_resnet18_dividemix only (reduced CPU profiles)
+    width_mult: PositiveFloat = 1.0               # WIDTH_SCALABLE networks only (reduced CPU profiles)
     crop_padding: NonNegativeInt = 4
     flip: bool = True
     # the generative module (method instancegm)
@@ -100,9 +100,9 @@ def build_classifier(arch: str, num_classes: int, in_channels: int, width_mult: 
         if in_channels != 3:
             net.features[0] = torch.nn.Conv2d(in_channels, 64, 3, padding=1)
         return net
-    extra = {"width_mult": width_mult} if arch.startswith("preact_resnet") or arch == "resnet9" else {}
+    extra = {"width_mult": width_mult} if arch in WIDTH_SCALABLE else {}
     if width_mult != 1.0 and not extra:
-        raise UserError(f"width_mult applies to the PreAct ResNets and resnet9 only, not {arch!r}")
+        raise UserError(f"width_mult applies to {', '.join(sorted(WIDTH_SCALABLE))} only, not {arch!r}")
     return build_model(arch, num_classes=num_classes, in_channels=in_channels, **extra)
 
 
