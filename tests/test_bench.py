@@ -76,7 +76,7 @@ def test_cpu_profile_runs_mnist_subset_and_reduced_cifar10_for_the_label_file_co
 
 def test_there_is_one_cell_per_row_and_setting_and_make_cells_wrote_them(tmp_path):
     # 6 generated settings, 3 CIFAR-10N label sets, 2 PMD files; and the clean column (CE only)
-    assert len(find_cells("bench")) == 8 * 11 + 1
+    assert len(find_cells("bench")) == 8 * 12 + 1
     spec = importlib.util.spec_from_file_location("make_cells", ROOT / "params" / "bench" / "make_cells.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -57,6 +57,7 @@ SLN_MAP = {
     "arch": lambda v, c: f"wrn{v['wrn_depth']}_{v['wrn_widen_factor']}",
     "crop_padding": lambda v, c: v["crop_padding"],
     "flip": lambda v, c: v["flip"],
+    "lr_schedule": lambda v, c: "constant",   # the original's SGD has no scheduler: one lr for the whole run
 }
 SLN_KIT_ONLY = {
     "lc_augment": "behaviour switch, not a number the original sets: LC's pass sees train-augmented images as the "

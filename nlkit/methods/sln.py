@@ -7,6 +7,7 @@ The faithful defaults follow the SLN spec; the original code's other behaviours 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -203,6 +204,8 @@ class SLNConfig:
     epochs: PositiveInt = 300
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 0.001
+    lr_schedule: str = "constant"   # SLN's constant lr; 'cosine': half-cosine per epoch from lr to ~0 over the run
+                                    # (a reduced profile's short schedule, docs/bench.md §3)
     momentum: Fraction = 0.9
     weight_decay: NonNegativeFloat = 5e-4
     sigma: NonNegativeFloat = 1.0
@@ -233,6 +236,7 @@ class SLNConfig:
         cfg = replace(cfg, method=cell.get("method", cfg.method), report_net=cell.get("report_net", cfg.report_net))
         check_choice(cfg.method, METHODS, "SLN method")
         check_choice(cfg.report_net, ("live", "ema"), "reported net")
+        check_choice(cfg.lr_schedule, LR_SCHEDULES, "SLN lr schedule")
         return cfg
 
     @property
@@ -243,6 +247,15 @@ class SLNConfig:
 
 
 Config = SLNConfig
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def epoch_lr(cfg: SLNConfig, epoch: int) -> float:
+    """The learning rate of 1-based `epoch`: constant (the paper), or a half-cosine from `lr` at epoch 1 towards 0
+    after the last, set once an epoch so a resumed run continues on the same curve."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
 
 
 @dataclass
@@ -299,8 +312,10 @@ def train_sln(data: SLNData, cfg: SLNConfig, seed: int, out_dir=None, device=Non
             targets = correct_labels(log_probs, targets, noisy_onehot, soft=cfg.lc_soft,
                                      dtype=torch.float64 if cfg.lc_float64 else torch.float32)
         train.next_epoch = epoch - 1
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = epoch_lr(cfg, epoch)
         stats = trainer.train_epoch(train, loss_fn, {"noisy": targets.argmax(1), "clean": clean})
-        row = {"sigma": sigma, "lc": lc, **stats,
+        row = {"sigma": sigma, "lc": lc, "lr": epoch_lr(cfg, epoch), **stats,
                "test_acc_live": trainer.accuracy(test, test_labels),
                "test_acc_ema": trainer.accuracy(test, test_labels, use_ema=True) if trainer.ema else None}
         if val is not None:
