@@ -44,6 +44,9 @@ def test_smoke_runs_say_they_show_nothing():
                  readings.label_consistency({"label_consistency": 0.9}, num_classes=10, profile="smoke")):
         assert text.endswith(readings.SMOKE_NOTE) and "does not show the paper's effect" in text
     assert readings.SMOKE_NOTE not in readings.final_accuracy({"acc_last": 67.5}, profile="cpu")
+    assert "the last epoch is the best" in readings.final_accuracy({"acc_last": 67.5, "acc_best_test": 67.5})
+    assert "2.5 points more than the end" in readings.final_accuracy({"acc_last": 67.5, "acc_best_test": 70.0},
+                                                                     n_test=10_000)
 
 
 def test_versus_reads_the_ordering_against_the_paper():
@@ -98,6 +101,9 @@ def test_lra_against_its_baselines():
     assert "10.0 points below its linear probe" in text and "retrieval cleans the labels" in text
     m["acc_val_selected"] = 85.0
     assert "adds 5.0 points over the linear probe" in readings.lra_accuracy(m, n_test=10_000)
+    m["retrieval_purity"] = 61.5   # 1.5 points on 1000 samples: within two standard errors (3.1 points)
+    assert "does not clean the labels (within noise)" in readings.lra_accuracy(m, n_train=1000)
+    assert "retrieval cleans the labels" in readings.lra_accuracy(m, n_train=100_000)
 
 
 def test_classifier_vs_sigma_reads_correction_or_memorisation():
@@ -116,3 +122,12 @@ def test_rank_auc_and_loss_curve():
     h = pd.DataFrame({"kimg": [1, 2, 3], "loss": [1.0, 0.6, 0.5]})
     assert "50% lower" in readings.loss_curve(h)
     assert "not come down" in readings.loss_curve(h.assign(loss=[1.0, 1.0, 0.99]))
+
+
+def test_the_toy_reads_its_own_effect_even_at_smoke():
+    table = pd.DataFrame({"method": ["dsm", "sdsm", "tdsm"], "label_consistency": [0.55, 0.7, 0.95]})
+    shown = readings.toy_consistency(table, ideal_dsm=0.6, num_classes=3, n_per_method=900, profile="smoke")
+    assert "TDSM puts 0.40 more" in shown and readings.SMOKE_NOTE not in shown
+    flat = readings.toy_consistency(table.assign(label_consistency=[0.55, 0.55, 0.56]), ideal_dsm=0.6,
+                                    num_classes=3, n_per_method=900, profile="smoke")
+    assert "does not show TDSM's correction" in flat and flat.endswith(readings.SMOKE_NOTE)
