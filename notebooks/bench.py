@@ -65,7 +65,7 @@ from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import run_banner, run_label
 from nlkit.pipeline.notebook import notebook_roots, record_run, run_folder, show_committed_results
 from nlkit.train import default_device
-from nlkit.viz import image_grid, save_figure
+from nlkit.viz import image_grid, readings, save_figure
 
 cell = load_cell(params_file, profile)
 cfg = bench.Config.from_cell(cell)
@@ -108,6 +108,8 @@ plt.close(fig)
 output = bench.run(data, cfg, seed, out)
 history = output.history
 display(history.tail(3).round(4))
+n_test, noise_rate = len(splits.test_labels), float((splits.noisy != splits.clean).mean())
+print(readings.final_accuracy(output.metrics, n_test=n_test, profile=cell["profile"]))
 
 # %% [markdown]
 # ## Test accuracy per epoch
@@ -130,6 +132,7 @@ fig.tight_layout()
 save_figure(fig, out / "curves.png")
 display(fig)
 plt.close(fig)
+print(readings.training_curve(history, noise_rate=noise_rate, n_test=n_test, profile=cell["profile"]))
 
 # %% [markdown]
 # ## Results
@@ -141,6 +144,7 @@ write_results(out, output, cell=cell, seed=seed)
 record_run(out, cell, seed, data_root)
 display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         .round(2).to_frame(ran))
+print(readings.final_accuracy(output.metrics, n_test=n_test, profile=cell["profile"]))
 
 # %% [markdown]
 # ## Which samples do the methods flag?

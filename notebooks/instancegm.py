@@ -109,6 +109,7 @@ from nlkit.viz import (
     division_histograms,
     image_grid,
     image_rows,
+    readings,
     save_figure,
 )
 
@@ -157,6 +158,8 @@ output = instancegm.run(data, cfg, seed, out)
 run, history = output.state, output.history
 display(history[[c for c in ("epoch", "phase", "lr", "test_acc_net1", "test_acc_net2", "test_acc", "auc_net1",
                              "n_labelled_net1", "seconds") if c in history]].tail(5).round(4))
+n_test = len(data.test_labels)
+print(readings.final_accuracy(output.metrics, n_test=n_test, profile=cell["profile"]))
 
 # %% [markdown]
 # ## Test accuracy of each network and of the ensemble
@@ -166,6 +169,8 @@ fig = accuracy_curves(history, ran)
 save_figure(fig, out / "accuracy.png")
 display(fig)
 plt.close(fig)
+print(readings.training_curve(history, test_col="test_acc", noise_rate=data.noise_rate, n_test=n_test,
+                              profile=cell["profile"]))
 
 # %% [markdown]
 # ## How well does the GMM division find the clean samples?
@@ -183,6 +188,7 @@ if cfg.method != "ce" and data.clean is not None:
     save_figure(fig, out / "division_histograms.png")
     display(fig)
     plt.close(fig)
+    print(readings.division(history, noise_rate=data.noise_rate, n_train=len(data.noisy), profile=cell["profile"]))
 else:
     print("no division to show (CE, or the true labels are unknown)")
 
@@ -210,6 +216,7 @@ if run.generative:
     save_figure(fig, out / "vae.png")
     display(fig)
     plt.close(fig)
+    print(readings.decoder_range(rec["lam"].float().cpu().numpy()))
 else:
     print("no generative module in this method")
 
@@ -226,6 +233,9 @@ summary = {k: m.get(k) for k in ("acc_last", "acc_best_test", "acc_last10", "acc
                                    "seconds_per_warmup_epoch", "seconds_per_ssl_epoch", "seconds_per_ce_epoch")
            if m.get(k) is not None}
 display(pd.Series(summary, dtype=float).round(4).to_frame("value"))
+print(readings.final_accuracy(m, n_test=n_test, profile=cell["profile"]))
+if m.get("auc_last") is not None:
+    print(readings.division(history, noise_rate=data.noise_rate, n_train=len(data.noisy), profile=cell["profile"]))
 
 # %% [markdown]
 # ## This cell in its results table
@@ -246,3 +256,7 @@ for entry in table_entries(cell):
 display(pd.DataFrame(rows).round(2))
 if not_comparable:
     print(f"no Δ: this run is not the paper's experiment ({not_comparable})")
+else:
+    for row in rows:
+        print(readings.against_paper(row[f"reproduced ({ran})"], row["paper"], n_test=n_test,
+                                     what=f"{row['table']} {row['row']} / {row['column']}"))

@@ -67,7 +67,7 @@ from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import run_banner, run_label
 from nlkit.pipeline.notebook import notebook_roots, record_run, run_folder, show_committed_results
 from nlkit.train import default_device
-from nlkit.viz import per_class_noise_bars, save_figure
+from nlkit.viz import per_class_noise_bars, readings, save_figure
 
 cell = load_cell(params_file, profile)
 cfg = lra.Config.from_cell(cell)
@@ -118,6 +118,8 @@ display(pd.Series({
     f"{variant}: last epoch (%)": m["acc_last"],
     f"{variant}: best test over the evaluated epochs, the last included (%), an oracle": m["acc_best_test"],
 }).round(2).to_frame("value"))
+n_test = len(data.test_labels)
+print(readings.lra_accuracy(m, variant=variant, n_test=n_test, n_train=len(data.noisy), profile=cell["profile"]))
 
 # %% [markdown]
 # ## Validation curve
@@ -139,6 +141,7 @@ ax.set_title(ran)
 save_figure(fig, out / "validation.png")
 display(fig)
 plt.close(fig)
+print(readings.validation_curve(h, profile=cell["profile"]))
 
 # %% [markdown]
 # ## Per class: retrieval purity and accuracy
@@ -157,6 +160,7 @@ fig.tight_layout()
 save_figure(fig, out / "per_class.png")
 display(fig)
 plt.close(fig)
+print(readings.per_class_retrieval(purity, acc, data.classes))
 
 # %% [markdown]
 # ## Results
@@ -165,3 +169,4 @@ plt.close(fig)
 write_results(out, output, cell=cell, seed=seed)
 record_run(out, cell, seed, data_root)
 display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))
+print(readings.final_accuracy(m, n_test=n_test, profile=cell["profile"], best_epoch_key=None))

@@ -62,7 +62,7 @@ from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import run_banner, run_label
 from nlkit.pipeline.notebook import notebook_roots, record_run, run_folder, show_committed_results
 from nlkit.train import default_device
-from nlkit.viz import save_figure
+from nlkit.viz import readings, save_figure
 
 cell = load_cell(params_file, profile)
 cfg = simclr.Config.from_cell(cell)
@@ -99,6 +99,9 @@ display(fig)
 plt.close(fig)
 print(f"kNN (k={cfg.knn_k}, clean labels) test accuracy: {m['knn_clean_acc']:.2f}%; "
       f"training took {m['train_seconds'] / 60:.1f} min")
+print(readings.loss_curve(hist, x="epoch", unit="epochs", profile=cell["profile"]))
+print(readings.knn_accuracy(m["knn_clean_acc"], num_classes=len(data.dataset.classes),
+                            n_test=len(data.dataset.test_labels), profile=cell["profile"]))
 write_results(out, output, cell=cell, seed=seed)
 record_run(out, cell, seed, data_root)
 display(pd.Series({k: v for k, v in m.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))

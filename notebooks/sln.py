@@ -69,6 +69,7 @@ from nlkit.viz import (
     confidence_histogram,
     dissection_plot,
     image_grid,
+    readings,
     save_figure,
     training_curves,
 )
@@ -115,22 +116,29 @@ plt.close(fig)
 output = sln.run(data, cfg, seed, out)
 run, history = output.state, output.history
 display(history.tail(3).round(4))
+n_test, noise_rate = len(data.test_labels), float(data.noisy_mask.mean())
+print(readings.final_accuracy(output.metrics, n_test=n_test, profile=cell["profile"],
+                              best_epoch_key=f"best_epoch_{cfg.report_net}"))
 
 # %% [markdown]
 # ## Training curves
-# CE (σ = 0) first learns the clean pattern, then memorises the noisy labels: its test accuracy peaks early and
-# falls, while its training accuracy against the given labels keeps rising. SLN's does not.
+# What the paper reports: CE (σ = 0) first learns the clean pattern, then memorises the noisy labels: its test
+# accuracy peaks early and falls, while its training accuracy against the given labels keeps rising. SLN's does
+# not. The reading below the figure says what this run's curves show.
 
 # %%
 fig = training_curves(history, ran)
 save_figure(fig, out / "curves.png")
 display(fig)
 plt.close(fig)
+print(readings.training_curve(history, test_col=f"test_acc_{cfg.report_net}", noise_rate=noise_rate, n_test=n_test,
+                              profile=cell["profile"]))
 
 # %% [markdown]
 # ## Confidence on clean and noisy training samples
-# Maximum predicted probability of the reported network over the training set (no augmentation). CE piles both
-# groups up near 1; SLN keeps the noisy-label samples at low confidence.
+# Maximum predicted probability of the reported network over the training set (no augmentation). In the paper CE
+# piles both groups up near 1 and SLN keeps the noisy-label samples at low confidence; the reading says what this
+# run's histograms show.
 
 # %%
 analysis = sln.train_set_analysis(run, data, use_ema=cfg.analysis_net == "ema")
@@ -139,6 +147,7 @@ fig = confidence_histogram(analysis["max_prob"], analysis["noisy"], f"max probab
 save_figure(fig, out / "confidence.png")
 display(fig)
 plt.close(fig)
+print(readings.confidence(analysis["max_prob"], analysis["noisy"], profile=cell["profile"]))
 
 # %% [markdown]
 # ### CE beside SLN, same data, same seed
@@ -163,6 +172,10 @@ if companion is not None:
     save_figure(fig, out / "confidence_ce_vs_sln.png")
     display(fig)
     plt.close(fig)
+    print("CE: " + readings.confidence(ce_analysis["max_prob"], ce_analysis["noisy"]))
+    this = f"{cell['method'].upper()} ({net} net)"
+    print(readings.versus({"CE": ce_output.metrics["acc_last"], this: output.metrics[f"acc_last_{net.lower()}"]},
+                          expected_best=this, n_test=n_test, profile=cell["profile"]))
 else:
     print("no CE comparison here (a CE cell, a pipeline run, or compare_with_ce = False)")
 
@@ -177,6 +190,7 @@ fig = dissection_plot(dissection, f"sample dissection, {net} net - {ran}")
 save_figure(fig, out / "dissection.png")
 display(fig)
 plt.close(fig)
+print(readings.dissection(analysis, profile=cell["profile"]))
 
 # %% [markdown]
 # ## Results
@@ -185,3 +199,9 @@ plt.close(fig)
 write_results(out, output, cell=cell, seed=seed)
 record_run(out, cell, seed, data_root)
 display(pd.Series({k: v for k, v in output.metrics.items() if isinstance(v, (int, float))}).round(2).to_frame(ran))
+if output.metrics.get("acc_last_ema") is not None:  # SLN-MO's claim: the weight average beats the live net
+    print(readings.versus({"live net": output.metrics["acc_last_live"], "EMA net": output.metrics["acc_last_ema"]},
+                          expected_best="EMA net", n_test=n_test, profile=cell["profile"]))
+else:
+    print(readings.final_accuracy(output.metrics, n_test=n_test, profile=cell["profile"],
+                                  best_epoch_key=f"best_epoch_{cfg.report_net}"))

@@ -90,6 +90,7 @@ from nlkit.train import default_device
 from nlkit.viz import (
     image_grid,
     per_class_bars,
+    readings,
     sample_grids,
     save_figure,
     sigma_curves,
@@ -135,6 +136,7 @@ fig.tight_layout()
 save_figure(fig, out / "transition.png")
 display(fig)
 plt.close(fig)
+print(readings.transition(data.S_noise, data.classes))
 if len(data.train_images):
     fig = image_grid(data.train_images, data.noisy, data.clean, data.classes, n=16, seed=seed,
                      title=f"training images, noisy label (clean label); {what}")
@@ -149,14 +151,17 @@ if len(data.train_images):
 # %%
 output = tdsm.run(data, cfg, seed, out)
 state, m = output.state, output.metrics
+noise_rate = float(np.mean(data.noisy != data.clean))
 if method != "toy":
     display(output.history.tail(3).round(4))
+    print(readings.loss_curve(output.history, profile=cell["profile"]))
 
 # %% [markdown]
 # ## The toy: do the samples for class c land on the clean class c?
 # A 2-D Gaussian mixture (K = 3, 40% symmetric label noise) where the clean posterior, and hence the TDSM weights,
-# are exact. DSM's samples for class c follow the noisy mixture R[c, :] (60% c, 20% each other class); S-DSM's
-# constant weights undo it only on average; TDSM puts its samples on the clean class.
+# are exact. In theory DSM's samples for class c follow the noisy mixture R[c, :] (60% c, 20% each other class);
+# S-DSM's constant weights undo it only on average; TDSM puts its samples on the clean class. The reading says what
+# this run's samples do.
 
 # %%
 if method == "toy":
@@ -167,6 +172,9 @@ if method == "toy":
     display(fig)
     plt.close(fig)
     display(state["table"].round(3))
+    print(readings.toy_consistency(state["table"], ideal_dsm=m["ideal_dsm_consistency"], num_classes=toy.num_classes,
+                                   n_per_method=int(data.toy_settings.get("per_class", 300)) * toy.num_classes,
+                                   profile=cell["profile"]))
 
 # %% [markdown]
 # ## The classifier against the noise level
@@ -198,6 +206,9 @@ if diag is not None:
     save_figure(fig, out / "classifier_vs_sigma.png")
     display(fig)
     plt.close(fig)
+    print(readings.classifier_vs_sigma(diag, num_classes=data.num_classes,
+                                       n=min(cfg.diag_samples, len(data.train_images)),
+                                       profile=cell["profile"]))
 
 # %% [markdown]
 # ## Training curves
@@ -219,6 +230,7 @@ if method != "toy":
     save_figure(fig, out / "curves.png")
     display(fig)
     plt.close(fig)
+    print(readings.tdsm_cost_or_fit(h, noise_rate=noise_rate, profile=cell["profile"]))
 
 # %% [markdown]
 # ## Samples per class, DSM beside TDSM
@@ -251,6 +263,7 @@ if method in ("dsm", "sdsm", "tdsm") and output.completed:
     save_figure(fig, out / "samples.png")
     display(fig)
     plt.close(fig)
+    n_scored = cfg.samples_per_class * data.num_classes * len(cfg.sampling_seeds)
     fig = per_class_bars({k: v for k, v in per_class_lc.items() if v}, data.classes,
                          ideal=m["ideal_dsm_consistency_per_class"],
                          ideal_label="ideal DSM: p(clean = c | noisy = c)",
@@ -259,6 +272,8 @@ if method in ("dsm", "sdsm", "tdsm") and output.completed:
     save_figure(fig, out / "label_consistency.png")
     display(fig)
     plt.close(fig)
+    print(readings.label_consistency(m, num_classes=data.num_classes, per_method=per_class_lc, n_samples=n_scored,
+                                     profile=cell["profile"]))
 
 # %% [markdown]
 # ## Results
@@ -268,3 +283,13 @@ write_results(out, output, cell=cell, seed=seed)
 record_run(out, cell, seed, data_root)
 shown = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 display(pd.Series(shown).round(4).to_frame(ran))
+if method == "toy":
+    print(readings.toy_consistency(state["table"], ideal_dsm=m["ideal_dsm_consistency"],
+                                   num_classes=state["toy"].num_classes,
+                                   profile=cell["profile"]))
+elif method == "classifier":
+    print(readings.classifier_result(m, num_classes=data.num_classes, profile=cell["profile"]))
+elif output.completed:
+    print(readings.cas(m, num_classes=data.num_classes, profile=cell["profile"]))
+else:
+    print(readings.loss_curve(output.history, profile=cell["profile"]))

@@ -76,7 +76,7 @@ from nlkit.io import atomic_write_json
 from nlkit.noise.setting import apply_noise_model, restrict, setting_from_params
 from nlkit.pipeline import load_cell
 from nlkit.pipeline.describe import output_dir, run_label
-from nlkit.viz import save_figure, tsne_scatter
+from nlkit.viz import readings, save_figure, tsne_scatter
 from nlkit.viz.tsne import knn_label_agreement, tsne_2d
 
 noise_seed, label_range, ran = seed, None, None
@@ -118,6 +118,7 @@ print(f"features: {features.shape[0]} x {features.shape[1]}")
 agreement = knn_label_agreement(features, result.noisy[subset], result.clean[subset], k=knn_k)
 for name, value in agreement.items():
     print(f"{name}: {value:.1%}")
+print(readings.neighbour_agreement(agreement, num_classes=len(ds.classes), n=len(subset)))
 
 # %% [markdown]
 # ## t-SNE map
@@ -135,6 +136,7 @@ out = output_dir(out_dir)
 save_figure(fig, out / "tsne.png")
 display(fig)
 plt.close(fig)
+print(readings.neighbour_agreement(agreement, num_classes=len(ds.classes), n=len(subset)))
 atomic_write_json(out / "results.json", {"dataset": dataset, "encoder": encoder, "noise": noise, "rate": rate,
                                          "n_samples": int(len(subset)), "knn_k": knn_k, "realised_rate": result.realised_rate,
                                          **agreement})

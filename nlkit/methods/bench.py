@@ -128,7 +128,7 @@ def prepare(cell: dict, seed: int, roots: Roots | None = None):
     splits = lra.LRAData(train_images=data.train_images, noisy=data.noisy, clean=data.clean, val_images=empty,
                          val_labels=data.test_labels[:0], test_images=data.test_images, test_labels=data.test_labels,
                          classes=list(data.classes), mean=mean, std=std, pixels=data.pixels,
-                         noise_meta=dict(data.noise_meta))
+                         noise_meta=dict(data.noise_meta), train_index=data.train_index)
     return lra.inputs_for(splits, method_cell(cell), seed, roots)
 
 

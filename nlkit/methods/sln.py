@@ -127,6 +127,7 @@ class SLNData:
     noise_meta: dict = field(default_factory=dict)
     val_images: np.ndarray | None = None
     val_labels: np.ndarray | None = None
+    train_index: np.ndarray | None = None   # each training sample's index in the full dataset (per_sample.csv)
 
     @property
     def num_classes(self) -> int:
@@ -182,13 +183,14 @@ def prepare_data(cell: dict, seed: int, data_root=None, noise_root=None) -> SLND
     size = cell.get("image_size")  # PIL bilinear, as torchvision's Resize on re-sln's PIL images
     data = SLNData(downsample(resize_images(images[keep], size), factor), noisy[keep], clean[keep], mask[keep],
                    downsample(resize_images(ds.test_images[held], size), factor), ds.test_labels[held], ds.classes,
-                   mean, std, ds.pixels, meta)
+                   mean, std, ds.pixels, meta, train_index=keep)
     images, noisy, clean, mask = data.train_images, data.noisy, data.clean, data.noisy_mask
     if cell.get("val_fraction"):
         # sigma search: a stratified split of the *noisy* training set, labels noisy (docs/sln.md §7.1)
         train_idx, val_idx = validation_split(noisy, val_fraction=cell["val_fraction"], seed=seed)
         data = replace(data, train_images=images[train_idx], noisy=noisy[train_idx], clean=clean[train_idx],
-                       noisy_mask=mask[train_idx], val_images=images[val_idx], val_labels=noisy[val_idx])
+                       noisy_mask=mask[train_idx], val_images=images[val_idx], val_labels=noisy[val_idx],
+                       train_index=keep[train_idx])
     return data
 
 
@@ -415,7 +417,7 @@ def classifier_verdicts(trainer: Trainer, data: SLNData, use_ema: bool = False) 
     probs = trainer.probabilities(batcher, data.num_classes, use_ema=use_ema and trainer.ema is not None)
     # open-set noise replaces images, not labels: given == clean, the clean label says nothing about the image
     clean = None if data.noise_meta.get("generator") == "openset" else data.clean
-    return loss_verdicts(probs.cpu().numpy(), data.noisy, clean=clean)
+    return loss_verdicts(probs.cpu().numpy(), data.noisy, clean=clean, index=data.train_index)
 
 
 def per_sample_verdicts(run: SLNRun, data: SLNData) -> pd.DataFrame:

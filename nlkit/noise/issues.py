@@ -3,7 +3,8 @@ how well those suspicions find the truly wrong labels (when the clean labels are
 
 Every scoring method writes the same leading columns (docs/bench.md, "Which samples do the methods flag?"):
 
-- ``index``: the sample's row in the run's training set (the dataset index when the run trains on the full set);
+- ``index``: the sample's index in the training set the noise was drawn on, also for a run on a subset of it (so
+  the rankings of different runs join on it and the image can be looked up);
 - ``given``: the label the run trained on (the noisy label); ``clean``: the clean label, empty where unknown;
 - ``issue_score``: higher = more likely a label issue (the method's own score, turned so that it ranks issues);
 - ``suspected_issue``: the method's own verdict (True: it treats the given label as wrong);

@@ -1,6 +1,7 @@
 """Presentation: figures (`nlkit.viz.figures` and the DivideMix/InstanceGM figures of `nlkit.viz.dividemix`,
-re-exported here, and the grid of suspected label issues of `nlkit.viz.label_issues`), the noise explorer widget
-(`nlkit.viz.explorer`) and t-SNE maps (`nlkit.viz.tsne`). Nothing below the notebooks depends on it."""
+re-exported here, and the grid of suspected label issues of `nlkit.viz.label_issues`), the readings printed after
+them (`nlkit.viz.readings`: what a run's own numbers show), the noise explorer widget (`nlkit.viz.explorer`) and
+t-SNE maps (`nlkit.viz.tsne`). Nothing below the notebooks depends on it."""
 
 from .diffusion import per_class_bars, sample_grids, sigma_curves, toy_scatter
 from .dividemix import accuracy_curves, division_curves, division_histograms, image_rows

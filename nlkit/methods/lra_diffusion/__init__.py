@@ -148,7 +148,7 @@ def per_sample_verdicts(result: LRARun, data: LRAData):
     vote_share = (cands == data.noisy[:, None]).mean(1)
     retrieved = knn_majority_vote(cands, np.arange(data.num_classes), data.num_classes)  # the candidates' majority
     return per_sample_frame(data.noisy, 1 - vote_share, result.train_pred != data.noisy, clean=data.clean,
-                            vote_share=vote_share, retrieved_label=retrieved, predicted=result.train_pred,
+                            index=data.train_index, vote_share=vote_share, retrieved_label=retrieved, predicted=result.train_pred,
                             corrected_label=result.train_pred)
 
 

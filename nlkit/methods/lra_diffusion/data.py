@@ -28,6 +28,7 @@ class LRAData:
     std: tuple
     pixels: str
     noise_meta: dict
+    train_index: np.ndarray | None = None   # each training sample's index in the full dataset (per_sample.csv)
 
     @property
     def num_classes(self) -> int:
@@ -61,7 +62,7 @@ def prepare_data(cell: dict, data_root=None, noise_root=None) -> LRAData:
     held = stratified_subset(ds.test_labels, cell.get("test_subset"))
     return LRAData(train.train_images[keep], result.noisy[keep], result.clean[keep], ds.train_images[val_idx],
                    ds.train_labels[val_idx], ds.test_images[held], ds.test_labels[held], ds.classes, mean, std,
-                   ds.pixels, result.meta)
+                   ds.pixels, result.meta, train_index=keep)
 
 
 def encoder_features(data: LRAData, encoder: dict, *, train_feat: str = "augmented", seed: int = 0,
