@@ -189,3 +189,12 @@ def test_heat_map_shows_every_method_and_setting_with_value_and_rank():
     assert [t.get_text() for t in ax.get_yticklabels()][:3] == ["CE", "SLN", "GCE"]
     assert min(t.get_fontsize() for t in ax.texts) >= 10 and fig.get_size_inches()[0] <= 10.5  # read at 100 dpi
     plt.close(fig)
+
+
+def test_dataset_label_names_the_training_subset_so_two_scales_are_two_groups():
+    from nlkit.pipeline.tables import dataset_label
+
+    assert dataset_label({"dataset": "cifar10"}) == "CIFAR-10"
+    assert dataset_label({"dataset": "mnist", "image_size": 16, "train_subset": 5000}) == "MNIST 16×16, 5k train"
+    assert dataset_label({"dataset": "cifar10", "train_subset": 20000}) != dataset_label(
+        {"dataset": "cifar10", "train_subset": 5000})

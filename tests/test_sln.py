@@ -353,3 +353,23 @@ def test_cpu_profile_switches_follow_the_cpu(digits_data, monkeypatch):
         assert np.isfinite(auto.history["loss"]).all()
         same = np.array_equal(auto.history["loss"].to_numpy(), fp32.history["loss"].to_numpy())
         assert same is (not native), native
+
+
+def test_lr_schedule_constant_is_the_paper_and_cosine_decays_over_the_run():
+    constant = sln.SLNConfig(epochs=30, lr=0.05)
+    assert [sln.epoch_lr(constant, e) for e in (1, 15, 30)] == [0.05] * 3
+    cosine = sln.SLNConfig(epochs=30, lr=0.05, lr_schedule="cosine")
+    lrs = [sln.epoch_lr(cosine, e) for e in range(1, 31)]
+    assert lrs[0] == pytest.approx(0.05)
+    assert lrs[15] == pytest.approx(0.025)             # halfway through the half-cosine
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and 0 < lrs[-1] < 0.05 * 0.01
+    with pytest.raises(Exception, match="lr schedule"):
+        sln.SLNConfig.from_cell({"train": {"lr_schedule": "step"}})
+
+
+def test_cosine_schedule_reaches_the_optimiser(digits_data):
+    cfg = small_config(epochs=4, sigma=0.0, lr_schedule="cosine", lr=0.04)
+    whole = sln.train_sln(digits_data, cfg, seed=0, progress=False)
+    expected = [sln.epoch_lr(cfg, e) for e in range(1, 5)]
+    np.testing.assert_allclose(whole.history["lr"], expected)
+    assert whole.trainer.optimizer.param_groups[0]["lr"] == pytest.approx(expected[-1])

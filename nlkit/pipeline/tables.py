@@ -86,10 +86,13 @@ _DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-10
 
 
 def dataset_label(resolved: dict) -> str:
-    """The data a cell ran on, as a column group of a figure names it: 'MNIST 16x16', 'CIFAR-10'."""
+    """The data a cell ran on, as a column group of a figure names it: 'MNIST 16×16, 5k train', 'CIFAR-10'. The
+    training subset is named so that two scales of one dataset read as two groups."""
     name = _DATASET_NAMES.get(str(resolved.get("dataset")), str(resolved.get("dataset") or ""))
     size = resolved.get("image_size")
-    return f"{name} {size}×{size}" if size else name
+    label = f"{name} {size}×{size}" if size else name
+    subset = resolved.get("train_subset")
+    return f"{label}, {subset / 1000:g}k train" if subset else label
 
 
 def _fmt(value, digits: int) -> str:
