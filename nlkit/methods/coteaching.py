@@ -97,6 +97,7 @@ class CoteachingConfig:
     crop_padding: NonNegativeInt = 0  # the paper trains without augmentation
     flip: bool = False
     bf16: Switch = False   # False, True or 'auto' (nlkit.hardware)
+    channels_last: Switch = False  # the convnet's memory layout: True pays with bf16 on a CPU with bf16 units
     checkpoint_every_seconds: PositiveFloat = 300.0
     time_budget_seconds: PositiveFloat | None = None
 
@@ -137,7 +138,7 @@ def _trainer(cfg: CoteachingConfig, data: sln.SLNData, device) -> Trainer:
     width = {"width_mult": cfg.width_mult} if cfg.width_mult else {}
     model = build_model(cfg.arch, num_classes=data.num_classes, in_channels=data.train_images.shape[-1], **width)
     trainer = Trainer(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, device=device,
-                      bf16=cfg.bf16, channels_last=False)
+                      bf16=cfg.bf16, channels_last=cfg.channels_last)
     if cfg.optimizer == "adam":
         trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999),
                                              weight_decay=cfg.weight_decay)
@@ -157,7 +158,7 @@ def run(data: sln.SLNData, config: CoteachingConfig, seed: int, workdir=None, *,
     dev = net1.device
     if dev.type == "cuda":  # fp32 means fp32; the bf16 switch allows TF32 too
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = use_bf16(cfg.bf16, dev)
-    common = dict(device=dev, mean=data.mean, std=data.std)
+    common = dict(device=dev, mean=data.mean, std=data.std, channels_last=net1.channels_last)
     train = DeviceBatcher(data.train_images, batch_size=cfg.batch_size, shuffle=True,
                           crop_padding=cfg.crop_padding, flip=cfg.flip, seed=seed, **common)
     test = DeviceBatcher(data.test_images, batch_size=512, shuffle=False, **common)

@@ -83,6 +83,7 @@ class GCEConfig:
     crop_padding: NonNegativeInt = 4
     flip: bool = True
     bf16: Switch = False   # False, True or 'auto' (nlkit.hardware)
+    channels_last: Switch = False  # the convnet's memory layout: True pays with bf16 on a CPU with bf16 units
     checkpoint_every_seconds: PositiveFloat = 300.0
     time_budget_seconds: PositiveFloat | None = None
 
@@ -114,11 +115,11 @@ def run(data: sln.SLNData, config: GCEConfig, seed: int, workdir=None, *, device
     width = {"width_mult": cfg.width_mult} if cfg.width_mult else {}
     model = build_model(cfg.arch, num_classes=data.num_classes, in_channels=data.train_images.shape[-1], **width)
     trainer = Trainer(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, device=device,
-                      bf16=cfg.bf16, channels_last=False)
+                      bf16=cfg.bf16, channels_last=cfg.channels_last)
     dev = trainer.device
     if dev.type == "cuda":  # fp32 means fp32; the bf16 switch allows TF32 too
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = use_bf16(cfg.bf16, dev)
-    common = dict(device=dev, mean=data.mean, std=data.std)
+    common = dict(device=dev, mean=data.mean, std=data.std, channels_last=trainer.channels_last)
     train = DeviceBatcher(data.train_images, batch_size=cfg.batch_size, shuffle=True,
                           crop_padding=cfg.crop_padding, flip=cfg.flip, seed=seed, **common)
     test = DeviceBatcher(data.test_images, batch_size=512, shuffle=False, **common)

@@ -106,7 +106,7 @@ TABLES = {"B1": "acc_last", "B2": "acc_best_test"}
 KNN_ROW = "kNN vote on f_p"   # a baseline row read from LRA-Diffusion's run (its retrieval without the diffusion)
 
 # the shared budget's keys: set by _profiles.yaml, so left out of the method's own block
-SHARED = {"epochs", "arch", "bf16"}
+SHARED = {"epochs", "arch", "bf16", "channels_last"}
 
 
 def method_defaults(method: str) -> tuple[dict, str]:
@@ -203,6 +203,8 @@ def cell(row: str, setting: str, budgets: dict) -> dict:
         elif cifar_scale:
             scale = copy.deepcopy(CIFAR_CPU)
             entry["train"] = {**scale.pop("train"), "epochs": epochs, **entry["train"]}
+            if row == "lra":  # the denoiser trains on cached features: no convnet to narrow
+                entry["train"].pop("width_mult")
             entry.update(scale)
         elif profile == "cpu" and noise["model"] == "file":
             entry.update(copy.deepcopy(CIFAR_CPU_SMALL))
