@@ -64,12 +64,12 @@ def auc_margin(auc: float, n_pos: int | None, n_neg: int | None) -> float:
 
 def rank_auc(score, positive) -> float:
     """ROC AUC of `score` ranking the `positive` samples first (ties count half); nan without both groups."""
+    from sklearn.metrics import roc_auc_score
+
     score, positive = np.asarray(score, float), np.asarray(positive, bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if not n_pos or not n_neg:
+    if positive.all() or not positive.any():
         return float("nan")
-    ranks = pd.Series(score).rank(method="average").to_numpy()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, score))
 
 
 def _chance_words(value: float, chance: float, margin: float, what: str) -> str:
