@@ -94,6 +94,8 @@ def test_every_notebook_runs_in_jupyterlab_and_leaves_git_clean(clone, tmp_path)
                 errors = page.evaluate(ERRORS_JS)
                 page.screenshot(path=str(SHOTS / f"{name}.png"))
                 assert not errors, f"{name}.ipynb: {errors}"
+                if name == "tables":
+                    _screens_per_paper(page)
                 page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
                 page.wait_for_timeout(1_500)
                 page.evaluate("() => window.jupyterapp.commands.execute('kernelmenu:shutdown')")
@@ -113,6 +115,33 @@ def test_every_notebook_runs_in_jupyterlab_and_leaves_git_clean(clone, tmp_path)
     _commit_an_edit_offline(clone, tmp_path, NOTEBOOKS[0])
     if os.environ.get("NLKIT_KEEP_BROWSER_CLONE"):
         shutil.copytree(clone / "outputs", SHOTS / "clone-outputs", dirs_exist_ok=True)
+
+
+SECTION_TOPS_JS = """() => {
+    const scroller = document.querySelector('.jp-NotebookPanel .jp-WindowedPanel-outer')
+        || document.querySelector('.jp-NotebookPanel .jp-Notebook');
+    const top = e => e.getBoundingClientRect().top + scroller.scrollTop;
+    const heads = [...document.querySelectorAll('.jp-NotebookPanel .jp-OutputArea h3')];
+    const end = scroller.scrollHeight;
+    return heads.map((h, i) => [h.textContent, top(h), i + 1 < heads.length ? top(heads[i + 1]) : end]);
+}"""
+
+
+def _screens_per_paper(page) -> None:
+    """tables.ipynb reads in about one screen per paper and profile: each section (its reading, tables and figure)
+    is screenshotted from its heading, and none is taller than three screens of the test's viewport."""
+    screen = page.viewport_size["height"]
+    sections = page.evaluate(SECTION_TOPS_JS)
+    assert sections, "tables.ipynb shows no paper section"
+    heights = {}
+    for i, (title, top, bottom) in enumerate(sections):
+        page.locator(".jp-NotebookPanel .jp-OutputArea h3").nth(i).evaluate(
+            "e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(SHOTS / f"tables-{i}.png"))
+        heights[title] = (bottom - top) / screen
+    print("tables.ipynb, screens per section: " + ", ".join(f"{k} {v:.1f}" for k, v in heights.items()))
+    assert max(heights.values()) <= 3, f"a section of tables.ipynb is longer than three screens: {heights}"
 
 
 def _commit_an_edit_offline(clone: Path, tmp_path: Path, name: str) -> None:

@@ -46,8 +46,20 @@ def test_reading_states_the_leader_its_margin_against_seed_noise_and_the_gap_to_
 def test_markdown_for_reading_folds_the_cells_not_run_into_one_line():
     from nlkit.pipeline.tables import to_markdown
 
-    text = to_markdown(fake_table(), "bench", "cpu", hide_empty=True, brief=True)
+    unranked = fake_table().assign(table="X1")  # a table without `ranks:` in _tables.yaml
+    text = to_markdown(unranked, "bench", "cpu", hide_empty=True, brief=True)
     assert "1 cell not run: A (c2)." in text and "| A | c2 |" not in text
     assert "| A | c1 | 80.00 ± 0.50 | 3 | 80.50 | -0.50 |" in text and "source of the paper value" not in text
-    full = to_markdown(fake_table(), "bench", "cpu")
+    assert "Rank in each column" not in text
+    full = to_markdown(unranked, "bench", "cpu")
     assert "| A | c2 |" in full and "not run:" not in full
+
+
+def test_markdown_for_reading_shows_a_ranked_table_as_its_grid_alone():
+    from nlkit.pipeline.tables import to_markdown
+
+    text = to_markdown(fake_table(), "bench", "cpu", hide_empty=True, brief=True)   # B1 has `ranks: true`
+    assert "| A | 80.00 ± 0.50 (#1) | — |" in text and "| D | 65.00 (#3) | — |" in text
+    assert "| A | c1 |" not in text and "not run:" not in text
+    full = to_markdown(fake_table(), "bench", "cpu")
+    assert "| A | c1 | 80.00 ± 0.50 |" in full and "| A | 80.00 ± 0.50 (#1) | — |" in full

@@ -177,8 +177,9 @@ def reading(paper: str, profile: str) -> str:
 def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = False, brief: bool = False) -> str:
     """The paper's tables as Markdown. `hide_empty`: tables none of whose cells has a result are left out and named
     in one line, and so are the cells without a result of the other tables (for reading; the files `make
-    reproduce` writes keep every cell). `brief`: no descriptions and no source, wall-time or device columns (the
-    notebook's one screen per paper; the .md keeps them)."""
+    reproduce` writes keep every cell). `brief`: no descriptions and no source, wall-time or device columns, and a
+    ranked table as its methods x settings grid alone, without the list of its cells (the notebook's one screen per
+    paper; the .md keeps them)."""
     meta = table_meta(paper)
     scale = _scale(meta)
     unit = _unit(meta)
@@ -215,6 +216,9 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
         lines += [f"{'####' if brief else '##'} {table_id}: {info.get('title', '')}".rstrip(": "), ""]
         if info.get("description") and not brief:
             lines += [info["description"].strip(), ""]
+        if brief and info.get("ranks"):  # for reading, the methods x settings grid says it all in a screen
+            lines += rank_grid_markdown(part, info, scale, digits)
+            continue
         not_run = part[part["n_seeds"] == 0] if hide_empty else part.iloc[:0]
         part = part[part["n_seeds"] > 0] if hide_empty else part
         best_test = sorted({m for m in part["metric"] if "best_test" in str(m)}) if "metric" in part else []
