@@ -53,6 +53,11 @@ def test_markdown_for_reading_folds_the_cells_not_run_into_one_line():
     assert "Rank in each column" not in text
     full = to_markdown(unranked, "bench", "cpu")
     assert "| A | c2 |" in full and "not run:" not in full
+    many = pd.concat([unranked] + [unranked[unranked["n_seeds"] == 0].assign(row=f"row {i:03d}", column=f"c{i}")
+                                   for i in range(60)])
+    text = to_markdown(many, "bench", "cpu", hide_empty=True, brief=True)
+    assert "61 cells not run: 61 rows, e.g. A, row 000, row 001; every one is listed in " \
+           "`outputs/cpu/tables/bench.md`." in text and "row 059" not in text
 
 
 def test_markdown_for_reading_shows_a_ranked_table_as_its_grid_alone():

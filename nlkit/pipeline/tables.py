@@ -174,6 +174,9 @@ def reading(paper: str, profile: str) -> str:
     return str((table_meta(paper).get("profile_notes") or {}).get(profile) or "").strip()
 
 
+NOT_RUN_LIST_CHARS = 400  # the longest list of cells not run that the reading view spells out
+
+
 def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = False, brief: bool = False) -> str:
     """The paper's tables as Markdown. `hide_empty`: tables none of whose cells has a result are left out and named
     in one line, and so are the cells without a result of the other tables (for reading; the files `make
@@ -255,8 +258,11 @@ def to_markdown(df: pd.DataFrame, paper: str, profile: str, hide_empty: bool = F
         lines.append("")
         if len(not_run):
             per_row = not_run.groupby("row", sort=False)["column"].agg(list)
-            lines += [f"{len(not_run)} cell{'s' if len(not_run) > 1 else ''} not run: " + "; ".join(
-                f"{row} ({', '.join(map(str, cols))})" for row, cols in per_row.items()) + ".", ""]
+            listed = "; ".join(f"{row} ({', '.join(map(str, cols))})" for row, cols in per_row.items())
+            if len(listed) > NOT_RUN_LIST_CHARS:  # a paragraph nobody reads: count them, point to the full table
+                listed = (f"{len(per_row)} rows, e.g. {', '.join(map(str, per_row.index[:3]))}; every one is listed "
+                          f"in `outputs/{profile}/tables/{paper}.md`")
+            lines += [f"{len(not_run)} cell{'s' if len(not_run) > 1 else ''} not run: {listed}.", ""]
         if "paper_unverified" in part and part["paper_unverified"].astype(bool).any():
             lines += [UNVERIFIED_NOTE, ""]
         if info.get("ranks"):
