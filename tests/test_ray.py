@@ -183,7 +183,7 @@ def test_ctrl_c_cancels_the_runs_not_started_and_lets_the_others_finish(ray_clus
                      backend="ray") == 0  # and a second reproduce completes the rest
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # a dead kernel failing alone is checked locally in make test (test_faults.py)
 def test_a_dead_kernel_fails_its_run_alone_under_ray(ray_cluster, project):
     """The same supervision as a local run: a Ray worker's kernel killed mid-run fails that run in one line (no
     retry: the worker lives), and the other runs go on."""

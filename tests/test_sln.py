@@ -267,7 +267,7 @@ def test_openset_stand_in_replaces_images_not_labels():
     assert np.array_equal(data.noisy, data.clean)
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # make test runs SLN cells through the pipeline in test_run_identity.py and test_notebook_runs.py
 def test_smoke_cells_through_nlkit_run(kit_project):
     """CE and SLN smoke cells through `nlkit run` (papermill): finite, different numbers."""
     from nlkit.pipeline import run_cell
