@@ -136,6 +136,25 @@ def test_simclr_checkpoint_keys_are_checked(tmp_path):
         load_simclr(tmp_path / "bad.pt", arch="resnet18")
 
 
+def test_simclr_resnet9_keeps_its_width_through_save_and_load(tmp_path):
+    """The cpu profile's narrow ResNet-9 encoder: a reload must rebuild the same width (128-d features at 0.25),
+    and the switches train it in channels_last under bf16 autocast."""
+    from nlkit.encoders.simclr import SimCLRModel, load_simclr, save_simclr, train_simclr
+
+    with pytest.raises(UserError, match="resnet9 only"):
+        SimCLRModel("resnet18", width_mult=0.5)
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    model, loop = train_simclr(images, arch="resnet9", width_mult=0.25, epochs=1, batch_size=32, progress=False,
+                               bf16=True, channels_last=True)
+    assert model.feature_dim == 128 and loop.completed
+    convs = [p for p in model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    loaded = load_simclr(save_simclr(model, tmp_path / "r9.pt"))
+    assert (loaded.arch, loaded.width_mult, loaded.feature_dim) == ("resnet9", 0.25, 128)
+    x = torch.rand(4, 3, 32, 32)
+    torch.testing.assert_close(loaded.features(x), model.features(x))
+
+
 def test_simclr_trains_and_gives_normalised_features():
     from nlkit.data import load_dataset
     from nlkit.encoders.simclr import simclr_features, train_simclr

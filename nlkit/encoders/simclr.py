@@ -14,21 +14,26 @@ import torchvision
 from torch import nn
 
 from ..errors import DataMissingError, UserError, check_choice
-from ..models import SmallCNN
-from ..hardware import use_channels_last
+from ..models import ResNet9, SmallCNN
+from ..hardware import Switch, use_channels_last
 from ..train import autocast_for, default_device
 
 
 class SimCLRModel(nn.Module):
     """`f`: a ResNet whose stem is a 3x3 stride-1 conv with no max-pool and no fc, ending in global pooling;
     `g`: Linear(d, 512, no bias) -> BN -> ReLU -> Linear(512, 128). The features used for retrieval are the
-    L2-normalised outputs of `f` (2048-d for ResNet-50)."""
+    L2-normalised outputs of `f` (2048-d for ResNet-50). `width_mult` scales the ResNet-9 backbone only (the cpu
+    profile's CIFAR-10 network, docs/bench.md §3)."""
 
-    def __init__(self, arch: str = "resnet50", projection_dim: int = 128, in_channels: int = 3):
+    def __init__(self, arch: str = "resnet50", projection_dim: int = 128, in_channels: int = 3,
+                 width_mult: float = 1.0):
         super().__init__()
-        check_choice(arch, ("resnet18", "resnet50", "small_cnn"), "SimCLR backbone")
-        if arch == "small_cnn":
-            net = SmallCNN(in_channels=in_channels)
+        check_choice(arch, ("resnet18", "resnet50", "resnet9", "small_cnn"), "SimCLR backbone")
+        if width_mult != 1.0 and arch != "resnet9":
+            raise UserError(f"width_mult scales the SimCLR backbone resnet9 only, not {arch}")
+        if arch in ("small_cnn", "resnet9"):
+            net = SmallCNN(in_channels=in_channels) if arch == "small_cnn" else \
+                ResNet9(in_channels=in_channels, width_mult=width_mult)
             self.f, dim = net.body, net.feature_dim
         else:
             resnet = getattr(torchvision.models, arch)(weights=None)
@@ -40,7 +45,7 @@ class SimCLRModel(nn.Module):
                     continue
                 layers.append(module)
             self.f, dim = nn.Sequential(*layers), resnet.fc.in_features
-        self.arch, self.feature_dim = arch, dim
+        self.arch, self.width_mult, self.feature_dim = arch, width_mult, dim
         self.g = nn.Sequential(nn.Linear(dim, 512, bias=False), nn.BatchNorm1d(512), nn.ReLU(inplace=True),
                                nn.Linear(512, projection_dim, bias=True))
 
@@ -69,13 +74,13 @@ def load_simclr(path, arch: str = "resnet50", map_location="cpu") -> SimCLRModel
     state = torch_load(path, "SimCLR weights", map_location=map_location)
     if not isinstance(state, dict):
         raise UserError(f"{path} holds a {type(state).__name__}, not SimCLR weights (a state dict)")
-    layout = "published"
+    layout, width_mult = "published", 1.0
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        arch = state.get("arch", arch)
+        arch, width_mult = state.get("arch", arch), float(state.get("width_mult", 1.0))
         state = state["state_dict"]
         layout = "nlkit"
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = SimCLRModel(arch)
+    model = SimCLRModel(arch, width_mult=width_mult)
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
@@ -91,7 +96,7 @@ def save_simclr(model: SimCLRModel, path) -> Path:
     from ..io import atomic_write
 
     path = Path(path)
-    payload = {"arch": model.arch, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    payload = {"arch": model.arch, "width_mult": model.width_mult, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return path
 
@@ -167,18 +172,22 @@ def train_simclr(images: np.ndarray, *, arch: str = "resnet18", epochs: int = 10
                  lr: float = 1e-3, weight_decay: float = 1e-6, temperature: float = 0.5, seed: int = 0,
                  device=None, mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010),
                  checkpoint_dir=None, checkpoint_every_seconds: float = 300.0, time_budget_seconds=None,
-                 progress: bool = True):
+                 progress: bool = True, width_mult: float = 1.0, bf16: Switch = True,
+                 channels_last: Switch = False):
     """Train SimCLR (Adam, NT-Xent) on uint8 NHWC images held on the device; returns (model, LoopResult).
-    Resumes from `checkpoint_dir/checkpoints/last.pt` when present."""
+    Resumes from `checkpoint_dir/checkpoints/last.pt` when present. `bf16` and `channels_last` are the speed
+    switches of nlkit.hardware (the loss is computed in fp32 either way)."""
     from ..data import DeviceBatcher
     from ..train import TrainLoop, run_identity
 
     torch.manual_seed(seed)
     device = torch.device(device or default_device())
     in_ch = images.shape[-1]
-    model = SimCLRModel(arch, in_channels=in_ch).to(device)
-    if device.type == "cuda":
+    model = SimCLRModel(arch, in_channels=in_ch, width_mult=width_mult).to(device)
+    last = use_channels_last(channels_last, device, bf16)
+    if last:
         model = model.to(memory_format=torch.channels_last)
+    layout = torch.channels_last if last else torch.contiguous_format
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     batcher = DeviceBatcher(images, batch_size=batch_size, device=device, shuffle=True, drop_last=True, seed=seed)
     mean_t = torch.tensor(mean[:in_ch], device=device).view(1, -1, 1, 1)
@@ -190,9 +199,9 @@ def train_simclr(images: np.ndarray, *, arch: str = "resnet18", epochs: int = 10
         total = torch.zeros((), device=device)
         for batch in batcher.epoch(epoch - 1):
             x = batch.x  # in [0, 1]: the batcher normalises nothing here
-            v1 = (simclr_augment(x, gen) - mean_t) / std_t
-            v2 = (simclr_augment(x, gen) - mean_t) / std_t
-            with autocast_for(device):
+            v1 = ((simclr_augment(x, gen) - mean_t) / std_t).contiguous(memory_format=layout)
+            v2 = ((simclr_augment(x, gen) - mean_t) / std_t).contiguous(memory_format=layout)
+            with autocast_for(device, bf16):
                 _, z1 = model(v1)
                 _, z2 = model(v2)
             loss = nt_xent(z1, z2, temperature)
@@ -212,7 +221,8 @@ def train_simclr(images: np.ndarray, *, arch: str = "resnet18", epochs: int = 10
 
     loop = TrainLoop(checkpoint_dir, epochs=epochs, desc="SimCLR", checkpoint_every_seconds=checkpoint_every_seconds,
                      time_budget_seconds=time_budget_seconds, progress=progress, postfix=("loss",),
-                     identity=run_identity({"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                     identity=run_identity({"arch": arch, "width_mult": width_mult, "bf16": bf16,
+                                            "channels_last": channels_last, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                                             "weight_decay": weight_decay, "temperature": temperature,
                                             "mean": mean, "std": std}, seed, images))
     result = loop.run(epoch_fn, get_state, set_state, map_location=device)

@@ -12,6 +12,8 @@ import pandas as pd
 
 from ..data import load_dataset, stratified_subset
 from ..encoders.simclr import save_simclr, simclr_features, train_simclr
+from ..hardware import Switch, precision_report
+from ..train import default_device
 from .contract import (
     PROTOCOL_METRICS,
     MethodSpec,
@@ -34,6 +36,11 @@ CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 @dataclass
 class Config:
     arch: str = "resnet50"
+    width_mult: PositiveFloat = 1.0   # resnet9 only: the cpu profile's narrower network
+    # speed switches (nlkit.hardware). The kit's trainer autocasts to bf16 unless told not to (the paper profile
+    # sets fp32, as leftthomas/SimCLR); channels_last where a profile asks for it
+    bf16: Switch = True
+    channels_last: Switch = False
     epochs: PositiveInt = 500
     batch_size: PositiveInt = 512
     lr: PositiveFloat = 1e-3
@@ -75,7 +82,8 @@ def run(data: SimCLRData, config: Config, seed: int, workdir, *, device=None, pr
                                temperature=config.temperature, seed=seed, device=device, mean=data.mean,
                                std=data.std, checkpoint_dir=Path(workdir),
                                checkpoint_every_seconds=config.checkpoint_every_seconds,
-                               time_budget_seconds=config.time_budget_seconds, progress=progress)
+                               time_budget_seconds=config.time_budget_seconds, progress=progress,
+                               width_mult=config.width_mult, bf16=config.bf16, channels_last=config.channels_last)
     history = pd.DataFrame(loop.history)
     save_simclr(model, Path(workdir) / WEIGHTS_FILE)
     train_f = simclr_features(model, ds.train_images, device=device, mean=data.mean, std=data.std)
@@ -84,5 +92,7 @@ def run(data: SimCLRData, config: Config, seed: int, workdir, *, device=None, pr
     knn_acc = float(np.mean(knn_majority_vote(nbrs, ds.train_labels, ds.num_classes) == ds.test_labels) * 100)
     metrics = {"knn_clean_acc": knn_acc, "train_seconds": float(history["seconds"].sum()),
                "epochs": len(history), "final_loss": float(history["loss"].iloc[-1]), "arch": config.arch,
+               "width_mult": config.width_mult,
+               "hardware": precision_report(device or default_device(), config.bf16, config.channels_last),
                "acc_last": None, "acc_best_test": None, "acc_val_selected": None}
     return RunOutput(history, metrics, artefacts={"encoder": WEIGHTS_FILE}, state=model, completed=loop.completed)

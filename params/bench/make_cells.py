@@ -102,6 +102,10 @@ ROWS = {
 LRA_ENCODER = {"encoder": {"name": "simclr", "arch": "resnet50"},
                "needs": {"encoder": {"cell": "simclr/cifar10", "published": "SimCLR_128_cifar10.pt"}}}
 LRA_ENCODER_CPU = {"encoder": {"name": "pca", "dim": 64, "arch": None}, "needs": {"encoder": None}}
+# at the cpu profile's CIFAR-10 scale: the kit's SimCLR of that scale's ResNet-9 on the same 20,000 images
+# (params/simclr/cifar10-resnet9.yaml); the authors' ResNet-50 weights would be another encoder, so none is looked up
+LRA_ENCODER_CIFAR_CPU = {"encoder": {"name": "simclr", "arch": "resnet9"},
+                         "needs": {"encoder": "simclr/cifar10-resnet9"}}
 TABLES = {"B1": "acc_last", "B2": "acc_best_test"}
 KNN_ROW = "kNN vote on f_p"   # a baseline row read from LRA-Diffusion's run (its retrieval without the diffusion)
 
@@ -205,6 +209,7 @@ def cell(row: str, setting: str, budgets: dict) -> dict:
             entry["train"] = {**scale.pop("train"), "epochs": epochs, **entry["train"]}
             if row == "lra":  # the denoiser trains on cached features: no convnet to narrow
                 entry["train"].pop("width_mult")
+                entry.update(copy.deepcopy(LRA_ENCODER_CIFAR_CPU))
             entry.update(scale)
         elif profile == "cpu" and noise["model"] == "file":
             entry.update(copy.deepcopy(CIFAR_CPU_SMALL))
