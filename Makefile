@@ -54,7 +54,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -m "not extended" $(PYTEST_ARGS)
 
 # The longest end-to-end checks (an installed wheel's notebook, the GPU check's dry run, Ray and SLURM runs,
-# time limits), kept out of `make test` so that it stays under 10 minutes on 2 cores; CI runs both.
+# time limits, each paper's smoke cell through `nlkit run`), kept out of `make test` so that it stays under 10 minutes on 2 cores; CI runs both.
 test-extended: $(STAMP)
 	$(PY) -m pytest -q -m extended $(PYTEST_ARGS)
 

@@ -106,6 +106,7 @@ def test_every_row_gets_the_same_images_and_noisy_labels():
     assert bench.shared(first) is first
 
 
+@pytest.mark.extended  # 14 s; make test builds the ranked tables from the committed runs (test_report.py)
 def test_two_smoke_cells_run_end_to_end_and_fill_the_ranked_table(kit_project):
     from nlkit.pipeline.runner import run_cell
     from nlkit.pipeline.tables import build_tables

@@ -100,7 +100,8 @@ def test_the_users_ctrl_c_still_stops_a_direct_run(kernel_project):
 @pytest.mark.slow
 @pytest.mark.parametrize("ending, reason", [
     ("sys.exit(0)", "the notebook's code called sys.exit(0) in code cell 1 of kernel.ipynb"),
-    ("os._exit(0)", "the run's process ended without writing a current metrics.json"),
+    pytest.param("os._exit(0)", "the run's process ended without writing a current metrics.json",
+                 marks=pytest.mark.extended),
     ("kill -9", "the run's process was killed by signal 9 (out of memory?)"),
 ])
 def test_a_run_process_that_ends_without_a_result_is_failed_with_its_reason(kernel_project, monkeypatch, ending,
@@ -159,7 +160,7 @@ def test_a_stopped_direct_run_process_is_killed_at_its_time_limit(kernel_project
     check_alpha_failed_alone(project, err, "the run's process was stopped at its time limit of 0.4 min")
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # 14 s; make test stops a run at its time limit in test_faults.py
 def test_a_stopped_kernel_is_stopped_at_its_time_limit(kernel_project):
     """A papermill run whose kernel is stopped (SIGSTOP) fails at its time limit instead of waiting forever."""
     pytest.importorskip("papermill")

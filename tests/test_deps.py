@@ -160,7 +160,7 @@ THREADS_CODE = [PARAMS, (
     "torch.get_num_threads(), 'pid': os.getpid(), 'started': started, 'finished': time.time()}))")]
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # 7 s; make test runs --jobs 2 reproduces in test_faults.py and test_containment.py
 def test_parallel_runs_each_drive_a_kernel_with_the_profiles_threads(tmp_path, monkeypatch):
     """`--jobs 2`: two worker kernels run at once, each run computes with `resources.num_cpus` threads (so its
     numbers do not depend on how many runs share the machine), and a cell with the same settings as one under

@@ -791,7 +791,7 @@ def test_kill_9_of_the_kernel_fails_nlkit_run_in_one_line(kernel_project):
     assert not list((project / "tmp").glob("*.json")), "the dead kernel's connection file is left"
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # make test checks a killed kernel's one line (kill -9 above)
 def test_a_segfaulting_kernel_fails_its_run_in_one_line(kernel_project):
     pytest.importorskip("papermill")
     project = kernel_project("segfault")

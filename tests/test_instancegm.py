@@ -402,7 +402,7 @@ def test_resume_mid_run_gives_the_uninterrupted_result(smoke_data, tmp_path):
         np.testing.assert_allclose(resumed.history[col], full.history[col], rtol=1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # make test runs InstanceGM's cells through the pipeline in test_run_identity.py
 def test_smoke_cell_through_nlkit_run(kit_project, monkeypatch):
     """The InstanceGM smoke cell through `nlkit run` (papermill): finite numbers, every figure."""
     from nlkit.pipeline import run_cell

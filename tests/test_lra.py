@@ -199,7 +199,7 @@ def test_training_learns_on_digits_and_reports_the_protocol():
     assert detection_quality(verdicts)["roc_auc"] > 0.6
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # make test runs LRA's cells through the pipeline in test_run_identity.py
 def test_smoke_cell_through_nlkit_run(kit_project):
     from nlkit.pipeline import run_cell
 

@@ -39,7 +39,7 @@ def execute(name, tmp_path, **parameters):
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # 9 s; make test runs the explorer on PMD and a label file (below)
 def test_noise_explorer_instance_noise_with_class_filter(tmp_path):
     out = execute("noise_explorer", tmp_path, noise="idn", rate=0.3, class_filter=["3", "5", "8"],
                   interactive=False)

@@ -20,6 +20,9 @@ from nlkit.pipeline.runner import metrics_path
 from test_pipeline import write_notebook
 
 ray = pytest.importorskip("ray")
+# Ray starts a local cluster (11 s) and each check reruns the pipeline through it: make test-extended (CI runs
+# both); the same pipeline runs locally in make test (test_pipeline.py, test_deps.py, test_faults.py)
+pytestmark = pytest.mark.extended
 
 PARAMS = "params_file = None\nprofile = 'smoke'\nseed = 0\nout_dir = 'x'\ndata_root = None\nnoise_root = None\nneeds = {}"
 

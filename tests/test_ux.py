@@ -336,7 +336,7 @@ def test_hooks_need_no_network():
     assert all(r["repo"] == "local" for r in repos), "a hook fetched from a remote repository fails offline"
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # 19 s: installs the hooks and commits in a fresh clone
 def test_commit_with_hooks_installed_works_offline_and_keeps_the_outputs_on_disk(tmp_path):
     """`make install` sets up the output filter and pre-commit; a commit then runs the local hooks (no network): a
     notebook saved with outputs is committed without them, its script is brought in sync, and the file on disk

@@ -32,7 +32,8 @@ SETTINGS = {
 # The cpu profile's CIFAR-10 columns at its CIFAR-10 scale (CIFAR_CPU below). The quick and paper profiles run CIFAR-10
 # in the plain columns, so they skip these (CPU_ONLY).
 SETTINGS["c10-sym-0.5"] = ("CIFAR-10 sym 0.5", {"model": "sym", "rate": 0.5}, 1.0)
-CPU_ONLY = {"c10-sym-0.5"}
+SETTINGS["c10-ptd-0.4"] = ("CIFAR-10 PTD 0.4", {"model": "idn", "rate": 0.4}, 0.5)
+CPU_ONLY = {"c10-sym-0.5", "c10-ptd-0.4"}
 # CIFAR-10N's human labels (a published file; docs/noise.md §7.1): CIFAR-10's own images only, so the quick and
 # paper profiles run them and the cell is reported "not run" where the file is missing. SLN's sigma 0.5 is the
 # kit's choice for real noise (params/sln/cifar10n-*-slnmolc.yaml).
@@ -69,7 +70,7 @@ CIFAR_CPU_EPOCHS_ROW = {"dividemix": 15, "instancegm": 15}
 # SLN's constant lr 0.001 belongs to its 300 epochs; in 30 the reduced profile's constant 0.02 left clean CE
 # underfitting (78.6 %, training accuracy 87 %). A half-cosine from 0.05 gives 83.5 % (docs/bench.md §3).
 CIFAR_CPU_SLN = {"lr": 0.05, "lr_schedule": "cosine"}
-CIFAR_CPU_COLUMNS = {"clean", "c10-sym-0.5"}
+CIFAR_CPU_COLUMNS = {"clean", "c10-sym-0.5", "c10-ptd-0.4"}
 # the label-file columns' present cpu budget: reduced CIFAR-10 at the MNIST columns' small CNN and 30 epochs
 CIFAR_CPU_SMALL = {"dataset": "cifar10", "image_size": None, "train_subset": 5000, "test_subset": 2000}
 NOISE_SOURCE = {
