@@ -8,6 +8,8 @@ JSON per run to benchmarks/results/:
 
     python benchmarks/bench_tdsm.py                          # GPU when present: ddpmpp_mnist at 32x32, batch 512
     python benchmarks/bench_tdsm.py --device cpu             # a shrunk UNet at 8x8, batch 64 (the cpu profile)
+    python benchmarks/bench_tdsm.py --device cpu --preset cifar32   # CIFAR-10's 3x32x32 at docs/tdsm.md §14's
+                                                             # quick-c10 UNet (base 64, 2 blocks), bf16 where native
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ from nlkit.methods.tdsm.weights import build_transition
 from nlkit.noise import make_noise
 from nlkit.pipeline.runner import device_name, git_commit
 
-PRESETS = {  # device -> (UNet settings, image size, batch)
-    "cuda": (dict(arch="ddpmpp_mnist", precision="bf16"), 32, 512),
-    "cpu": (dict(arch="ddpmpp_tiny", model_channels=16, channel_mult=[1, 2], attn_resolutions=[4]), 8, 64),
+PRESETS = {  # name -> (UNet settings, image size, channels, batch)
+    "cuda": (dict(arch="ddpmpp_mnist", precision="bf16"), 32, 1, 512),
+    "cpu": (dict(arch="ddpmpp_tiny", model_channels=16, channel_mult=[1, 2], attn_resolutions=[4]), 8, 1, 64),
+    # what TDSM's CIFAR-10 comparison at 32x32 would train at the least (docs/tdsm.md §14, quick-c10): the images'
+    # content does not change the cost, so the digits stand in, copied to three channels
+    "cifar32": (dict(arch="ddpmpp", model_channels=64, num_blocks=2, precision="auto"), 32, 3, 64),
 }
 
 
@@ -55,10 +60,11 @@ def classifier_for(images, noisy, S: np.ndarray, cfg: TDSMConfig, device, untrai
     return train_classifier(images, noisy, S, c, 0, device=device, progress=False).model
 
 
-def measure(device: str, kimg: float, untrained: bool) -> dict:
+def measure(device: str, kimg: float, untrained: bool, preset: str | None = None) -> dict:
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    net_settings, size, batch = PRESETS[kind]
+    net_settings, size, channels, batch = PRESETS[preset or kind]
     digits, digit_labels = digits_at(size)
+    digits = np.repeat(digits, channels, axis=-1) if channels != digits.shape[-1] else digits
     n = max(4 * batch, int(kimg * 1000))
     reps = -(-n // len(digits))
     images, noisy = np.tile(digits, (reps, 1, 1, 1))[:n], np.tile(digit_labels, reps)[:n]
@@ -66,7 +72,9 @@ def measure(device: str, kimg: float, untrained: bool) -> dict:
     cfg = TDSMConfig(**net_settings, batch_size=batch, warmup_kimg=1, duration_kimg=kimg, kimg_per_tick=kimg / 2,
                      augment_p=0.12, checkpoint_every_seconds=1e9)
     classifier = classifier_for(digits, digit_labels, S, cfg, device, untrained)
-    out = {"image_size": size, "batch_size": batch, **net_settings}
+    from nlkit.hardware import precision_report
+
+    out = {"hardware": precision_report(device, cfg.bf16), "preset": preset or kind, "image_size": size, "channels": channels, "batch_size": batch, **net_settings}
     for method in ("dsm", "tdsm"):
         t0 = time.perf_counter()
         run = train_diffusion(images, noisy, S, cfg, 0, method=method, classifier=classifier, device=device,
@@ -89,10 +97,11 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--kimg", type=float, help="images per model, thousands (default 100 on GPU, 3.2 on CPU)")
     p.add_argument("--untrained", action="store_true", help="an untrained classifier (about the most extra passes)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="the network and image size (default: the device's)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args()
     kimg = args.kimg or (100.0 if args.device.startswith("cuda") else 3.2)
-    result = measure(args.device, kimg, args.untrained)
+    result = measure(args.device, kimg, args.untrained, args.preset)
     commit = git_commit() or "unknown"
     device = device_name() if args.device.startswith("cuda") else \
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
@@ -103,7 +112,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", device.split(" (")[0]).strip("-").lower()
-    path = out / f"tdsm-{slug}{'-untrained' if args.untrained else ''}-{commit[:8]}.json"
+    preset = f"-{args.preset}" if args.preset else ""
+    path = out / f"tdsm-{slug}{preset}{'-untrained' if args.untrained else ''}-{commit[:8]}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
     print(f"written to {path}")

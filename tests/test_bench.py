@@ -72,11 +72,19 @@ def test_cpu_profile_runs_mnist_subset_and_reduced_cifar10_for_the_label_file_co
     assert load_cell(cell_path("sym-0.5-lra"), "cpu")["encoder"]["name"] == "pca"
     cifar = load_cell(cell_path("c10n-aggre-lra"), "cpu")
     assert cifar["encoder"]["name"] == "simclr" and cifar["needs"]["encoder"]["cell"] == "simclr/cifar10"
+    # at the CIFAR-10 scale: the SimCLR ResNet-9 trained on that scale's own 20,000 images
+    for name in ("c10-sym-0.5-lra", "c10-ptd-0.4-lra"):
+        scale = load_cell(cell_path(name), "cpu")
+        assert scale["encoder"] == {"name": "simclr", "arch": "resnet9"}, name
+        assert scale["needs"] == {"encoder": "simclr/cifar10-resnet9"} and scale["train_subset"] == 20000, name
+        encoder = load_cell(ROOT / "params/simclr/cifar10-resnet9.yaml", "cpu")
+        assert (encoder["train_subset"], encoder["train"]["arch"]) == (scale["train_subset"], "resnet9")
 
 
 def test_there_is_one_cell_per_row_and_setting_and_make_cells_wrote_them(tmp_path):
-    # 6 generated settings, 3 CIFAR-10N label sets, 2 PMD files; and the clean column (CE only)
-    assert len(find_cells("bench")) == 8 * 12 + 1
+    # 7 generated settings (two of them the cpu CIFAR scale's), 3 CIFAR-10N label sets, 2 PMD files; and the clean
+    # column (CE only)
+    assert len(find_cells("bench")) == 8 * 13 + 1
     spec = importlib.util.spec_from_file_location("make_cells", ROOT / "params" / "bench" / "make_cells.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
