@@ -61,7 +61,7 @@ def test_rows_select_their_variant_inside_the_method():
 def test_cpu_profile_runs_mnist_subset_and_reduced_cifar10_for_the_label_file_columns():
     mnist = load_cell(cell_path("sym-0.8-ce"), "cpu")
     assert (mnist["dataset"], mnist["image_size"], mnist["train_subset"]) == ("mnist", 16, 5000)
-    for name in ("c10n-worse-dividemix", "pmd-0.35-gce", "pmd-0.70-lra"):
+    for name in ("c10n-aggre-dividemix", "pmd-0.35-gce", "pmd-0.70-lra"):
         cell = load_cell(cell_path(name), "cpu")
         assert (cell["dataset"], cell["image_size"], cell["train_subset"], cell["test_subset"]) == \
             ("cifar10", None, 5000, 2000), name
@@ -73,7 +73,7 @@ def test_cpu_profile_runs_mnist_subset_and_reduced_cifar10_for_the_label_file_co
     cifar = load_cell(cell_path("c10n-aggre-lra"), "cpu")
     assert cifar["encoder"]["name"] == "simclr" and cifar["needs"]["encoder"]["cell"] == "simclr/cifar10"
     # at the CIFAR-10 scale: the SimCLR ResNet-9 trained on that scale's own 20,000 images
-    for name in ("c10-sym-0.5-lra", "c10-ptd-0.4-lra"):
+    for name in ("c10-sym-0.5-lra", "c10-ptd-0.4-lra", "c10n-worse-lra"):
         scale = load_cell(cell_path(name), "cpu")
         assert scale["encoder"] == {"name": "simclr", "arch": "resnet9"}, name
         assert scale["needs"] == {"encoder": "simclr/cifar10-resnet9"} and scale["train_subset"] == 20000, name
